@@ -1,0 +1,9 @@
+//! berth's domain: the rules of names, digests and manifests, as pure code
+//! with no I/O, so that every front door and backend shares one definition.
+
+pub mod digest;
+pub mod manifest;
+pub mod name;
+
+pub use digest::{Algorithm, Digest, Hasher};
+pub use name::{Reference, RepositoryName, Tag};
