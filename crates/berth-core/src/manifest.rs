@@ -316,7 +316,8 @@ mod tests {
                 ..
             })
         ));
-        let no_config = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[]}}"#);
+        let no_config =
+            format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[]}}"#);
         assert!(matches!(
             parse(no_config.as_bytes(), None),
             Err(ManifestError::Field {

@@ -1,1 +1,214 @@
-pub fn x(){}
+//! berth's storage: two small traits and their backends.
+//!
+//! [`MetadataStore`] keeps everything a request needs to decide (repositories,
+//! blob links, manifests, tags, upload sessions) so that no request path ever
+//! lists an object store. [`BlobStore`] keeps bytes: upload staging areas and
+//! content-addressed blobs. The registry service combines them; neither knows
+//! about HTTP.
+
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use berth_core::{Digest, RepositoryName, Tag};
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub mod fs;
+pub mod sqlite;
+
+pub use fs::FsBlobStore;
+pub use sqlite::SqliteStore;
+
+/// Bytes arriving from a client, borrowed for the length of one write.
+pub type ByteStream<'a> = dyn Stream<Item = io::Result<Bytes>> + Send + Unpin + 'a;
+
+/// Bytes of a stored blob, read lazily.
+pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'static>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// The client's body failed mid-stream; nothing was recorded.
+    #[error("request body: {0}")]
+    Body(io::Error),
+    #[error("blob storage: {0}")]
+    Io(#[from] io::Error),
+    #[error("metadata database: {0}")]
+    Database(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Milliseconds since the Unix epoch: the one time unit in the metadata store.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Blob bytes: upload staging areas and content-addressed blobs.
+///
+/// A blob becomes readable only through [`BlobStore::commit_upload`], after the
+/// service verified its digest; the metadata store decides who may see it.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Writes `data` into upload `id`'s staging area from `offset`, discarding
+    /// anything staged past `offset` (a write that failed half-way), and
+    /// returns the number of bytes written. The caller serializes writes to
+    /// one upload.
+    async fn write_upload(&self, id: &str, offset: u64, data: &mut ByteStream<'_>) -> Result<u64>;
+
+    /// The first `len` staged bytes of upload `id`.
+    async fn read_upload(&self, id: &str, len: u64) -> Result<BlobStream>;
+
+    /// Makes the first `len` staged bytes of upload `id` the content of
+    /// `digest`, durably, and drops the staging area. If the blob already
+    /// exists, the staged bytes are dropped.
+    async fn commit_upload(&self, id: &str, len: u64, digest: &Digest) -> Result<()>;
+
+    /// Drops upload `id`'s staging area, if any.
+    async fn delete_upload(&self, id: &str) -> Result<()>;
+
+    /// Staging areas last written before `cutoff` (for the clean-up of
+    /// uploads whose metadata never got written or was already removed).
+    async fn stale_uploads(&self, cutoff: SystemTime) -> Result<Vec<String>>;
+
+    /// Streams a committed blob, or the byte `range` of it.
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<BlobStream>;
+
+    /// Removes a committed blob. Only garbage collection calls this.
+    async fn delete(&self, digest: &Digest) -> Result<()>;
+}
+
+/// An upload session, as recorded after its last successful write.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub id: String,
+    pub repository: RepositoryName,
+    /// Bytes received so far.
+    pub size: u64,
+    /// The saved incremental hash of those bytes ([`berth_core::Hasher::save`]).
+    pub hash_state: Vec<u8>,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Bytes,
+}
+
+/// A manifest to record, with what it references.
+#[derive(Clone, Debug)]
+pub struct NewManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Bytes,
+    pub artifact_type: Option<String>,
+    pub subject: Option<Digest>,
+    /// The manifest's `annotations` object as JSON text.
+    pub annotations: Option<String>,
+    /// Blobs that must be linked to the repository.
+    pub blobs: Vec<Digest>,
+    /// Manifests that must exist in the repository.
+    pub children: Vec<Digest>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PutManifestOutcome {
+    Stored,
+    MissingBlobs(Vec<Digest>),
+    MissingManifests(Vec<Digest>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteManifestOutcome {
+    Deleted,
+    NotFound,
+    /// An index in the repository still lists it.
+    ReferencedBy(Digest),
+}
+
+/// One entry of the referrers API's index.
+#[derive(Clone, Debug)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+/// Registry metadata. Every method is one atomic step.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Creates the repository if it does not exist.
+    async fn ensure_repository(&self, name: &RepositoryName) -> Result<()>;
+    async fn repository_exists(&self, name: &RepositoryName) -> Result<bool>;
+    /// Repository names after `last`, in lexical order, at most `limit`.
+    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>>;
+
+    /// The size of `digest` if it is linked to `repository`.
+    async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
+    /// Links an existing blob into `repository` (cross-repository mount), returning its size.
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>>;
+    /// Removes the blob's link from `repository`; false if there was none.
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
+
+    async fn create_upload(&self, upload: &Upload) -> Result<()>;
+    async fn get_upload(&self, repository: &RepositoryName, id: &str) -> Result<Option<Upload>>;
+    /// Records a write that took the upload from `from_size` to `upload.size`;
+    /// false if the upload is gone or moved on meanwhile.
+    async fn advance_upload(&self, upload: &Upload, from_size: u64) -> Result<bool>;
+    /// Records the verified blob, links it into the upload's repository and
+    /// ends the upload, in one step.
+    async fn complete_upload(&self, upload: &Upload, digest: &Digest) -> Result<()>;
+    async fn delete_upload(&self, id: &str) -> Result<bool>;
+    /// Uploads last written before `cutoff_millis`.
+    async fn stale_uploads(&self, cutoff_millis: i64) -> Result<Vec<String>>;
+
+    async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &berth_core::Reference,
+    ) -> Result<Option<StoredManifest>>;
+    /// Stores the manifest (idempotently) and points `tag` at it, if every
+    /// blob and child it references is in the repository.
+    async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> Result<PutManifestOutcome>;
+    /// Deletes the manifest and every tag pointing at it.
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<DeleteManifestOutcome>;
+    /// Removes one tag; false if it did not exist.
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool>;
+    /// Tags after `last`, in lexical order, at most `limit`.
+    async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>>;
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+    ) -> Result<Vec<Referrer>>;
+}

@@ -1,0 +1,456 @@
+//! The OCI Distribution front door (`/v2/…`): translates HTTP to registry
+//! calls and registry errors to the spec's error bodies. No registry logic
+//! lives here.
+
+pub mod error;
+pub mod route;
+
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+
+use axum::body::{Body, HttpBody};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_core::manifest::{MAX_MANIFEST_BYTES, ManifestError, OCI_INDEX};
+use berth_core::{Algorithm, Digest, RepositoryName};
+use futures_util::TryStreamExt;
+use serde_json::json;
+
+use crate::registry::{Registry, RegistryError};
+use error::{OciError, range_header};
+use route::Route;
+
+const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+
+type Answer = Result<Response, OciError>;
+
+/// Serves every `/v2/` request.
+pub async fn serve(registry: Arc<Registry>, request: Request) -> Response {
+    let mut response = match route::parse(request.uri().path()) {
+        Ok(Some(route)) => dispatch(&registry, route, request)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        Ok(None) => OciError::not_found().into_response(),
+        Err(e) => e.into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    response
+}
+
+async fn dispatch(registry: &Registry, route: Route, request: Request) -> Answer {
+    let method = request.method().clone();
+    match (route, method) {
+        (Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, json!({}))),
+        (Route::Catalog, Method::GET) => catalog(registry, request.uri().query()).await,
+        (Route::Tags(name), Method::GET) => tags(registry, &name, request.uri().query()).await,
+        (Route::Manifest(name, reference), Method::GET | Method::HEAD) => {
+            let manifest = registry.get_manifest(&name, &reference).await?;
+            let headers = [
+                (header::CONTENT_TYPE, manifest.media_type),
+                (CONTENT_DIGEST, manifest.digest.to_string()),
+                (header::ETAG, format!("\"{}\"", manifest.digest)),
+            ];
+            Ok((headers, manifest.content).into_response())
+        }
+        (Route::Manifest(name, reference), Method::PUT) => {
+            let content_type =
+                header_str(request.headers(), header::CONTENT_TYPE).map(String::from);
+            let content = axum::body::to_bytes(request.into_body(), MAX_MANIFEST_BYTES)
+                .await
+                .map_err(|_| {
+                    OciError::from(RegistryError::ManifestInvalid(ManifestError::TooLarge))
+                })?;
+            let stored = registry
+                .put_manifest(&name, &reference, content_type.as_deref(), content)
+                .await?;
+            let mut response = created(
+                format!("/v2/{name}/manifests/{}", stored.digest),
+                &stored.digest,
+            );
+            if let Some(subject) = stored.subject {
+                insert(&mut response, OCI_SUBJECT, subject.to_string());
+            }
+            Ok(response)
+        }
+        (Route::Manifest(name, reference), Method::DELETE) => {
+            registry.delete_manifest(&name, &reference).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Route::Blob(name, digest), Method::GET | Method::HEAD) => {
+            let head = request.method() == Method::HEAD;
+            get_blob(registry, &name, &digest, request.headers(), head).await
+        }
+        (Route::Blob(name, digest), Method::DELETE) => {
+            registry.delete_blob(&name, &digest).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Route::Uploads(name), Method::POST) => start_upload(registry, &name, request).await,
+        (Route::Upload(name, id), Method::GET) => {
+            let upload = registry.upload_status(&name, &id).await?;
+            Ok(upload_response(
+                StatusCode::NO_CONTENT,
+                &name,
+                &id,
+                upload.size,
+            ))
+        }
+        (Route::Upload(name, id), Method::PATCH) => {
+            let start = content_range_start(request.headers())?;
+            let len = match start {
+                Some((start, end)) => Some(end - start + 1),
+                None => None,
+            };
+            let mut body = body_stream(request.into_body());
+            let upload = registry
+                .write_upload(&name, &id, start.map(|(s, _)| s), len, &mut body)
+                .await?;
+            Ok(upload_response(
+                StatusCode::ACCEPTED,
+                &name,
+                &id,
+                upload.size,
+            ))
+        }
+        (Route::Upload(name, id), Method::PUT) => {
+            let digest = query_digest(request.uri().query())?
+                .ok_or_else(|| OciError::digest_invalid("digest query parameter is required"))?;
+            let start = content_range_start(request.headers())?.map(|(s, _)| s);
+            let body = request.into_body();
+            if body.size_hint().exact() == Some(0) {
+                registry.finish_upload(&name, &id, &digest, None).await?;
+            } else {
+                let mut body = body_stream(body);
+                registry
+                    .finish_upload(&name, &id, &digest, Some((start, &mut body)))
+                    .await?;
+            }
+            Ok(created(format!("/v2/{name}/blobs/{digest}"), &digest))
+        }
+        (Route::Upload(name, id), Method::DELETE) => {
+            registry.cancel_upload(&name, &id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Route::Referrers(name, digest), Method::GET) => {
+            referrers(registry, &name, &digest, request.uri().query()).await
+        }
+        (_, method) => Err(OciError::unsupported(format!(
+            "method {method} is not supported on this endpoint"
+        ))),
+    }
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn insert(response: &mut Response, name: HeaderName, value: String) {
+    if let Ok(value) = HeaderValue::try_from(value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+fn created(location: String, digest: &Digest) -> Response {
+    let mut response = StatusCode::CREATED.into_response();
+    insert(&mut response, header::LOCATION, location);
+    insert(&mut response, CONTENT_DIGEST, digest.to_string());
+    response
+}
+
+fn upload_response(status: StatusCode, name: &RepositoryName, id: &str, size: u64) -> Response {
+    let mut response = status.into_response();
+    insert(
+        &mut response,
+        header::LOCATION,
+        format!("/v2/{name}/blobs/uploads/{id}"),
+    );
+    insert(&mut response, header::RANGE, range_header(size));
+    insert(&mut response, UPLOAD_UUID, id.to_string());
+    response
+}
+
+fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn body_stream(
+    body: Body,
+) -> impl futures_util::Stream<Item = io::Result<bytes::Bytes>> + Send + Unpin {
+    body.into_data_stream().map_err(io::Error::other)
+}
+
+fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+}
+
+fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query_pairs(query).find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+fn query_digest(query: Option<&str>) -> Result<Option<Digest>, OciError> {
+    query_param(query, "digest")
+        .map(|d| {
+            d.parse().map_err(|e: berth_core::digest::DigestError| {
+                OciError::digest_invalid(e.to_string())
+            })
+        })
+        .transpose()
+}
+
+/// The `Content-Range: <start>-<end>` of a chunk, if sent.
+fn content_range_start(headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
+    let Some(value) = header_str(headers, header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        OciError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "BLOB_UPLOAD_INVALID",
+            format!("invalid Content-Range '{value}'"),
+        )
+    };
+    let range = value
+        .trim()
+        .trim_start_matches("bytes ")
+        .trim_start_matches("bytes=");
+    let (start, end) = range.split_once('-').ok_or_else(invalid)?;
+    let start: u64 = start.parse().map_err(|_| invalid())?;
+    let end: u64 = end.parse().map_err(|_| invalid())?;
+    if end < start {
+        return Err(invalid());
+    }
+    Ok(Some((start, end)))
+}
+
+/// The page size `n` and position `last` of a listing.
+fn page(query: Option<&str>) -> Result<(u32, Option<String>), OciError> {
+    let n = match query_param(query, "n") {
+        Some(n) => n.parse::<u32>().map_err(|_| {
+            OciError::new(
+                StatusCode::BAD_REQUEST,
+                "PAGINATION_NUMBER_INVALID",
+                "n must be a non-negative integer",
+            )
+        })?,
+        None => u32::MAX,
+    };
+    Ok((n, query_param(query, "last")))
+}
+
+fn link_next(path: &str, n: u32, last: &str) -> String {
+    let last: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
+    format!("<{path}?n={n}&last={last}>; rel=\"next\"")
+}
+
+async fn tags(registry: &Registry, name: &RepositoryName, query: Option<&str>) -> Answer {
+    let (n, last) = page(query)?;
+    let (tags, more) = registry.list_tags(name, last.as_deref(), n).await?;
+    let next = more.then(|| {
+        link_next(
+            &format!("/v2/{name}/tags/list"),
+            n,
+            tags.last().map_or("", |t| t),
+        )
+    });
+    let mut response = json_response(StatusCode::OK, json!({"name": name.as_str(), "tags": tags}));
+    if let Some(next) = next {
+        insert(&mut response, header::LINK, next);
+    }
+    Ok(response)
+}
+
+async fn catalog(registry: &Registry, query: Option<&str>) -> Answer {
+    let (n, last) = page(query)?;
+    let (names, more) = registry.catalog(last.as_deref(), n).await?;
+    let next = more.then(|| link_next("/v2/_catalog", n, names.last().map_or("", |t| t)));
+    let mut response = json_response(StatusCode::OK, json!({"repositories": names}));
+    if let Some(next) = next {
+        insert(&mut response, header::LINK, next);
+    }
+    Ok(response)
+}
+
+async fn referrers(
+    registry: &Registry,
+    name: &RepositoryName,
+    subject: &Digest,
+    query: Option<&str>,
+) -> Answer {
+    let artifact_type = query_param(query, "artifactType");
+    let found = registry
+        .referrers(name, subject, artifact_type.as_deref())
+        .await?;
+    let manifests: Vec<serde_json::Value> = found
+        .into_iter()
+        .map(|r| {
+            let mut entry = json!({
+                "mediaType": r.media_type,
+                "digest": r.digest.to_string(),
+                "size": r.size,
+            });
+            if let Some(t) = r.artifact_type {
+                entry["artifactType"] = json!(t);
+            }
+            if let Some(a) = r
+                .annotations
+                .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+            {
+                entry["annotations"] = a;
+            }
+            entry
+        })
+        .collect();
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+    let mut response = json_response(StatusCode::OK, index);
+    insert(&mut response, header::CONTENT_TYPE, OCI_INDEX.to_string());
+    if artifact_type.is_some() {
+        insert(
+            &mut response,
+            OCI_FILTERS_APPLIED,
+            "artifactType".to_string(),
+        );
+    }
+    Ok(response)
+}
+
+/// Parses a single `bytes=` range against a blob of `size` bytes.
+/// `Ok(None)`: serve the whole blob (no range, or one we do not interpret).
+fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, RegistryError> {
+    let Some(spec) = header_str(headers, header::RANGE).and_then(|r| r.strip_prefix("bytes="))
+    else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // multiple ranges: answer with the whole blob, as RFC 9110 allows
+    }
+    let Some((start, end)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let unsatisfiable = RegistryError::RangeNotSatisfiable { size };
+    let range = match (start.parse::<u64>(), end.parse::<u64>()) {
+        (Ok(start), Ok(end)) if start <= end => start..(end + 1).min(size),
+        (Ok(start), Err(_)) if end.is_empty() => start..size,
+        (Err(_), Ok(suffix)) if start.is_empty() => size.saturating_sub(suffix)..size,
+        _ => return Ok(None),
+    };
+    if range.start >= size || range.is_empty() {
+        return Err(unsatisfiable);
+    }
+    Ok(Some(range))
+}
+
+async fn get_blob(
+    registry: &Registry,
+    name: &RepositoryName,
+    digest: &Digest,
+    headers: &HeaderMap,
+    head: bool,
+) -> Answer {
+    let size = registry.blob_size(name, digest).await?;
+    let range = match requested_range(headers, size) {
+        Ok(range) => range,
+        Err(e) => {
+            let mut response = OciError::from(e).into_response();
+            insert(
+                &mut response,
+                header::CONTENT_RANGE,
+                format!("bytes */{size}"),
+            );
+            return Ok(response);
+        }
+    };
+    let (status, len) = match &range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
+        None => (StatusCode::OK, size),
+    };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from_stream(registry.read_blob(digest, range.clone()).await?)
+    };
+    let mut response = (status, body).into_response();
+    insert(&mut response, header::CONTENT_LENGTH, len.to_string());
+    insert(
+        &mut response,
+        header::CONTENT_TYPE,
+        "application/octet-stream".into(),
+    );
+    insert(&mut response, CONTENT_DIGEST, digest.to_string());
+    insert(&mut response, header::ACCEPT_RANGES, "bytes".into());
+    if let Some(r) = range {
+        insert(
+            &mut response,
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{size}", r.start, r.end - 1),
+        );
+    }
+    Ok(response)
+}
+
+/// `POST …/blobs/uploads/`: a mount, a whole blob (`?digest=`), or a new session.
+async fn start_upload(registry: &Registry, name: &RepositoryName, request: Request) -> Answer {
+    let query = request.uri().query().map(String::from);
+    let query = query.as_deref();
+    if let Some(mount) = query_param(query, "mount") {
+        let from = query_param(query, "from").and_then(|f| f.parse::<RepositoryName>().ok());
+        if let (Ok(digest), Some(from)) = (mount.parse::<Digest>(), from)
+            && registry.mount_blob(name, &from, &digest).await?.is_some()
+        {
+            return Ok(created(format!("/v2/{name}/blobs/{digest}"), &digest));
+        }
+        // Nothing to mount from: the client pushes the blob in a normal upload.
+    } else if let Some(digest) = query_digest(query)? {
+        let mut body = body_stream(request.into_body());
+        registry.put_blob(name, &digest, &mut body).await?;
+        return Ok(created(format!("/v2/{name}/blobs/{digest}"), &digest));
+    }
+    let upload = registry.start_upload(name, Algorithm::Sha256).await?;
+    Ok(upload_response(StatusCode::ACCEPTED, name, &upload.id, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(value: &str, size: u64) -> Result<Option<Range<u64>>, RegistryError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RANGE, HeaderValue::from_str(value).unwrap());
+        requested_range(&headers, size)
+    }
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(range("bytes=0-9", 100).unwrap(), Some(0..10));
+        assert_eq!(range("bytes=90-200", 100).unwrap(), Some(90..100));
+        assert_eq!(range("bytes=50-", 100).unwrap(), Some(50..100));
+        assert_eq!(range("bytes=-10", 100).unwrap(), Some(90..100));
+        assert_eq!(range("bytes=0-1,5-6", 100).unwrap(), None);
+        assert_eq!(range("items=0-1", 100).unwrap(), None);
+        assert!(range("bytes=100-", 100).is_err());
+        assert!(range("bytes=-0", 100).is_err());
+        assert!(range("bytes=0-0", 0).is_err());
+    }
+
+    #[test]
+    fn content_ranges() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(content_range_start(&headers).unwrap(), None);
+        headers.insert(header::CONTENT_RANGE, HeaderValue::from_static("0-99"));
+        assert_eq!(content_range_start(&headers).unwrap(), Some((0, 99)));
+        headers.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_static("bytes 10-19"),
+        );
+        assert_eq!(content_range_start(&headers).unwrap(), Some((10, 19)));
+        headers.insert(header::CONTENT_RANGE, HeaderValue::from_static("9-1"));
+        assert!(content_range_start(&headers).is_err());
+    }
+}

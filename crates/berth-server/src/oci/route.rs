@@ -1,0 +1,152 @@
+//! `/v2/…` paths. Repository names contain `/`, so the endpoint is found from
+//! the end of the path, never by a generic router.
+
+use berth_core::{Digest, Reference, RepositoryName};
+use percent_encoding::percent_decode_str;
+
+use super::error::OciError;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    Base,
+    Catalog,
+    Tags(RepositoryName),
+    Manifest(RepositoryName, Reference),
+    Blob(RepositoryName, Digest),
+    /// `…/blobs/uploads/`: start an upload.
+    Uploads(RepositoryName),
+    /// `…/blobs/uploads/<id>`.
+    Upload(RepositoryName, String),
+    Referrers(RepositoryName, Digest),
+}
+
+/// Maps a path to its endpoint; `Ok(None)` when it is no `/v2/` endpoint.
+pub fn parse(path: &str) -> Result<Option<Route>, OciError> {
+    let Some(rest) = path.strip_prefix("/v2") else {
+        return Ok(None);
+    };
+    if rest.is_empty() || rest == "/" {
+        return Ok(Some(Route::Base));
+    }
+    let Some(rest) = rest.strip_prefix('/') else {
+        return Ok(None);
+    };
+    if rest == "_catalog" {
+        return Ok(Some(Route::Catalog));
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let n = segments.len();
+    let name = |upto: usize| -> Result<RepositoryName, OciError> {
+        segments[..upto]
+            .join("/")
+            .parse()
+            .map_err(|_| OciError::name_invalid())
+    };
+    let last = || {
+        percent_decode_str(segments[n - 1])
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| OciError::not_found())
+    };
+    let digest = |s: String| -> Result<Digest, OciError> {
+        s.parse()
+            .map_err(|e: berth_core::digest::DigestError| OciError::digest_invalid(e.to_string()))
+    };
+
+    let route = if n >= 3 && segments[n - 3] == "blobs" && segments[n - 2] == "uploads" {
+        let id = last()?;
+        if id.is_empty() {
+            Route::Uploads(name(n - 3)?)
+        } else {
+            Route::Upload(name(n - 3)?, id)
+        }
+    } else if n >= 3 && segments[n - 2] == "blobs" && segments[n - 1] == "uploads" {
+        Route::Uploads(name(n - 2)?)
+    } else if n >= 3 && segments[n - 2] == "tags" && segments[n - 1] == "list" {
+        Route::Tags(name(n - 2)?)
+    } else if n >= 3 && segments[n - 2] == "manifests" {
+        let reference = last()?.parse::<Reference>().map_err(|e| match e {
+            berth_core::name::InvalidReference::Digest(d) => {
+                OciError::digest_invalid(d.to_string())
+            }
+            berth_core::name::InvalidReference::Tag(_) => OciError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "TAG_INVALID",
+                "invalid tag",
+            ),
+        })?;
+        Route::Manifest(name(n - 2)?, reference)
+    } else if n >= 3 && segments[n - 2] == "blobs" {
+        Route::Blob(name(n - 2)?, digest(last()?)?)
+    } else if n >= 3 && segments[n - 2] == "referrers" {
+        Route::Referrers(name(n - 2)?, digest(last()?)?)
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(route))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn name(s: &str) -> RepositoryName {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn finds_endpoints_from_the_end() {
+        assert_eq!(parse("/v2/").unwrap(), Some(Route::Base));
+        assert_eq!(parse("/v2").unwrap(), Some(Route::Base));
+        assert_eq!(parse("/v2/_catalog").unwrap(), Some(Route::Catalog));
+        assert_eq!(
+            parse("/v2/a/b/tags/list").unwrap(),
+            Some(Route::Tags(name("a/b")))
+        );
+        assert_eq!(
+            parse("/v2/team/blobs/manifests/v1").unwrap(),
+            Some(Route::Manifest(name("team/blobs"), "v1".parse().unwrap()))
+        );
+        assert_eq!(
+            parse(&format!("/v2/x/blobs/{}", D.replace(':', "%3A"))).unwrap(),
+            Some(Route::Blob(name("x"), D.parse().unwrap()))
+        );
+        assert_eq!(
+            parse("/v2/x/y/blobs/uploads/").unwrap(),
+            Some(Route::Uploads(name("x/y")))
+        );
+        assert_eq!(
+            parse("/v2/x/blobs/uploads").unwrap(),
+            Some(Route::Uploads(name("x")))
+        );
+        assert_eq!(
+            parse("/v2/x/blobs/uploads/abc").unwrap(),
+            Some(Route::Upload(name("x"), "abc".into()))
+        );
+        assert_eq!(
+            parse(&format!("/v2/x/referrers/{D}")).unwrap(),
+            Some(Route::Referrers(name("x"), D.parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn refuses_bad_names_and_digests() {
+        assert_eq!(
+            parse("/v2/UPPER/tags/list").unwrap_err().code,
+            "NAME_INVALID"
+        );
+        assert_eq!(
+            parse("/v2/x/blobs/sha256:12").unwrap_err().code,
+            "DIGEST_INVALID"
+        );
+        assert_eq!(
+            parse("/v2/x/manifests/-bad").unwrap_err().code,
+            "TAG_INVALID"
+        );
+        assert_eq!(parse("/v3/x").unwrap(), None);
+        assert_eq!(parse("/v2/x").unwrap(), None);
+        assert_eq!(parse("/v2x").unwrap(), None);
+    }
+}

@@ -1,0 +1,560 @@
+//! The registry service: repositories, blobs, uploads, manifests and tags.
+//!
+//! Every front door calls this; it owns the invariants (a blob is visible only
+//! once its digest is verified; a manifest's references exist; a tag points at
+//! a manifest of its repository) and knows nothing of HTTP.
+
+use std::collections::HashMap;
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use berth_core::manifest::{self, ManifestError};
+use berth_core::{Algorithm, Digest, Hasher, Reference, RepositoryName};
+use berth_store::{
+    BlobStore, BlobStream, ByteStream, DeleteManifestOutcome, MetadataStore, NewManifest,
+    PutManifestOutcome, Referrer, StoreError, StoredManifest, Upload, now_millis,
+};
+use bytes::Bytes;
+use futures_util::Stream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("repository name not known to registry")]
+    NameUnknown,
+    #[error("blob unknown to registry")]
+    BlobUnknown,
+    #[error("blob upload unknown to registry")]
+    UploadUnknown,
+    #[error("blob upload invalid: {0}")]
+    UploadInvalid(String),
+    /// A chunk did not start where the upload ends.
+    #[error("chunk must start at byte {size}")]
+    RangeInvalid { size: u64 },
+    #[error("requested range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("{0}")]
+    DigestInvalid(String),
+    #[error("{0}")]
+    SizeInvalid(String),
+    #[error("manifest unknown to registry")]
+    ManifestUnknown,
+    #[error(transparent)]
+    ManifestInvalid(#[from] ManifestError),
+    #[error("manifest references unknown blobs: {}", list(.0))]
+    ManifestBlobUnknown(Vec<Digest>),
+    #[error("manifest references unknown manifests: {}", list(.0))]
+    ManifestChildUnknown(Vec<Digest>),
+    #[error("manifest is referenced by index {0} and cannot be deleted")]
+    ManifestReferenced(Digest),
+    #[error("internal error: {0}")]
+    Internal(#[from] StoreError),
+}
+
+fn list(digests: &[Digest]) -> String {
+    digests
+        .iter()
+        .map(Digest::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// An upload not written to for this long is abandoned and cleaned up.
+    pub upload_timeout: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            upload_timeout: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A stored manifest and the digest of its subject, if it has one.
+pub struct PutManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+pub struct Registry {
+    metadata: Arc<dyn MetadataStore>,
+    blobs: Arc<dyn BlobStore>,
+    config: RegistryConfig,
+    upload_locks: KeyedLocks,
+}
+
+impl Registry {
+    pub fn new(
+        metadata: Arc<dyn MetadataStore>,
+        blobs: Arc<dyn BlobStore>,
+        config: RegistryConfig,
+    ) -> Registry {
+        Registry {
+            metadata,
+            blobs,
+            config,
+            upload_locks: KeyedLocks::default(),
+        }
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    // ---- blobs ----
+
+    /// The size of a blob linked to `repository`.
+    pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64> {
+        self.metadata
+            .blob_size(repository, digest)
+            .await?
+            .ok_or(RegistryError::BlobUnknown)
+    }
+
+    /// Streams a blob (or `range` of it, already checked against its size).
+    pub async fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobStream> {
+        match self.blobs.read(digest, range).await {
+            Err(StoreError::NotFound) => Err(RegistryError::BlobUnknown),
+            other => Ok(other?),
+        }
+    }
+
+    /// Removes the blob from `repository`. The bytes stay until garbage
+    /// collection finds nothing referencing them.
+    pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
+        if self.metadata.unlink_blob(repository, digest).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::BlobUnknown)
+        }
+    }
+
+    /// Links a blob of `from` into `repository`; `None` if `from` lacks it.
+    pub async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        Ok(self.metadata.mount_blob(repository, from, digest).await?)
+    }
+
+    // ---- uploads ----
+
+    /// Opens an upload session hashing with `algorithm` (the algorithm of the
+    /// digest the client will give, if it said).
+    pub async fn start_upload(
+        &self,
+        repository: &RepositoryName,
+        algorithm: Algorithm,
+    ) -> Result<Upload> {
+        let upload = Upload {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            repository: repository.clone(),
+            size: 0,
+            hash_state: Hasher::new(algorithm).save(),
+            updated_at: now_millis(),
+        };
+        self.metadata.create_upload(&upload).await?;
+        Ok(upload)
+    }
+
+    pub async fn upload_status(&self, repository: &RepositoryName, id: &str) -> Result<Upload> {
+        self.metadata
+            .get_upload(repository, id)
+            .await?
+            .ok_or(RegistryError::UploadUnknown)
+    }
+
+    /// Appends `data` to the upload. `start`, when the client sent a
+    /// `Content-Range`, must be where the upload ends; `len`, when it sent a
+    /// length, must be what arrives.
+    pub async fn write_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+        start: Option<u64>,
+        len: Option<u64>,
+        data: &mut ByteStream<'_>,
+    ) -> Result<Upload> {
+        let _guard = self.upload_locks.lock(id).await;
+        let upload = self.upload_status(repository, id).await?;
+        if let Some(start) = start
+            && start != upload.size
+        {
+            return Err(RegistryError::RangeInvalid { size: upload.size });
+        }
+        self.append(upload, len, data).await
+    }
+
+    async fn append(
+        &self,
+        upload: Upload,
+        len: Option<u64>,
+        data: &mut ByteStream<'_>,
+    ) -> Result<Upload> {
+        let mut hasher =
+            Hasher::restore(&upload.hash_state).map_err(|e| StoreError::Database(e.to_string()))?;
+        let mut hashing = Hashing {
+            inner: data,
+            hasher: &mut hasher,
+        };
+        let written = match self
+            .blobs
+            .write_upload(&upload.id, upload.size, &mut hashing)
+            .await
+        {
+            Err(StoreError::Body(e)) => {
+                return Err(RegistryError::UploadInvalid(format!(
+                    "request body ended early: {e}"
+                )));
+            }
+            other => other?,
+        };
+        if let Some(len) = len
+            && len != written
+        {
+            return Err(RegistryError::SizeInvalid(format!(
+                "received {written} bytes, expected {len}"
+            )));
+        }
+        let advanced = Upload {
+            size: upload.size + written,
+            hash_state: hasher.save(),
+            updated_at: now_millis(),
+            ..upload
+        };
+        if !self.metadata.advance_upload(&advanced, upload.size).await? {
+            return Err(RegistryError::UploadUnknown);
+        }
+        Ok(advanced)
+    }
+
+    /// Appends the last chunk (if any), verifies the whole upload against
+    /// `digest` and makes it a blob of the repository. On a mismatch the upload
+    /// is discarded: nothing of it stays.
+    pub async fn finish_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        last_chunk: Option<(Option<u64>, &mut ByteStream<'_>)>,
+    ) -> Result<()> {
+        let _guard = self.upload_locks.lock(id).await;
+        let mut upload = self.upload_status(repository, id).await?;
+        if let Some((start, data)) = last_chunk {
+            if let Some(start) = start
+                && start != upload.size
+            {
+                return Err(RegistryError::RangeInvalid { size: upload.size });
+            }
+            upload = self.append(upload, None, data).await?;
+        }
+        let computed = self.digest_of(&upload, digest.algorithm()).await?;
+        if &computed != digest {
+            self.discard_upload(id).await?;
+            return Err(RegistryError::DigestInvalid(format!(
+                "upload content has digest {computed}, not {digest}"
+            )));
+        }
+        self.blobs.commit_upload(id, upload.size, digest).await?;
+        self.metadata.complete_upload(&upload, digest).await?;
+        Ok(())
+    }
+
+    /// The digest of the upload's bytes with `algorithm`: from the saved hash
+    /// when it was computed with that algorithm, else by reading them back.
+    async fn digest_of(&self, upload: &Upload, algorithm: Algorithm) -> Result<Digest> {
+        let hasher =
+            Hasher::restore(&upload.hash_state).map_err(|e| StoreError::Database(e.to_string()))?;
+        if hasher.algorithm() == algorithm {
+            return Ok(hasher.finish());
+        }
+        let mut hasher = Hasher::new(algorithm);
+        if upload.size > 0 {
+            let mut staged = self.blobs.read_upload(&upload.id, upload.size).await?;
+            while let Some(frame) = futures_util::StreamExt::next(&mut staged).await {
+                hasher.update(&frame.map_err(StoreError::Io)?);
+            }
+        }
+        Ok(hasher.finish())
+    }
+
+    /// Pushes a whole blob in one request.
+    pub async fn put_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        data: &mut ByteStream<'_>,
+    ) -> Result<()> {
+        let upload = self.start_upload(repository, digest.algorithm()).await?;
+        let result = self
+            .finish_upload(repository, &upload.id, digest, Some((None, data)))
+            .await;
+        if result.is_err() {
+            self.discard_upload(&upload.id).await?;
+        }
+        result
+    }
+
+    pub async fn cancel_upload(&self, repository: &RepositoryName, id: &str) -> Result<()> {
+        let _guard = self.upload_locks.lock(id).await;
+        self.upload_status(repository, id).await?;
+        self.discard_upload(id).await
+    }
+
+    async fn discard_upload(&self, id: &str) -> Result<()> {
+        self.metadata.delete_upload(id).await?;
+        self.blobs.delete_upload(id).await?;
+        Ok(())
+    }
+
+    /// Removes uploads not written to within the upload timeout, and staging
+    /// data that no upload owns. Returns how many were removed.
+    pub async fn clean_stale_uploads(&self) -> Result<usize> {
+        let timeout = self.config.upload_timeout;
+        let cutoff = now_millis() - timeout.as_millis() as i64;
+        let mut removed = 0;
+        for id in self.metadata.stale_uploads(cutoff).await? {
+            let _guard = self.upload_locks.lock(&id).await;
+            self.discard_upload(&id).await?;
+            removed += 1;
+        }
+        // Staging data whose metadata was never written (a crash between the
+        // two) or already removed. Its age is well past any live upload's.
+        let orphan_cutoff = SystemTime::now() - timeout;
+        for id in self.blobs.stale_uploads(orphan_cutoff).await? {
+            if self.upload_locks.is_locked(&id) {
+                continue;
+            }
+            self.blobs.delete_upload(&id).await?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    // ---- manifests ----
+
+    pub async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
+        match self.metadata.get_manifest(repository, reference).await? {
+            Some(m) => Ok(m),
+            None => Err(self
+                .missing(repository, RegistryError::ManifestUnknown)
+                .await?),
+        }
+    }
+
+    /// `err` if the repository exists, else `NameUnknown`.
+    async fn missing(
+        &self,
+        repository: &RepositoryName,
+        err: RegistryError,
+    ) -> Result<RegistryError> {
+        Ok(if self.metadata.repository_exists(repository).await? {
+            err
+        } else {
+            RegistryError::NameUnknown
+        })
+    }
+
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        content: Bytes,
+    ) -> Result<PutManifest> {
+        let parsed = manifest::parse(&content, content_type)?;
+        let (digest, tag) = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &content);
+                if &actual != expected {
+                    return Err(RegistryError::DigestInvalid(format!(
+                        "manifest has digest {actual}, not {expected}"
+                    )));
+                }
+                (actual, None)
+            }
+            Reference::Tag(tag) => (Digest::of(Algorithm::Sha256, &content), Some(tag)),
+        };
+        let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+        let record = NewManifest {
+            digest: digest.clone(),
+            media_type: parsed.media_type,
+            content,
+            artifact_type: parsed.artifact_type,
+            subject: subject.clone(),
+            annotations: parsed
+                .annotations
+                .map(|a| serde_json::Value::Object(a).to_string()),
+            blobs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
+            children: parsed.children.into_iter().map(|d| d.digest).collect(),
+        };
+        match self.metadata.put_manifest(repository, &record, tag).await? {
+            PutManifestOutcome::Stored => Ok(PutManifest { digest, subject }),
+            PutManifestOutcome::MissingBlobs(d) => Err(RegistryError::ManifestBlobUnknown(d)),
+            PutManifestOutcome::MissingManifests(d) => Err(RegistryError::ManifestChildUnknown(d)),
+        }
+    }
+
+    /// Deletes a tag (by tag) or a manifest with all its tags (by digest).
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
+        match reference {
+            Reference::Tag(tag) => {
+                if self.metadata.delete_tag(repository, tag).await? {
+                    Ok(())
+                } else {
+                    Err(self
+                        .missing(repository, RegistryError::ManifestUnknown)
+                        .await?)
+                }
+            }
+            Reference::Digest(digest) => {
+                match self.metadata.delete_manifest(repository, digest).await? {
+                    DeleteManifestOutcome::Deleted => Ok(()),
+                    DeleteManifestOutcome::NotFound => Err(self
+                        .missing(repository, RegistryError::ManifestUnknown)
+                        .await?),
+                    DeleteManifestOutcome::ReferencedBy(parent) => {
+                        Err(RegistryError::ManifestReferenced(parent))
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- discovery ----
+
+    /// A page of tags after `last`, and whether more follow.
+    pub async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, bool)> {
+        let mut tags = self
+            .metadata
+            .list_tags(repository, last, limit.saturating_add(1))
+            .await?;
+        if tags.is_empty() && !self.metadata.repository_exists(repository).await? {
+            return Err(RegistryError::NameUnknown);
+        }
+        let more = tags.len() > limit as usize;
+        tags.truncate(limit as usize);
+        Ok((tags, more))
+    }
+
+    /// A page of repository names after `last`, and whether more follow.
+    pub async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<(Vec<String>, bool)> {
+        let mut names = self
+            .metadata
+            .list_repositories(last, limit.saturating_add(1))
+            .await?;
+        let more = names.len() > limit as usize;
+        names.truncate(limit as usize);
+        Ok((names, more))
+    }
+
+    /// Manifests whose subject is `subject`, optionally only of one artifact type.
+    pub async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let mut referrers = self.metadata.referrers(repository, subject).await?;
+        if let Some(wanted) = artifact_type {
+            referrers.retain(|r| r.artifact_type.as_deref() == Some(wanted));
+        }
+        Ok(referrers)
+    }
+}
+
+/// Feeds every frame that passes through to a hasher.
+struct Hashing<'a, 'b> {
+    inner: &'a mut ByteStream<'b>,
+    hasher: &'a mut Hasher,
+}
+
+impl Stream for Hashing<'_, '_> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut *this.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            this.hasher.update(frame);
+        }
+        polled
+    }
+}
+
+/// One async mutex per key, held only while someone uses it: serializes the
+/// writes to one upload on this node.
+#[derive(Default)]
+struct KeyedLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+struct KeyedGuard<'a> {
+    owner: &'a KeyedLocks,
+    key: String,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl KeyedLocks {
+    async fn lock(&self, key: &str) -> KeyedGuard<'_> {
+        let lock = self
+            .locks
+            .lock()
+            .expect("lock map poisoned")
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        KeyedGuard {
+            owner: self,
+            key: key.to_string(),
+            _guard: lock.lock_owned().await,
+        }
+    }
+
+    fn is_locked(&self, key: &str) -> bool {
+        self.locks
+            .lock()
+            .expect("lock map poisoned")
+            .contains_key(key)
+    }
+}
+
+impl Drop for KeyedGuard<'_> {
+    fn drop(&mut self) {
+        let mut locks = self.owner.locks.lock().expect("lock map poisoned");
+        // Two references left (the map's and this guard's): nobody else waits.
+        if locks
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) <= 2)
+        {
+            locks.remove(&self.key);
+        }
+    }
+}

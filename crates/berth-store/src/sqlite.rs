@@ -1,0 +1,510 @@
+//! Metadata in an embedded SQLite database (the default).
+//!
+//! WAL mode with one writer connection and a pool of readers: reads never wait
+//! for writes, and writes queue in-process instead of failing with
+//! `SQLITE_BUSY`. `synchronous = FULL`, because an acknowledged push must
+//! survive a power cut, not only a crash.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_core::{Digest, Reference, RepositoryName, Tag};
+use bytes::Bytes;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use crate::{
+    DeleteManifestOutcome, MetadataStore, NewManifest, PutManifestOutcome, Referrer, Result,
+    StoreError, StoredManifest, Upload, now_millis,
+};
+
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+fn parse_digest(s: &str) -> Result<Digest> {
+    s.parse()
+        .map_err(|_| StoreError::Database(format!("corrupt digest in database: {s}")))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { read, write })
+    }
+
+    async fn repository_id(
+        tx: &mut Transaction<'_, Sqlite>,
+        name: &RepositoryName,
+    ) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+                .bind(name.as_str())
+                .fetch_optional(&mut **tx)
+                .await?,
+        )
+    }
+
+    async fn ensure_repository_id(
+        tx: &mut Transaction<'_, Sqlite>,
+        name: &RepositoryName,
+    ) -> Result<i64> {
+        if let Some(id) = Self::repository_id(tx, name).await? {
+            return Ok(id);
+        }
+        Ok(sqlx::query_scalar(
+            "INSERT INTO repositories (name, created_at) VALUES (?, ?) RETURNING id",
+        )
+        .bind(name.as_str())
+        .bind(now_millis())
+        .fetch_one(&mut **tx)
+        .await?)
+    }
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn ensure_repository(&self, name: &RepositoryName) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        Self::ensure_repository_id(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn repository_exists(&self, name: &RepositoryName) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+            )
+            .bind(last.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?,
+        )
+    }
+
+    async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repositories r
+             JOIN repository_blobs rb ON rb.repository_id = r.id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE r.name = ? AND rb.digest = ?",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        let mut tx = self.write.begin().await?;
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repositories r
+             JOIN repository_blobs rb ON rb.repository_id = r.id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE r.name = ? AND rb.digest = ?",
+        )
+        .bind(from.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(size) = size else {
+            return Ok(None);
+        };
+        let repository_id = Self::ensure_repository_id(&mut tx, repository).await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(digest.to_string())
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(size as u64))
+    }
+
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_upload(&self, upload: &Upload) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let repository_id = Self::ensure_repository_id(&mut tx, &upload.repository).await?;
+        sqlx::query(
+            "INSERT INTO uploads (id, repository_id, size, hash_state, updated_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&upload.id)
+        .bind(repository_id)
+        .bind(upload.size as i64)
+        .bind(&upload.hash_state)
+        .bind(upload.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_upload(&self, repository: &RepositoryName, id: &str) -> Result<Option<Upload>> {
+        let row: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT u.size, u.hash_state, u.updated_at FROM uploads u
+             JOIN repositories r ON r.id = u.repository_id
+             WHERE u.id = ? AND r.name = ?",
+        )
+        .bind(id)
+        .bind(repository.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(|(size, hash_state, updated_at)| Upload {
+            id: id.to_string(),
+            repository: repository.clone(),
+            size: size as u64,
+            hash_state,
+            updated_at,
+        }))
+    }
+
+    async fn advance_upload(&self, upload: &Upload, from_size: u64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE uploads SET size = ?, hash_state = ?, updated_at = ? WHERE id = ? AND size = ?",
+        )
+        .bind(upload.size as i64)
+        .bind(&upload.hash_state)
+        .bind(upload.updated_at)
+        .bind(&upload.id)
+        .bind(from_size as i64)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn complete_upload(&self, upload: &Upload, digest: &Digest) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let repository_id = Self::ensure_repository_id(&mut tx, &upload.repository).await?;
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(digest.to_string())
+        .bind(upload.size as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(digest.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(&upload.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn stale_uploads(&self, cutoff_millis: i64) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM uploads WHERE updated_at < ?")
+                .bind(cutoff_millis)
+                .fetch_all(&self.read)
+                .await?,
+        )
+    }
+
+    async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>> {
+        let row: Option<(String, String, Vec<u8>)> = match reference {
+            Reference::Tag(tag) => {
+                sqlx::query_as(
+                    "SELECT m.digest, m.media_type, m.content FROM repositories r
+                     JOIN tags t ON t.repository_id = r.id
+                     JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
+                     WHERE r.name = ? AND t.name = ?",
+                )
+                .bind(repository.as_str())
+                .bind(tag.as_str())
+                .fetch_optional(&self.read)
+                .await?
+            }
+            Reference::Digest(digest) => {
+                sqlx::query_as(
+                    "SELECT m.digest, m.media_type, m.content FROM repositories r
+                     JOIN manifests m ON m.repository_id = r.id
+                     WHERE r.name = ? AND m.digest = ?",
+                )
+                .bind(repository.as_str())
+                .bind(digest.to_string())
+                .fetch_optional(&self.read)
+                .await?
+            }
+        };
+        row.map(|(digest, media_type, content)| {
+            Ok(StoredManifest {
+                digest: parse_digest(&digest)?,
+                media_type,
+                content: Bytes::from(content),
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> Result<PutManifestOutcome> {
+        let mut tx = self.write.begin().await?;
+        let repository_id = Self::ensure_repository_id(&mut tx, repository).await?;
+
+        let blobs: BTreeSet<String> = manifest.blobs.iter().map(Digest::to_string).collect();
+        let children: BTreeSet<String> = manifest.children.iter().map(Digest::to_string).collect();
+        let mut missing_blobs = Vec::new();
+        for digest in &blobs {
+            let linked: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?",
+            )
+            .bind(repository_id)
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if linked.is_none() {
+                missing_blobs.push(parse_digest(digest)?);
+            }
+        }
+        if !missing_blobs.is_empty() {
+            return Ok(PutManifestOutcome::MissingBlobs(missing_blobs));
+        }
+        let mut missing_manifests = Vec::new();
+        for digest in &children {
+            let present: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?",
+            )
+            .bind(repository_id)
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if present.is_none() {
+                missing_manifests.push(parse_digest(digest)?);
+            }
+        }
+        if !missing_manifests.is_empty() {
+            return Ok(PutManifestOutcome::MissingManifests(missing_manifests));
+        }
+
+        let now = now_millis();
+        let digest = manifest.digest.to_string();
+        let inserted = sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject,
+                                    annotations, size, content, pushed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(&digest)
+        .bind(&manifest.media_type)
+        .bind(&manifest.artifact_type)
+        .bind(manifest.subject.as_ref().map(Digest::to_string))
+        .bind(&manifest.annotations)
+        .bind(manifest.content.len() as i64)
+        .bind(manifest.content.as_ref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            let references = blobs
+                .iter()
+                .map(|d| (d, "blob"))
+                .chain(children.iter().map(|d| (d, "manifest")));
+            for (child, kind) in references {
+                sqlx::query(
+                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind)
+                     VALUES (?, ?, ?, ?)",
+                )
+                .bind(repository_id)
+                .bind(&digest)
+                .bind(child)
+                .bind(kind)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let Some(tag) = tag {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (repository_id, name)
+                 DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+            )
+            .bind(repository_id)
+            .bind(tag.as_str())
+            .bind(&digest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(PutManifestOutcome::Stored)
+    }
+
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<DeleteManifestOutcome> {
+        let mut tx = self.write.begin().await?;
+        let Some(repository_id) = Self::repository_id(&mut tx, repository).await? else {
+            return Ok(DeleteManifestOutcome::NotFound);
+        };
+        let digest = digest.to_string();
+        let parent: Option<String> = sqlx::query_scalar(
+            "SELECT manifest_digest FROM manifest_references
+             WHERE repository_id = ? AND child_digest = ? AND child_kind = 'manifest' LIMIT 1",
+        )
+        .bind(repository_id)
+        .bind(&digest)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(parent) = parent {
+            return Ok(DeleteManifestOutcome::ReferencedBy(parse_digest(&parent)?));
+        }
+        let deleted = sqlx::query("DELETE FROM manifests WHERE repository_id = ? AND digest = ?")
+            .bind(repository_id)
+            .bind(&digest)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(if deleted == 1 {
+            DeleteManifestOutcome::Deleted
+        } else {
+            DeleteManifestOutcome::NotFound
+        })
+    }
+
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM tags
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND name = ?",
+        )
+        .bind(repository.as_str())
+        .bind(tag.as_str())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+             WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?",
+        )
+        .bind(repository.as_str())
+        .bind(last.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+    ) -> Result<Vec<Referrer>> {
+        let rows: Vec<(String, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+             FROM repositories r JOIN manifests m ON m.repository_id = r.id
+             WHERE r.name = ? AND m.subject = ? ORDER BY m.digest",
+        )
+        .bind(repository.as_str())
+        .bind(subject.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(digest, media_type, size, artifact_type, annotations)| {
+                Ok(Referrer {
+                    digest: parse_digest(&digest)?,
+                    media_type,
+                    size: size as u64,
+                    artifact_type,
+                    annotations,
+                })
+            })
+            .collect()
+    }
+}
