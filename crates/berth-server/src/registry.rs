@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use berth_core::manifest::{self, ManifestError};
-use berth_core::{Algorithm, Digest, Hasher, Reference, RepositoryName};
+use berth_core::{Algorithm, Digest, Hasher, Reference, RepositoryName, Tag};
 use berth_store::{
     BlobStore, BlobStream, ByteStream, DeleteManifestOutcome, MetadataStore, NewManifest,
     PutManifestOutcome, Referrer, StoreError, StoredManifest, Upload, now_millis,
@@ -78,10 +78,11 @@ impl Default for RegistryConfig {
     }
 }
 
-/// A stored manifest and the digest of its subject, if it has one.
+/// A stored manifest: its digest, its subject's, and the tags now pointing at it.
 pub struct PutManifest {
     pub digest: Digest,
     pub subject: Option<Digest>,
+    pub tags: Vec<Tag>,
 }
 
 pub struct Registry {
@@ -373,15 +374,18 @@ impl Registry {
         })
     }
 
+    /// Stores a manifest pushed by `reference`, tagging it with the tag of
+    /// the reference or, when pushed by digest, with `extra_tags`.
     pub async fn put_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,
+        extra_tags: Vec<Tag>,
         content_type: Option<&str>,
         content: Bytes,
     ) -> Result<PutManifest> {
         let parsed = manifest::parse(&content, content_type)?;
-        let (digest, tag) = match reference {
+        let (digest, tags) = match reference {
             Reference::Digest(expected) => {
                 let actual = Digest::of(expected.algorithm(), &content);
                 if &actual != expected {
@@ -389,9 +393,9 @@ impl Registry {
                         "manifest has digest {actual}, not {expected}"
                     )));
                 }
-                (actual, None)
+                (actual, extra_tags)
             }
-            Reference::Tag(tag) => (Digest::of(Algorithm::Sha256, &content), Some(tag)),
+            Reference::Tag(tag) => (Digest::of(Algorithm::Sha256, &content), vec![tag.clone()]),
         };
         let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
         let record = NewManifest {
@@ -406,8 +410,16 @@ impl Registry {
             blobs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
             children: parsed.children.into_iter().map(|d| d.digest).collect(),
         };
-        match self.metadata.put_manifest(repository, &record, tag).await? {
-            PutManifestOutcome::Stored => Ok(PutManifest { digest, subject }),
+        match self
+            .metadata
+            .put_manifest(repository, &record, &tags)
+            .await?
+        {
+            PutManifestOutcome::Stored => Ok(PutManifest {
+                digest,
+                subject,
+                tags,
+            }),
             PutManifestOutcome::MissingBlobs(d) => Err(RegistryError::ManifestBlobUnknown(d)),
             PutManifestOutcome::MissingManifests(d) => Err(RegistryError::ManifestChildUnknown(d)),
         }

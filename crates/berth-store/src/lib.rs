@@ -183,13 +183,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         repository: &RepositoryName,
         reference: &berth_core::Reference,
     ) -> Result<Option<StoredManifest>>;
-    /// Stores the manifest (idempotently) and points `tag` at it, if every
+    /// Stores the manifest (idempotently) and points `tags` at it, if every
     /// blob and child it references is in the repository.
     async fn put_manifest(
         &self,
         repository: &RepositoryName,
         manifest: &NewManifest,
-        tag: Option<&Tag>,
+        tags: &[Tag],
     ) -> Result<PutManifestOutcome>;
     /// Deletes the manifest and every tag pointing at it.
     async fn delete_manifest(

@@ -322,7 +322,7 @@ impl MetadataStore for SqliteStore {
         &self,
         repository: &RepositoryName,
         manifest: &NewManifest,
-        tag: Option<&Tag>,
+        tags: &[Tag],
     ) -> Result<PutManifestOutcome> {
         let mut tx = self.write.begin().await?;
         let repository_id = Self::ensure_repository_id(&mut tx, repository).await?;
@@ -400,7 +400,7 @@ impl MetadataStore for SqliteStore {
                 .await?;
             }
         }
-        if let Some(tag) = tag {
+        for tag in tags {
             sqlx::query(
                 "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
                  ON CONFLICT (repository_id, name)

@@ -14,7 +14,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::manifest::{MAX_MANIFEST_BYTES, ManifestError, OCI_INDEX};
-use berth_core::{Algorithm, Digest, RepositoryName};
+use berth_core::{Algorithm, Digest, RepositoryName, Tag};
 use futures_util::TryStreamExt;
 use serde_json::json;
 
@@ -26,6 +26,7 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
 type Answer = Result<Response, OciError>;
@@ -63,13 +64,17 @@ async fn dispatch(registry: &Registry, route: Route, request: Request) -> Answer
         (Route::Manifest(name, reference), Method::PUT) => {
             let content_type =
                 header_str(request.headers(), header::CONTENT_TYPE).map(String::from);
+            let tags = query_pairs(request.uri().query())
+                .filter(|(k, _)| k == "tag")
+                .map(|(_, v)| v.parse::<Tag>().map_err(|_| tag_invalid(&v)))
+                .collect::<Result<Vec<_>, _>>()?;
             let content = axum::body::to_bytes(request.into_body(), MAX_MANIFEST_BYTES)
                 .await
                 .map_err(|_| {
                     OciError::from(RegistryError::ManifestInvalid(ManifestError::TooLarge))
                 })?;
             let stored = registry
-                .put_manifest(&name, &reference, content_type.as_deref(), content)
+                .put_manifest(&name, &reference, tags, content_type.as_deref(), content)
                 .await?;
             let mut response = created(
                 format!("/v2/{name}/manifests/{}", stored.digest),
@@ -77,6 +82,11 @@ async fn dispatch(registry: &Registry, route: Route, request: Request) -> Answer
             );
             if let Some(subject) = stored.subject {
                 insert(&mut response, OCI_SUBJECT, subject.to_string());
+            }
+            for tag in stored.tags {
+                if let Ok(value) = HeaderValue::try_from(tag.as_str()) {
+                    response.headers_mut().append(OCI_TAG, value);
+                }
             }
             Ok(response)
         }
@@ -174,6 +184,14 @@ fn upload_response(status: StatusCode, name: &RepositoryName, id: &str, size: u6
     insert(&mut response, header::RANGE, range_header(size));
     insert(&mut response, UPLOAD_UUID, id.to_string());
     response
+}
+
+fn tag_invalid(tag: &str) -> OciError {
+    OciError::new(
+        StatusCode::BAD_REQUEST,
+        "TAG_INVALID",
+        format!("invalid tag '{tag}'"),
+    )
 }
 
 fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
@@ -337,6 +355,8 @@ fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>,
     let unsatisfiable = RegistryError::RangeNotSatisfiable { size };
     let range = match (start.parse::<u64>(), end.parse::<u64>()) {
         (Ok(start), Ok(end)) if start <= end => start..(end + 1).min(size),
+        // A backwards range is unsatisfiable, as Go's and nginx's file servers answer.
+        (Ok(_), Ok(_)) => return Err(unsatisfiable),
         (Ok(start), Err(_)) if end.is_empty() => start..size,
         (Err(_), Ok(suffix)) if start.is_empty() => size.saturating_sub(suffix)..size,
         _ => return Ok(None),
@@ -435,6 +455,7 @@ mod tests {
         assert_eq!(range("bytes=0-1,5-6", 100).unwrap(), None);
         assert_eq!(range("items=0-1", 100).unwrap(), None);
         assert!(range("bytes=100-", 100).is_err());
+        assert!(range("bytes=500-0", 1000).is_err());
         assert!(range("bytes=-0", 100).is_err());
         assert!(range("bytes=0-0", 0).is_err());
     }
