@@ -1,0 +1,158 @@
+//! Starts the real `berth` binary for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use sha2::{Digest as _, Sha256};
+
+pub struct Berth {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Berth {
+    /// Starts berth on a free port with a fresh data directory.
+    pub fn start(extra: &[&str]) -> Berth {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let mut berth = Berth::start_in(&data_dir, extra);
+        berth._tmp = Some(tmp);
+        berth
+    }
+
+    /// Starts berth over an existing data directory.
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> Berth {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("BERTH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("berth starts");
+        let mut first = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let address = first
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_string();
+        Berth {
+            child,
+            base: format!("http://{address}"),
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// Kills the process at once, as a crash would.
+    pub fn kill(mut self) -> Option<tempfile::TempDir> {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self._tmp.take()
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Pushes a blob in one request and returns its digest.
+pub async fn push_blob(berth: &Berth, repo: &str, bytes: &[u8]) -> String {
+    let digest = sha256(bytes);
+    let r = client()
+        .post(berth.url(&format!("/v2/{repo}/blobs/uploads/?digest={digest}")))
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    digest
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// An image manifest over a config and layers already pushed.
+pub fn image_manifest(config: (&str, usize), layers: &[(&str, usize)], extra: &str) -> String {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|(d, s)| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{d}","size":{s}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{}]{extra}}}"#,
+        config.0,
+        config.1,
+        layers.join(",")
+    )
+}
+
+/// Pushes a small image (config + one layer) and returns (manifest, digest).
+pub async fn push_image(berth: &Berth, repo: &str, tag: &str, seed: &str) -> (String, String) {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
+    let layer = format!("layer of {seed}");
+    let c = push_blob(berth, repo, config.as_bytes()).await;
+    let l = push_blob(berth, repo, layer.as_bytes()).await;
+    let manifest = image_manifest((&c, config.len()), &[(&l, layer.len())], "");
+    let r = put_manifest(berth, repo, tag, &manifest, OCI_MANIFEST).await;
+    assert_eq!(r.status(), 201);
+    let digest = sha256(manifest.as_bytes());
+    (manifest, digest)
+}
+
+pub async fn put_manifest(
+    berth: &Berth,
+    repo: &str,
+    reference: &str,
+    body: &str,
+    media_type: &str,
+) -> reqwest::Response {
+    client()
+        .put(berth.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .header("content-type", media_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The `code` of the first error in an OCI error body.
+pub async fn error_code(response: reqwest::Response) -> String {
+    let body: serde_json::Value = response.json().await.expect("JSON error body");
+    body["errors"][0]["code"].as_str().unwrap().to_string()
+}
