@@ -384,9 +384,9 @@ async fn invalid_manifests_are_refused() {
     assert_eq!(error_code(r).await, "MANIFEST_INVALID");
 
     let huge = format!(
-        "{}{}",
+        r#"{},"annotations":{{"pad":"{}"}}}}"#,
         &manifest[..manifest.len() - 1],
-        format!(r#","annotations":{{"pad":"{}"}}}}"#, "x".repeat(4 << 20))
+        "x".repeat(4 << 20)
     );
     let r = put_manifest(&berth, "bad", "t", &huge, OCI_MANIFEST).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);

@@ -114,10 +114,7 @@ async fn dispatch(registry: &Registry, route: Route, request: Request) -> Answer
         }
         (Route::Upload(name, id), Method::PATCH) => {
             let start = content_range_start(request.headers())?;
-            let len = match start {
-                Some((start, end)) => Some(end - start + 1),
-                None => None,
-            };
+            let len = start.map(|(start, end)| end - start + 1);
             let mut body = body_stream(request.into_body());
             let upload = registry
                 .write_upload(&name, &id, start.map(|(s, _)| s), len, &mut body)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs the OCI distribution-spec conformance suite (../shared/tools/oci-conformance.xz)
+# against a berth it starts itself; the report lands in target/conformance/.
+# Usage: scripts/conformance.sh [path/to/berth]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+suite_xz=../shared/tools/oci-conformance.xz
+if [ ! -f "$suite_xz" ]; then
+  echo "conformance: $suite_xz not present; skipped"
+  exit 0
+fi
+berth=${1:-target/debug/berth}
+mkdir -p target
+xz -dc "$suite_xz" > target/oci-conformance
+chmod +x target/oci-conformance
+
+data=$(mktemp -d)
+out=$(mktemp)
+"$berth" serve --listen 127.0.0.1:0 --data-dir "$data/data" > "$out" 2> "$data/berth.log" &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" "$out"' EXIT
+for _ in $(seq 100); do grep -q http:// "$out" && break; sleep 0.1; done
+address=$(sed -n 's|.*http://\([^/]*\)/v2/.*|\1|p' "$out" | head -n 1)
+
+rm -rf target/conformance
+# Everything berth supports is enabled. Left at their defaults: anonymous mount (berth mounts
+# only from a named repository, as ECR gates mounting) and sparse indexes (berth, like ECR,
+# refuses an index whose children are missing).
+OCI_REGISTRY="$address" OCI_TLS=disabled \
+OCI_REPO1=conformance/repo1 OCI_REPO2=conformance/repo2 \
+OCI_API_BLOBS_UPLOAD_CANCEL=true OCI_API_MANIFESTS_TAG_PARAM=true \
+OCI_RESULTS_DIR=target/conformance \
+  target/oci-conformance > target/conformance.log 2>&1 || {
+    grep -E 'failed test|FAIL' target/conformance.log | head -n 40
+    echo "conformance: FAILED (full log: target/conformance.log, berth log below)"
+    tail -n 20 "$data/berth.log"
+    exit 1
+  }
+grep -E '^\s+(Pass|FAIL|Skip|Disabled|Error)\.+' target/conformance.log | tr -s ' .' ' '
+echo "conformance: passed (report: target/conformance/)"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything the tests need, then runs them all:
+#   formatting and lints, unit and end-to-end tests (cargo), the OCI conformance
+#   suite, and the real-client suite (skopeo, oras).
+# Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v skopeo >/dev/null || need_apt+=(skopeo)
+command -v xz >/dev/null || need_apt+=(xz-utils)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" > /dev/null
+fi
+
+echo "== python clients (.venv)"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -r tests/clients/requirements.txt
+
+echo "== format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo tests"
+cargo build --workspace --locked
+cargo test --workspace --locked
+
+echo "== OCI conformance"
+scripts/conformance.sh target/debug/berth
+
+echo "== real clients"
+BERTH_BIN="$PWD/target/debug/berth" .venv/bin/pytest -q tests/clients
