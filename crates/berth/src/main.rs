@@ -1,5 +1,6 @@
-//! The `berth` command: `berth serve` runs the registry.
+//! The `berth` command: `berth serve` runs the registry, `berth bench` measures one.
 
+mod bench;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the registry (OCI Distribution API on /v2/).
     Serve(serve::ServeArgs),
+    /// Measure a registry's push and pull speed against this machine's limits.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
 }
