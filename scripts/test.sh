@@ -32,5 +32,8 @@ cargo test --workspace --locked
 echo "== OCI conformance"
 scripts/conformance.sh target/debug/berth
 
+echo "== benchmark smoke run (a check that it works, not a timing)"
+target/debug/berth bench --blob-size 16MiB --chunk-size 4MiB --history target/bench-history.json
+
 echo "== real clients"
 BERTH_BIN="$PWD/target/debug/berth" .venv/bin/pytest -q tests/clients
