@@ -1,25 +1,47 @@
-//! `berth bench`: measures a registry (berth or any other) and reports each
-//! result as a ratio to a physical limit measured in the same run, and to the
-//! previous run.
+//! `berth bench`: measures any OCI registry and reports each result as a
+//! ratio to a physical limit measured in the same run on the same machine,
+//! and to the previous run against the same target.
 //!
-//! Scenario `blob`: one large blob pushed three ways (monolithic `POST
-//! ?digest=`; one streamed `PATCH` as docker does; `Content-Range` chunks as
-//! oci-client does) and pulled back with its digest verified.
+//! Scenarios: `blob` (one large blob pushed three ways and pulled back),
+//! `push` (concurrent clients pushing images of a realistic shape), `pull`
+//! (concurrent clients pulling one new image at once), `metadata` (small
+//! requests as fast as the target answers) and `scale` (listing and lookup
+//! cost as tags and repositories grow). Every pulled byte is verified.
 
+mod client;
+mod images;
 mod limits;
+mod metadata;
 mod payload;
+mod scale;
+mod stats;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail, ensure};
-use clap::Args;
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use limits::{Rate, rate};
+use client::Client;
+use images::Image;
 use payload::Payload;
+use scale::ScalePoint;
+use stats::{Latency, Recorded};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    Blob,
+    Push,
+    Pull,
+    Metadata,
+    Scale,
+}
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -36,13 +58,54 @@ pub struct BenchArgs {
     #[arg(long, requires = "username")]
     password: Option<String>,
 
-    /// Size of the blob pushed and pulled (e.g. `1GiB`, `256MiB`).
+    /// Scenarios to run, comma-separated. Default: a short mix of blob, push,
+    /// pull and metadata (about a minute on 2 cores).
+    #[arg(long, value_delimiter = ',')]
+    scenario: Vec<Scenario>,
+
+    /// Concurrent clients in push, pull and metadata.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+
+    /// Images each push client pushes.
+    #[arg(long, default_value_t = 2)]
+    images: usize,
+
+    /// Layers of each image as COUNTxSIZE groups.
+    #[arg(long, default_value = "6x256KiB,3x2MiB,1x24MiB", value_parser = images::parse_shape)]
+    layers: images::Shape,
+
+    /// Times the pull clients pull the image together.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+
+    /// How long the metadata scenario runs (e.g. `10s`).
+    #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+
+    /// Clients in the metadata scenario.
+    #[arg(long, default_value_t = 16)]
+    metadata_clients: usize,
+
+    /// Tags in one repository that the scale scenario grows to.
+    #[arg(long, default_value_t = 100_000)]
+    scale_tags: u64,
+
+    /// Repositories the scale scenario grows to.
+    #[arg(long, default_value_t = 1_000)]
+    scale_repos: u64,
+
+    /// Size of the blob of the blob scenario (e.g. `1GiB`, `256MiB`).
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     blob_size: u64,
 
-    /// Size of each `PATCH` of the chunked push.
+    /// Size of each `PATCH` of chunked pushes.
     #[arg(long, default_value = "16MiB", value_parser = parse_size)]
     chunk_size: u64,
+
+    /// Report errors instead of failing the run on the first scenario that had any.
+    #[arg(long)]
+    allow_errors: bool,
 
     /// Directory for the started berth's data and for the disk probe
     /// (default: a new temporary directory under the current one).
@@ -53,12 +116,22 @@ pub struct BenchArgs {
     #[arg(long, default_value = "berth-bench-history.json")]
     history: PathBuf,
 
-    /// Print the results as JSON only.
+    /// Print the results as JSON only (no progress bars).
     #[arg(long)]
     json: bool,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+/// The default mix when no scenario is named: about a minute on 2 cores.
+const DEFAULT_MIX: [Scenario; 4] = [
+    Scenario::Blob,
+    Scenario::Push,
+    Scenario::Pull,
+    Scenario::Metadata,
+];
+/// The blob of the default mix, smaller than `--blob-size`'s default.
+const DEFAULT_MIX_BLOB: u64 = 512 << 20;
+
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
@@ -80,28 +153,77 @@ fn parse_size(s: &str) -> Result<u64, String> {
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Measurement {
     pub scenario: String,
+    pub requests: u64,
     pub bytes: u64,
     pub seconds: f64,
-    /// Bytes per second.
-    pub rate: Rate,
+    pub mb_per_s: f64,
+    pub requests_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+    pub errors: BTreeMap<String, u64>,
+    /// The limit the headline figure is held to, and its value (MB/s or requests/s).
     pub limit: String,
-    pub limit_rate: Rate,
-    /// `rate / limit_rate`.
+    pub limit_value: f64,
+    /// Headline figure over the limit.
     pub ratio: f64,
-    /// `rate` over this CPU's single-core SHA-256 speed (pushes hash every byte).
+    /// MB/s over this CPU's single-core SHA-256 speed (every pushed byte is hashed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub of_sha256: Option<f64>,
-    /// `rate` over the same scenario's rate in the previous run.
+    /// Headline figure over the same scenario's in the previous run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vs_previous: Option<f64>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug)]
+impl Measurement {
+    fn new(
+        scenario: &str,
+        recorded: &Recorded,
+        elapsed: Duration,
+        limit: (&str, f64),
+    ) -> Measurement {
+        let seconds = elapsed.as_secs_f64().max(1e-9);
+        let mut m = Measurement {
+            scenario: scenario.into(),
+            requests: recorded.requests,
+            bytes: recorded.bytes,
+            seconds,
+            mb_per_s: recorded.bytes as f64 / seconds / 1e6,
+            requests_per_s: recorded.requests as f64 / seconds,
+            latency: recorded.latency.clone(),
+            errors: recorded.errors.clone(),
+            limit: limit.0.into(),
+            limit_value: limit.1,
+            ratio: 0.0,
+            of_sha256: None,
+            vs_previous: None,
+        };
+        m.ratio = m.headline() / limit.1;
+        m
+    }
+
+    /// MB/s for scenarios that move bytes, requests/s for the others.
+    fn headline(&self) -> f64 {
+        if self.scenario.starts_with("metadata") {
+            self.requests_per_s
+        } else {
+            self.mb_per_s
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct Limits {
-    pub sha256: Rate,
-    pub durable_write: Rate,
-    pub loopback_copy: Rate,
-    pub loopback_copy_hashed: Rate,
+    /// MB/s of SHA-256 on one core.
+    pub sha256_mb_s: f64,
+    /// MB/s of a write to new space in the work directory, fsync'd.
+    pub durable_write_mb_s: f64,
+    /// MB/s of a plain loopback HTTP download from a minimal server.
+    pub loopback_copy_mb_s: f64,
+    /// The same, hashed as a verifying pull does.
+    pub loopback_copy_hashed_mb_s: f64,
+    /// Requests/s a minimal HTTP server answers to the metadata clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loopback_requests_per_s: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -110,6 +232,8 @@ pub struct Report {
     pub unix_time: u64,
     pub limits: Limits,
     pub results: Vec<Measurement>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scale: Vec<ScalePoint>,
     /// Peak resident memory of the berth started for the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_peak_rss_mib: Option<f64>,
@@ -186,275 +310,321 @@ impl Drop for Target {
     }
 }
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    credentials: Option<(String, String)>,
+/// Runs one scenario and times it.
+struct Session<'a> {
+    args: &'a BenchArgs,
+    client: Client,
+    run_id: String,
+    limits: Limits,
+    results: Vec<Measurement>,
+    scale: Vec<ScalePoint>,
 }
 
-impl Client {
-    fn request(&self, method: reqwest::Method, path_or_url: &str) -> reqwest::RequestBuilder {
-        let url = if path_or_url.starts_with("http") {
-            path_or_url.to_string()
-        } else {
-            format!("{}{path_or_url}", self.base)
-        };
-        let builder = self.http.request(method, url);
-        match &self.credentials {
-            Some((user, password)) => builder.basic_auth(user, Some(password)),
-            None => builder,
+impl Session<'_> {
+    fn say(&self, line: &str) {
+        if !self.args.json {
+            eprintln!("{line}");
         }
     }
-}
 
-fn body(frames: Vec<bytes::Bytes>) -> reqwest::Body {
-    reqwest::Body::wrap_stream(futures_util::stream::iter(
-        frames.into_iter().map(Ok::<_, std::io::Error>),
-    ))
-}
-
-async fn expect(
-    response: reqwest::Response,
-    status: u16,
-    what: &str,
-) -> anyhow::Result<reqwest::Response> {
-    if response.status().as_u16() != status {
-        let got = response.status();
-        let text = response.text().await.unwrap_or_default();
-        bail!("{what}: expected {status}, got {got}: {text}");
+    fn progress(&self, total: u64, what: &str) -> ProgressBar {
+        if self.args.json {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>20} [{bar:40}] {pos}/{len} requests {elapsed}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(what.to_string());
+        bar
     }
-    Ok(response)
-}
 
-fn location(response: &reqwest::Response) -> anyhow::Result<String> {
-    Ok(response
-        .headers()
-        .get("location")
-        .context("upload answer has no Location")?
-        .to_str()?
-        .to_string())
-}
+    /// The push limit: the lowest of SHA-256, durable write and loopback copy.
+    fn push_limit(&self) -> (&'static str, f64) {
+        [
+            ("sha256", self.limits.sha256_mb_s),
+            ("durable write", self.limits.durable_write_mb_s),
+            ("loopback copy", self.limits.loopback_copy_mb_s),
+        ]
+        .into_iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("three limits")
+    }
 
-fn with_digest(location: &str, digest: &str) -> String {
-    let sep = if location.contains('?') { '&' } else { '?' };
-    format!("{location}{sep}digest={digest}")
-}
+    fn record(
+        &mut self,
+        scenario: &str,
+        recorded: Recorded,
+        elapsed: Duration,
+        limit: (&str, f64),
+    ) -> anyhow::Result<()> {
+        let mut m = Measurement::new(scenario, &recorded, elapsed, limit);
+        if scenario.starts_with("push") {
+            m.of_sha256 = Some(m.mb_per_s / self.limits.sha256_mb_s);
+        }
+        let failed = !m.errors.is_empty();
+        self.results.push(m);
+        if failed && !self.args.allow_errors {
+            bail!(
+                "{scenario} had errors ({:?}); first: {}. Use --allow-errors to report them instead.",
+                recorded.errors,
+                recorded.first_failure.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
 
-async fn push_monolithic(
-    client: &Client,
-    repo: &str,
-    data: &Payload,
-    digest: &str,
-) -> anyhow::Result<()> {
-    let r = client
-        .request(
-            reqwest::Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+    async fn measure_limits(&mut self, work_dir: &Path, sample: &Payload) -> anyhow::Result<()> {
+        self.say("measuring limits: SHA-256, durable disk write, loopback copy");
+        let (_, sha256) = limits::sha256(sample);
+        let durable = limits::durable_write(work_dir, sample.len().min(512 << 20))?;
+        let (plain, hashed) = limits::loopback_copy(sample).await?;
+        self.limits = Limits {
+            sha256_mb_s: sha256 / 1e6,
+            durable_write_mb_s: durable / 1e6,
+            loopback_copy_mb_s: plain / 1e6,
+            loopback_copy_hashed_mb_s: hashed / 1e6,
+            loopback_requests_per_s: None,
+        };
+        Ok(())
+    }
+
+    async fn blob(&mut self, size: u64) -> anyhow::Result<()> {
+        self.say(&format!("blob: generating {} MiB", size >> 20));
+        let base = Payload::generate(size, 0x9e37_79b9_7f4a_7c15);
+        let variants: Vec<(Payload, String)> = (1..=3)
+            .map(|n| {
+                let v = base.variant(n);
+                let digest = limits::sha256(&v).0;
+                (v, digest)
+            })
+            .collect();
+        let repo = format!("bench/{}/blob", self.run_id);
+        let chunk = self.args.chunk_size;
+        let ways = ["push monolithic", "push streamed PATCH", "push chunked"];
+        for (i, (name, (data, digest))) in ways.iter().zip(&variants).enumerate() {
+            self.say(&format!("{name}: {} MiB", size >> 20));
+            let recorder = stats::Recorder::default();
+            let start = Instant::now();
+            let outcome = match i {
+                0 => self.client.push_monolithic(&repo, data, digest).await,
+                1 => self.client.push_streamed(&repo, data, digest).await,
+                _ => self.client.push_chunked(&repo, data, digest, chunk).await,
+            };
+            match outcome {
+                Ok(()) => recorder.ok(start, data.len()),
+                Err(f) => recorder.failed(f),
+            }
+            let limit = self.push_limit();
+            self.record(name, recorder.finish(), start.elapsed(), limit)?;
+        }
+        self.say("pull (digest verified)");
+        let recorder = stats::Recorder::default();
+        let start = Instant::now();
+        let (data, digest) = &variants[0];
+        match self.client.pull_blob(&repo, digest, data.len()).await {
+            Ok(n) => recorder.ok(start, n),
+            Err(f) => recorder.failed(f),
+        }
+        let limit = (
+            "loopback copy, hashed",
+            self.limits.loopback_copy_hashed_mb_s,
+        );
+        self.record("pull verified", recorder.finish(), start.elapsed(), limit)
+    }
+
+    fn images(&self, clients: usize, per_client: usize, seed: u64) -> Vec<Arc<Vec<Image>>> {
+        (0..clients)
+            .map(|c| {
+                Arc::new(
+                    (0..per_client)
+                        .map(|i| {
+                            Image::generate(&self.args.layers.0, seed + (c * per_client + i) as u64)
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    async fn push(&mut self) -> anyhow::Result<()> {
+        let (clients, per_client) = (self.args.clients, self.args.images);
+        self.say(&format!("push: generating {} images", clients * per_client));
+        let images = self.images(clients, per_client, 1_000);
+        let requests: u64 = images
+            .iter()
+            .flat_map(|imgs| imgs.iter())
+            .map(|i| i.layers.len() as u64 + 2)
+            .sum();
+        let progress = self.progress(requests, "push");
+        let repo = format!("bench/{}/push", self.run_id);
+        let (recorded, elapsed) = images::push(
+            &self.client,
+            &repo,
+            clients,
+            &images,
+            self.args.chunk_size,
+            progress,
         )
-        .header("content-type", "application/octet-stream")
-        .header("content-length", data.len())
-        .body(body(data.frames().collect()))
-        .send()
-        .await?;
-    expect(r, 201, "monolithic push").await?;
-    Ok(())
-}
-
-async fn start_upload(client: &Client, repo: &str) -> anyhow::Result<String> {
-    let r = client
-        .request(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await?;
-    location(&expect(r, 202, "upload start").await?)
-}
-
-async fn push_streamed(
-    client: &Client,
-    repo: &str,
-    data: &Payload,
-    digest: &str,
-) -> anyhow::Result<()> {
-    let upload = start_upload(client, repo).await?;
-    let r = client
-        .request(reqwest::Method::PATCH, &upload)
-        .header("content-type", "application/octet-stream")
-        .body(body(data.frames().collect()))
-        .send()
-        .await?;
-    let upload = location(&expect(r, 202, "streamed PATCH").await?)?;
-    let r = client
-        .request(reqwest::Method::PUT, &with_digest(&upload, digest))
-        .send()
-        .await?;
-    expect(r, 201, "upload finish").await?;
-    Ok(())
-}
-
-async fn push_chunked(
-    client: &Client,
-    repo: &str,
-    data: &Payload,
-    digest: &str,
-    chunk: u64,
-) -> anyhow::Result<()> {
-    let mut upload = start_upload(client, repo).await?;
-    let mut start = 0;
-    while start < data.len() {
-        let end = (start + chunk).min(data.len());
-        let r = client
-            .request(reqwest::Method::PATCH, &upload)
-            .header("content-type", "application/octet-stream")
-            .header("content-range", format!("{start}-{}", end - 1))
-            .header("content-length", end - start)
-            .body(body(data.range(start, end)))
-            .send()
-            .await?;
-        upload = location(&expect(r, 202, "chunk PATCH").await?)?;
-        start = end;
+        .await;
+        let limit = self.push_limit();
+        self.record(&format!("push {clients} clients"), recorded, elapsed, limit)
     }
-    let r = client
-        .request(reqwest::Method::PUT, &with_digest(&upload, digest))
-        .send()
-        .await?;
-    expect(r, 201, "upload finish").await?;
-    Ok(())
-}
 
-/// Pulls a blob and checks it byte-count and digest; returns the rate.
-async fn pull_verified(
-    client: &Client,
-    repo: &str,
-    digest: &str,
-    len: u64,
-) -> anyhow::Result<Rate> {
-    let start = Instant::now();
-    let r = client
-        .request(reqwest::Method::GET, &format!("/v2/{repo}/blobs/{digest}"))
-        .send()
-        .await?;
-    let r = expect(r, 200, "blob pull").await?;
-    let mut stream = r.bytes_stream();
-    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-    let mut received = 0u64;
-    while let Some(frame) = futures_util::StreamExt::next(&mut stream).await {
-        let frame = frame?;
-        received += frame.len() as u64;
-        sha2::Digest::update(&mut hasher, &frame);
+    async fn pull(&mut self) -> anyhow::Result<()> {
+        let image = Arc::new(Image::generate(&self.args.layers.0, 7));
+        let repo = format!("bench/{}/pull", self.run_id);
+        let setup = stats::Recorder::default();
+        images::push_image(
+            &self.client,
+            &repo,
+            "herd",
+            &image,
+            self.args.chunk_size,
+            &setup,
+            &ProgressBar::hidden(),
+        )
+        .await;
+        if let Some(f) = setup.finish().first_failure {
+            bail!("preparing the pull scenario: {f}");
+        }
+        let clients = self.args.clients;
+        let progress = self.progress(
+            (clients * self.args.rounds * (image.layers.len() + 1)) as u64,
+            "pull",
+        );
+        let (recorded, elapsed) = images::pull(
+            &self.client,
+            &repo,
+            clients,
+            self.args.rounds,
+            image,
+            progress,
+        )
+        .await;
+        let limit = (
+            "loopback copy, hashed",
+            self.limits.loopback_copy_hashed_mb_s,
+        );
+        self.record(
+            &format!("pull {clients} clients (herd)"),
+            recorded,
+            elapsed,
+            limit,
+        )
     }
-    let elapsed = start.elapsed();
-    let got = format!("sha256:{}", hex::encode(sha2::Digest::finalize(hasher)));
-    ensure!(received == len, "pulled {received} bytes, expected {len}");
-    ensure!(
-        got == digest,
-        "pulled blob has digest {got}, expected {digest}"
-    );
-    Ok(rate(len, elapsed))
-}
 
-fn measurement(scenario: &str, bytes: u64, elapsed: Duration, limit: (&str, Rate)) -> Measurement {
-    let r = rate(bytes, elapsed);
-    Measurement {
-        scenario: scenario.into(),
-        bytes,
-        seconds: elapsed.as_secs_f64(),
-        rate: r,
-        limit: limit.0.into(),
-        limit_rate: limit.1,
-        ratio: r / limit.1,
-        of_sha256: None,
-        vs_previous: None,
+    async fn metadata(&mut self) -> anyhow::Result<()> {
+        let clients = self.args.metadata_clients;
+        self.say("metadata: measuring a minimal server's request rate");
+        let ceiling = metadata::loopback_request_rate(clients, Duration::from_secs(2)).await?;
+        self.limits.loopback_requests_per_s = Some(ceiling);
+        let image = Arc::new(Image::generate(&[(1, 1024)], 11));
+        let repo = format!("bench/{}/metadata", self.run_id);
+        metadata::prepare(&self.client, &repo, &image).await?;
+        let progress = self.progress(0, "metadata");
+        let (recorded, elapsed) = metadata::run(
+            &self.client,
+            &repo,
+            image,
+            clients,
+            self.args.duration,
+            progress,
+        )
+        .await;
+        self.record(
+            &format!("metadata {clients} clients"),
+            recorded,
+            elapsed,
+            ("minimal server", ceiling),
+        )
+    }
+
+    async fn scale(&mut self) -> anyhow::Result<()> {
+        let image = Image::generate(&[(1, 1024)], 13);
+        let repo = format!("bench/{}/scale", self.run_id);
+        let say = |line: &str| self.say(line);
+        let mut points =
+            scale::tags(&self.client, &repo, &image, self.args.scale_tags, &say).await?;
+        let prefix = format!("bench/{}/repos", self.run_id);
+        points
+            .extend(scale::repositories(&self.client, &prefix, self.args.scale_repos, &say).await?);
+        self.scale = points;
+        Ok(())
     }
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let target = Target::open(&args)?;
-    let client = Client {
-        http: reqwest::Client::new(),
-        base: target.base.clone(),
-        credentials: args.username.clone().zip(args.password.clone()),
-    };
-    let say = |line: &str| {
-        if !args.json {
-            eprintln!("{line}");
-        }
-    };
-    let r = client.request(reqwest::Method::GET, "/v2/").send().await?;
-    expect(r, 200, "GET /v2/ (are the credentials right?)").await?;
-
-    say(&format!(
-        "generating {} MiB of test data",
-        args.blob_size >> 20
-    ));
-    let base = Payload::generate(args.blob_size, 0x9e37_79b9_7f4a_7c15);
-    let variants: Vec<Payload> = (1..=3).map(|n| base.variant(n)).collect();
-    let (_, sha256_rate) = limits::sha256(&base);
-    let digests: Vec<String> = variants.iter().map(|v| limits::sha256(v).0).collect();
-
-    say("measuring limits: durable disk write, loopback copy");
-    let durable = limits::durable_write(&target.work_dir, args.blob_size.min(512 << 20))?;
-    let (loopback, loopback_hashed) = limits::loopback_copy(&base).await?;
-    let limits = Limits {
-        sha256: sha256_rate,
-        durable_write: durable,
-        loopback_copy: loopback,
-        loopback_copy_hashed: loopback_hashed,
-    };
-    let push_limit = [
-        ("sha256", sha256_rate),
-        ("durable write", durable),
-        ("loopback copy", loopback),
-    ]
-    .into_iter()
-    .min_by(|a, b| a.1.total_cmp(&b.1))
-    .expect("three limits");
-
-    let run_id = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
-    let repo = format!("bench/blob-{run_id}");
-    let len = args.blob_size;
-    let mut results = Vec::new();
-    let pushes: [(&str, usize); 3] = [
-        ("push monolithic", 0),
-        ("push streamed PATCH", 1),
-        ("push chunked", 2),
-    ];
-    for (name, i) in pushes {
-        say(&format!("{name}: {} MiB", len >> 20));
-        let start = Instant::now();
-        match i {
-            0 => push_monolithic(&client, &repo, &variants[i], &digests[i]).await?,
-            1 => push_streamed(&client, &repo, &variants[i], &digests[i]).await?,
-            _ => push_chunked(&client, &repo, &variants[i], &digests[i], args.chunk_size).await?,
-        }
-        // Held to the lowest of the three limits, which binds; SHA-256 beside it.
-        let mut m = measurement(name, len, start.elapsed(), push_limit);
-        m.of_sha256 = Some(m.rate / sha256_rate);
-        results.push(m);
-    }
-    say("pull (digest verified)");
-    let pull_rate = pull_verified(&client, &repo, &digests[0], len).await?;
-    let mut pull = measurement(
-        "pull verified",
-        len,
-        Duration::from_secs_f64(len as f64 / pull_rate),
-        ("loopback copy, hashed", loopback_hashed),
+    let client = Client::new(
+        &target.base,
+        args.username.clone().zip(args.password.clone()),
     );
-    pull.rate = pull_rate;
-    results.push(pull);
+    client.ping().await.map_err(|f| {
+        anyhow::anyhow!("the target does not answer GET /v2/ (are the credentials right?): {f}")
+    })?;
+    let scenarios = if args.scenario.is_empty() {
+        DEFAULT_MIX.to_vec()
+    } else {
+        args.scenario.clone()
+    };
+    let blob_size =
+        if args.scenario.is_empty() && !std::env::args().any(|a| a.starts_with("--blob-size")) {
+            DEFAULT_MIX_BLOB
+        } else {
+            args.blob_size
+        };
+    let run_id = SystemTime::now()
+        .duration_since(UNIX_EPOCH)?
+        .as_millis()
+        .to_string();
+    let mut session = Session {
+        args: &args,
+        client,
+        run_id,
+        limits: Limits::default(),
+        results: Vec::new(),
+        scale: Vec::new(),
+    };
+    let sample = Payload::generate(blob_size.min(256 << 20), 3);
+    session.measure_limits(&target.work_dir, &sample).await?;
+    drop(sample);
+
+    let mut failure = None;
+    for scenario in scenarios {
+        let outcome = match scenario {
+            Scenario::Blob => session.blob(blob_size).await,
+            Scenario::Push => session.push().await,
+            Scenario::Pull => session.pull().await,
+            Scenario::Metadata => session.metadata().await,
+            Scenario::Scale => session.scale().await,
+        };
+        if let Err(e) = outcome {
+            failure = Some(e);
+            break;
+        }
+    }
 
     let mut report = Report {
         target: target.label.clone(),
         unix_time: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
-        limits,
-        results,
+        limits: session.limits,
+        results: session.results,
+        scale: session.scale,
         server_peak_rss_mib: target.peak_rss_mib(),
     };
     compare_with_history(&mut report, &args.history)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_table(&report);
+        print_report(&report);
     }
-    Ok(())
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Fills `vs_previous` from the last run against the same target, then
@@ -467,7 +637,7 @@ fn compare_with_history(report: &mut Report, path: &Path) -> anyhow::Result<()> 
     if let Some(previous) = history.iter().rev().find(|r| r.target == report.target) {
         for m in &mut report.results {
             if let Some(p) = previous.results.iter().find(|p| p.scenario == m.scenario) {
-                m.vs_previous = Some(m.rate / p.rate);
+                m.vs_previous = Some(m.headline() / p.headline());
             }
         }
     }
@@ -476,33 +646,75 @@ fn compare_with_history(report: &mut Report, path: &Path) -> anyhow::Result<()> 
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn print_table(report: &Report) {
-    let mbs = |r: Rate| r / 1e6;
+fn print_report(report: &Report) {
+    let l = &report.limits;
     println!("target: {}", report.target);
-    println!(
+    print!(
         "limits: sha256 {:.0} MB/s (one core) | durable write {:.0} MB/s | loopback copy {:.0} MB/s ({:.0} MB/s hashed)",
-        mbs(report.limits.sha256),
-        mbs(report.limits.durable_write),
-        mbs(report.limits.loopback_copy),
-        mbs(report.limits.loopback_copy_hashed),
+        l.sha256_mb_s, l.durable_write_mb_s, l.loopback_copy_mb_s, l.loopback_copy_hashed_mb_s
     );
+    match l.loopback_requests_per_s {
+        Some(r) => println!(" | minimal server {r:.0} req/s"),
+        None => println!(),
+    }
     println!(
-        "{:<22} {:>7} {:>8} {:>9} {:>9} {:>8}  limit",
-        "scenario", "MB/s", "seconds", "of limit", "of sha256", "vs prev"
+        "{:<28} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>7}  limit",
+        "scenario",
+        "MB/s",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "ratio",
+        "sha256",
+        "prev",
+        "errors"
     );
     let or_dash = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     for m in &report.results {
+        let lat = m.latency.clone().unwrap_or(Latency {
+            p50_ms: 0.0,
+            p95_ms: 0.0,
+            p99_ms: 0.0,
+            max_ms: 0.0,
+        });
+        let errors: u64 = m.errors.values().sum();
         println!(
-            "{:<22} {:>7.0} {:>8.2} {:>9.2} {:>9} {:>8}  {} ({:.0} MB/s)",
+            "{:<28} {:>7.0} {:>8.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6.2} {:>6} {:>6} {:>7}  {} ({:.0})",
             m.scenario,
-            mbs(m.rate),
-            m.seconds,
+            m.mb_per_s,
+            m.requests_per_s,
+            lat.p50_ms,
+            lat.p95_ms,
+            lat.p99_ms,
+            lat.max_ms,
             m.ratio,
             or_dash(m.of_sha256),
             or_dash(m.vs_previous),
+            errors,
             m.limit,
-            mbs(m.limit_rate)
+            m.limit_value
         );
+        for (kind, n) in &m.errors {
+            println!("    error: {n} × {kind}");
+        }
+    }
+    if !report.scale.is_empty() {
+        println!(
+            "{:<14} {:>9} {:>16} {:>17} {:>14}",
+            "scale", "count", "first page p50", "middle page p50", "lookup p50"
+        );
+        for p in &report.scale {
+            println!(
+                "{:<14} {:>9} {:>13.2} ms {:>14.2} ms {:>14}",
+                p.what,
+                p.count,
+                p.first_page_p50_ms,
+                p.middle_page_p50_ms,
+                p.lookup_p50_ms.map_or("-".into(), |v| format!("{v:.2} ms"))
+            );
+        }
     }
     if let Some(rss) = report.server_peak_rss_mib {
         println!("server peak RSS: {rss:.0} MiB");

@@ -16,7 +16,13 @@ impl Payload {
     /// `len` bytes from a xorshift generator: incompressible, reproducible.
     pub fn generate(len: u64, seed: u64) -> Payload {
         let mut buf = BytesMut::zeroed(len as usize);
-        let mut state = seed | 1;
+        // splitmix64 of the seed: nearby seeds start far apart (and never at 0).
+        let mut state = {
+            let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) | 1
+        };
         for word in buf.chunks_mut(8) {
             state ^= state << 13;
             state ^= state >> 7;
@@ -24,6 +30,13 @@ impl Payload {
             word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
         }
         let mut all = buf.freeze();
+        let rest = all.split_off(FRAME.min(all.len()));
+        Payload { first: all, rest }
+    }
+
+    /// A small payload of the given bytes.
+    pub fn from_bytes(bytes: Vec<u8>) -> Payload {
+        let mut all = Bytes::from(bytes);
         let rest = all.split_off(FRAME.min(all.len()));
         Payload { first: all, rest }
     }
