@@ -376,10 +376,18 @@ impl Session<'_> {
         Ok(())
     }
 
-    async fn measure_limits(&mut self, work_dir: &Path, sample: &Payload) -> anyhow::Result<()> {
+    /// Measures the limits with `sample`; the disk probe writes `write_len`
+    /// bytes, as much as the largest push, because this disk kind is bimodal:
+    /// a short write lands in a fast tier a long one outgrows.
+    async fn measure_limits(
+        &mut self,
+        work_dir: &Path,
+        sample: &Payload,
+        write_len: u64,
+    ) -> anyhow::Result<()> {
         self.say("measuring limits: SHA-256, durable disk write, loopback copy");
         let (_, sha256) = limits::sha256(sample);
-        let durable = limits::durable_write(work_dir, sample.len().min(512 << 20))?;
+        let durable = limits::durable_write(work_dir, write_len)?;
         let (plain, hashed) = limits::loopback_copy(sample).await?;
         self.limits = Limits {
             sha256_mb_s: sha256 / 1e6,
@@ -589,7 +597,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         scale: Vec::new(),
     };
     let sample = Payload::generate(blob_size.min(256 << 20), 3);
-    session.measure_limits(&target.work_dir, &sample).await?;
+    session
+        .measure_limits(&target.work_dir, &sample, blob_size.min(1 << 30))
+        .await?;
     drop(sample);
 
     let mut failure = None;
