@@ -108,6 +108,14 @@ fn tokio_stream_from<T: Send + 'static>(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// Deletes a file; one already gone is not an error.
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -193,11 +201,7 @@ impl BlobStore for FsBlobStore {
 
     async fn delete_upload(&self, id: &str) -> Result<()> {
         let path = self.upload_path(id);
-        blocking(move || match fs::remove_file(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
-        })
-        .await
+        blocking(move || remove_if_present(&path)).await
     }
 
     async fn stale_uploads(&self, cutoff: SystemTime) -> Result<Vec<String>> {
@@ -238,11 +242,7 @@ impl BlobStore for FsBlobStore {
 
     async fn delete(&self, digest: &Digest) -> Result<()> {
         let path = self.blob_path(digest);
-        blocking(move || match fs::remove_file(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
-        })
-        .await
+        blocking(move || remove_if_present(&path)).await
     }
 }
 
