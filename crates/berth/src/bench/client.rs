@@ -41,6 +41,13 @@ impl From<reqwest::Error> for Failure {
 
 pub type Outcome<T> = Result<T, Failure>;
 
+/// What pulling clients accept; some registries hide OCI manifests from a
+/// request without it.
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json";
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -125,7 +132,8 @@ impl Client {
         self.expect(r, 200, "GET /v2/").await.map(drop)
     }
 
-    /// `POST ?digest=` with the whole blob.
+    /// `POST ?digest=` with the whole blob (or `POST` + `PUT` where the
+    /// registry does not take a blob in the `POST`).
     pub async fn push_monolithic(&self, repo: &str, data: &Payload, digest: &str) -> Outcome<()> {
         let r = self
             .request(
@@ -137,7 +145,20 @@ impl Client {
             .body(body(data.frames().collect()))
             .send()
             .await?;
-        self.expect(r, 201, "monolithic blob push").await.map(drop)
+        if r.status().as_u16() != 202 {
+            return self.expect(r, 201, "monolithic blob push").await.map(drop);
+        }
+        // The spec lets a registry answer 202 and open an upload instead;
+        // real clients then PUT the blob there.
+        let upload = Self::location(&r)?;
+        let r = self
+            .request(Method::PUT, &Self::with_digest(&upload, digest))
+            .header("content-type", "application/octet-stream")
+            .header("content-length", data.len())
+            .body(body(data.frames().collect()))
+            .send()
+            .await?;
+        self.expect(r, 201, "monolithic blob PUT").await.map(drop)
     }
 
     async fn start_upload(&self, repo: &str) -> Outcome<String> {
@@ -154,6 +175,20 @@ impl Client {
             .send()
             .await?;
         self.expect(r, 201, "upload finish").await.map(drop)
+    }
+
+    /// `POST`, then the whole blob in the closing `PUT`: oras's way, which
+    /// every registry takes.
+    pub async fn push_post_put(&self, repo: &str, data: &Payload, digest: &str) -> Outcome<()> {
+        let upload = self.start_upload(repo).await?;
+        let r = self
+            .request(Method::PUT, &Self::with_digest(&upload, digest))
+            .header("content-type", "application/octet-stream")
+            .header("content-length", data.len())
+            .body(body(data.frames().collect()))
+            .send()
+            .await?;
+        self.expect(r, 201, "blob PUT").await.map(drop)
     }
 
     /// `POST`, one `PATCH` streaming the whole blob (no length), `PUT`: docker's way.
@@ -220,11 +255,7 @@ impl Client {
     ) -> Outcome<Bytes> {
         let r = self
             .request(Method::GET, &format!("/v2/{repo}/manifests/{reference}"))
-            .header(
-                "accept",
-                "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
-                 application/vnd.docker.distribution.manifest.v2+json",
-            )
+            .header("accept", MANIFEST_ACCEPT)
             .send()
             .await?;
         let bytes = self.expect(r, 200, "manifest GET").await?.bytes().await?;
@@ -241,7 +272,11 @@ impl Client {
     }
 
     pub async fn head(&self, path: &str, what: &str) -> Outcome<()> {
-        let r = self.request(Method::HEAD, path).send().await?;
+        let r = self
+            .request(Method::HEAD, path)
+            .header("accept", MANIFEST_ACCEPT)
+            .send()
+            .await?;
         self.expect(r, 200, what).await.map(drop)
     }
 

@@ -92,8 +92,8 @@ impl Image {
     }
 }
 
-/// Pushes every blob of `image` (larger than `chunk`: chunked; else
-/// monolithic) and its manifest under `tag`, recording each request.
+/// Pushes every blob of `image` (larger than `chunk`: chunked; else in one
+/// `POST` + `PUT`) and its manifest under `tag`, recording each request.
 pub async fn push_image(
     client: &Client,
     repo: &str,
@@ -114,7 +114,7 @@ pub async fn push_image(
         let outcome = if data.len() > chunk {
             client.push_chunked(repo, data, digest, chunk).await
         } else {
-            client.push_monolithic(repo, data, digest).await
+            client.push_post_put(repo, data, digest).await
         };
         match outcome {
             Ok(()) => recorder.ok(start, data.len()),

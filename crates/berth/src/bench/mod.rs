@@ -646,7 +646,9 @@ fn compare_with_history(report: &mut Report, path: &Path) -> anyhow::Result<()> 
     };
     if let Some(previous) = history.iter().rev().find(|r| r.target == report.target) {
         for m in &mut report.results {
-            if let Some(p) = previous.results.iter().find(|p| p.scenario == m.scenario) {
+            if let Some(p) = previous.results.iter().find(|p| p.scenario == m.scenario)
+                && p.headline() > 0.0
+            {
                 m.vs_previous = Some(m.headline() / p.headline());
             }
         }

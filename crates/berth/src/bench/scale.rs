@@ -166,7 +166,7 @@ pub async fn repositories(
             let pushes = (next..end).map(|i| {
                 let (client, payload, digest, repo) =
                     (client.clone(), payload.clone(), digest.clone(), name(i));
-                async move { client.push_monolithic(&repo, &payload, &digest).await }
+                async move { client.push_post_put(&repo, &payload, &digest).await }
             });
             for outcome in futures_util::future::join_all(pushes).await {
                 outcome?;
