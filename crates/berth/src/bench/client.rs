@@ -150,15 +150,8 @@ impl Client {
         }
         // The spec lets a registry answer 202 and open an upload instead;
         // real clients then PUT the blob there.
-        let upload = Self::location(&r)?;
-        let r = self
-            .request(Method::PUT, &Self::with_digest(&upload, digest))
-            .header("content-type", "application/octet-stream")
-            .header("content-length", data.len())
-            .body(body(data.frames().collect()))
-            .send()
-            .await?;
-        self.expect(r, 201, "monolithic blob PUT").await.map(drop)
+        self.finish_upload_with(&Self::location(&r)?, data, digest)
+            .await
     }
 
     async fn start_upload(&self, repo: &str) -> Outcome<String> {
@@ -181,8 +174,18 @@ impl Client {
     /// every registry takes.
     pub async fn push_post_put(&self, repo: &str, data: &Payload, digest: &str) -> Outcome<()> {
         let upload = self.start_upload(repo).await?;
+        self.finish_upload_with(&upload, data, digest).await
+    }
+
+    /// The closing `PUT` of an upload, carrying the whole blob.
+    async fn finish_upload_with(
+        &self,
+        location: &str,
+        data: &Payload,
+        digest: &str,
+    ) -> Outcome<()> {
         let r = self
-            .request(Method::PUT, &Self::with_digest(&upload, digest))
+            .request(Method::PUT, &Self::with_digest(location, digest))
             .header("content-type", "application/octet-stream")
             .header("content-length", data.len())
             .body(body(data.frames().collect()))
