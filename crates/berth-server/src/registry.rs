@@ -270,8 +270,17 @@ impl Registry {
                 "upload content has digest {computed}, not {digest}"
             )));
         }
-        self.blobs.commit_upload(id, upload.size, digest).await?;
-        self.metadata.complete_upload(&upload, digest).await?;
+        // Committing runs to its end even if the client goes away meanwhile
+        // (the server then drops this future): a blob on disk whose upload
+        // was never completed would make every retry fail.
+        let (blobs, metadata) = (self.blobs.clone(), self.metadata.clone());
+        let (id, digest) = (id.to_string(), digest.clone());
+        tokio::spawn(async move {
+            blobs.commit_upload(&id, upload.size, &digest).await?;
+            metadata.complete_upload(&upload, &digest).await
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("blob commit task failed: {e}")))??;
         Ok(())
     }
 

@@ -184,7 +184,8 @@ impl BlobStore for FsBlobStore {
         let target = self.blob_path(digest);
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             if target.exists() {
-                return fs::remove_file(&staged);
+                // Same content already committed (possibly by an earlier try of this upload).
+                return remove_if_present(&staged);
             }
             let file = OpenOptions::new().write(true).open(&staged)?;
             file.set_len(len)?;
@@ -320,6 +321,8 @@ mod tests {
             collect(store.read(&digest, None).await.unwrap()).await,
             b"same"
         );
+        // A retried commit whose staging data is already gone succeeds.
+        store.commit_upload("a", 4, &digest).await.unwrap();
         assert!(
             store
                 .stale_uploads(SystemTime::now() + std::time::Duration::from_secs(1))
