@@ -2,13 +2,13 @@
 //! realistic shape, and pulling one new image all at once.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
 use super::client::{Client, sha256_hex};
 use super::payload::Payload;
-use super::stats::{Recorded, Recorder};
+use super::stats::{Recorded, Recorder, finish, together};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -176,39 +176,21 @@ pub async fn push(
     images: &[Arc<Vec<Image>>],
     chunk: u64,
     progress: ProgressBar,
-) -> (Recorded, std::time::Duration) {
+) -> (Recorded, Duration) {
     let recorder = Arc::new(Recorder::default());
     let start = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let (client, recorder, progress) = (client.clone(), recorder.clone(), progress.clone());
-            let mine = images[c].clone();
-            let repo = format!("{repo}-{c}");
-            tokio::spawn(async move {
-                for (i, image) in mine.iter().enumerate() {
-                    push_image(
-                        &client,
-                        &repo,
-                        &format!("v{i}"),
-                        image,
-                        chunk,
-                        &recorder,
-                        &progress,
-                    )
-                    .await;
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("push client panicked");
-    }
-    let elapsed = start.elapsed();
-    progress.finish_and_clear();
-    (
-        Arc::into_inner(recorder).expect("clients done").finish(),
-        elapsed,
-    )
+    together(clients, |c| {
+        let (client, recorder, progress) = (client.clone(), recorder.clone(), progress.clone());
+        let (mine, repo) = (images[c].clone(), format!("{repo}-{c}"));
+        async move {
+            for (i, image) in mine.iter().enumerate() {
+                let tag = format!("v{i}");
+                push_image(&client, &repo, &tag, image, chunk, &recorder, &progress).await;
+            }
+        }
+    })
+    .await;
+    finish(recorder, start, &progress)
 }
 
 /// `rounds` times, `clients` clients pull the same image at the same moment.
@@ -219,32 +201,22 @@ pub async fn pull(
     rounds: usize,
     image: Arc<Image>,
     progress: ProgressBar,
-) -> (Recorded, std::time::Duration) {
+) -> (Recorded, Duration) {
     let recorder = Arc::new(Recorder::default());
     let start = Instant::now();
     for _ in 0..rounds {
         let barrier = Arc::new(tokio::sync::Barrier::new(clients));
-        let tasks: Vec<_> = (0..clients)
-            .map(|_| {
-                let (client, recorder, progress) =
-                    (client.clone(), recorder.clone(), progress.clone());
-                let (barrier, image, repo) = (barrier.clone(), image.clone(), repo.to_string());
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    pull_image(&client, &repo, "herd", &image, &recorder, &progress).await;
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("pull client panicked");
-        }
+        together(clients, |_| {
+            let (client, recorder, progress) = (client.clone(), recorder.clone(), progress.clone());
+            let (barrier, image, repo) = (barrier.clone(), image.clone(), repo.to_string());
+            async move {
+                barrier.wait().await;
+                pull_image(&client, &repo, "herd", &image, &recorder, &progress).await;
+            }
+        })
+        .await;
     }
-    let elapsed = start.elapsed();
-    progress.finish_and_clear();
-    (
-        Arc::into_inner(recorder).expect("clients done").finish(),
-        elapsed,
-    )
+    finish(recorder, start, &progress)
 }
 
 #[cfg(test)]

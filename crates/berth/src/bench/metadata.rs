@@ -10,7 +10,7 @@ use indicatif::ProgressBar;
 
 use super::client::Client;
 use super::images::{Image, OCI_MANIFEST};
-use super::stats::{Recorded, Recorder};
+use super::stats::{Recorded, Recorder, finish, together};
 
 /// Tags pushed for the `tags/list` pages.
 const TAGS: usize = 300;
@@ -44,51 +44,42 @@ pub async fn run(
     let recorder = Arc::new(Recorder::default());
     let start = Instant::now();
     let deadline = start + duration;
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let (client, recorder, progress) = (client.clone(), recorder.clone(), progress.clone());
-            let (image, repo) = (image.clone(), repo.to_string());
-            tokio::spawn(async move {
-                let blob = format!("/v2/{repo}/blobs/{}", image.config_digest);
-                let mut n = c;
-                while Instant::now() < deadline {
-                    let tag = format!("t{:03}", n % TAGS);
-                    let manifest = format!("/v2/{repo}/manifests/{tag}");
-                    let begun = Instant::now();
-                    let outcome = match n % 4 {
-                        0 => client.head(&manifest, "manifest HEAD").await.map(|_| 0),
-                        1 => client
-                            .get_manifest(&repo, &tag, Some(&image.digest))
-                            .await
-                            .map(|b| b.len() as u64),
-                        2 => client.head(&blob, "blob HEAD").await.map(|_| 0),
-                        _ => client
-                            .get_json(
-                                &format!("/v2/{repo}/tags/list?n=100&last={tag}"),
-                                "tags/list",
-                            )
-                            .await
-                            .map(|_| 0),
-                    };
-                    match outcome {
-                        Ok(bytes) => recorder.ok(begun, bytes),
-                        Err(f) => recorder.failed(f),
-                    }
-                    progress.inc(1);
-                    n += 1;
+    together(clients, |c| {
+        let (client, recorder, progress) = (client.clone(), recorder.clone(), progress.clone());
+        let (image, repo) = (image.clone(), repo.to_string());
+        async move {
+            let blob = format!("/v2/{repo}/blobs/{}", image.config_digest);
+            let mut n = c;
+            while Instant::now() < deadline {
+                let tag = format!("t{:03}", n % TAGS);
+                let manifest = format!("/v2/{repo}/manifests/{tag}");
+                let begun = Instant::now();
+                let outcome = match n % 4 {
+                    0 => client.head(&manifest, "manifest HEAD").await.map(|_| 0),
+                    1 => client
+                        .get_manifest(&repo, &tag, Some(&image.digest))
+                        .await
+                        .map(|b| b.len() as u64),
+                    2 => client.head(&blob, "blob HEAD").await.map(|_| 0),
+                    _ => client
+                        .get_json(
+                            &format!("/v2/{repo}/tags/list?n=100&last={tag}"),
+                            "tags/list",
+                        )
+                        .await
+                        .map(|_| 0),
+                };
+                match outcome {
+                    Ok(bytes) => recorder.ok(begun, bytes),
+                    Err(f) => recorder.failed(f),
                 }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("metadata client panicked");
-    }
-    let elapsed = start.elapsed();
-    progress.finish_and_clear();
-    (
-        Arc::into_inner(recorder).expect("clients done").finish(),
-        elapsed,
-    )
+                progress.inc(1);
+                n += 1;
+            }
+        }
+    })
+    .await;
+    finish(recorder, start, &progress)
 }
 
 /// Requests per second a minimal HTTP server on loopback answers to the same

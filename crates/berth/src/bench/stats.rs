@@ -2,8 +2,11 @@
 //! clients of one scenario.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
 
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +86,29 @@ impl Recorder {
             first_failure: inner.first_failure,
         }
     }
+}
+
+/// Runs `count` clients at once, `client(i)` each, until all have ended.
+pub async fn together<F: Future<Output = ()> + Send + 'static>(
+    count: usize,
+    client: impl FnMut(usize) -> F,
+) {
+    let tasks: Vec<_> = (0..count).map(client).map(tokio::spawn).collect();
+    for task in tasks {
+        task.await.expect("bench client panicked");
+    }
+}
+
+/// What the clients that shared `recorder` recorded, and the time since `start`.
+pub fn finish(
+    recorder: Arc<Recorder>,
+    start: Instant,
+    progress: &ProgressBar,
+) -> (Recorded, Duration) {
+    let elapsed = start.elapsed();
+    progress.finish_and_clear();
+    let recorder = Arc::into_inner(recorder).expect("every client has ended");
+    (recorder.finish(), elapsed)
 }
 
 #[cfg(test)]
