@@ -4,6 +4,7 @@
 pub mod digest;
 pub mod manifest;
 pub mod name;
+pub mod sigv4;
 
 pub use digest::{Algorithm, Digest, Hasher};
 pub use name::{Reference, RepositoryName, Tag};
