@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the tests need, then runs them all:
 #   formatting and lints, unit and end-to-end tests (cargo), the OCI conformance
-#   suite, and the real-client suite (skopeo, oras).
+#   suite, and the real-client suite (skopeo, oras, aws CLI, boto3).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,5 +38,5 @@ target/debug/berth bench --scenario blob,push,pull,metadata,scale \
   --duration 1s --metadata-clients 4 --scale-tags 2000 --scale-repos 150 \
   --history target/bench-history.json
 
-echo "== real clients"
-BERTH_BIN="$PWD/target/debug/berth" .venv/bin/pytest -q tests/clients
+echo "== real clients (skopeo, oras, aws CLI, boto3)"
+PATH="$PWD/.venv/bin:$PATH" BERTH_BIN="$PWD/target/debug/berth" .venv/bin/pytest -q tests/clients

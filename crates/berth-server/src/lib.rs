@@ -1,5 +1,7 @@
 //! berth's services and front doors.
 
+pub mod ecr;
+pub mod identity;
 pub mod oci;
 pub mod registry;
 
@@ -8,13 +10,26 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Request, State};
 
+pub use identity::Identity;
 pub use registry::{Registry, RegistryConfig, RegistryError};
 
-/// The HTTP application: every front door on one router.
-pub fn app(registry: Arc<Registry>) -> Router {
+/// Everything the front doors share.
+pub struct App {
+    pub registry: Arc<Registry>,
+    pub identity: Arc<Identity>,
+    /// `scheme://host[:port]` clients reach berth at, when not the request's `Host`.
+    pub public_url: Option<String>,
+}
+
+/// The HTTP application: every front door on one listener.
+pub fn app(app: Arc<App>) -> Router {
     Router::new()
-        .fallback(|State(registry): State<Arc<Registry>>, request: Request| {
-            oci::serve(registry, request)
+        .fallback(|State(app): State<Arc<App>>, request: Request| async move {
+            if ecr::is_ecr_request(&request) {
+                ecr::serve(app, request).await
+            } else {
+                oci::serve(app.registry.clone(), request).await
+            }
         })
-        .with_state(registry)
+        .with_state(app)
 }

@@ -15,8 +15,9 @@ use std::time::{Duration, SystemTime};
 use berth_core::manifest::{self, ManifestError};
 use berth_core::{Algorithm, Digest, Hasher, Reference, RepositoryName, Tag};
 use berth_store::{
-    BlobStore, BlobStream, ByteStream, DeleteManifestOutcome, MetadataStore, NewManifest,
-    PutManifestOutcome, Referrer, StoreError, StoredManifest, Upload, now_millis,
+    BlobStore, BlobStream, ByteStream, DeleteManifestOutcome, DeleteRepositoryOutcome,
+    MetadataStore, NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, StoreError,
+    StoredManifest, Upload, now_millis,
 };
 use bytes::Bytes;
 use futures_util::Stream;
@@ -50,6 +51,18 @@ pub enum RegistryError {
     ManifestChildUnknown(Vec<Digest>),
     #[error("manifest is referenced by index {0} and cannot be deleted")]
     ManifestReferenced(Digest),
+    /// ECR's wording, which docker shows to the user.
+    #[error(
+        "The image tag '{tag}' already exists in the '{repository}' repository and cannot be overwritten because the repository is immutable."
+    )]
+    TagImmutable {
+        tag: Tag,
+        repository: RepositoryName,
+    },
+    #[error("repository already exists")]
+    RepositoryAlreadyExists,
+    #[error("repository still contains images")]
+    RepositoryNotEmpty,
     #[error("internal error: {0}")]
     Internal(#[from] StoreError),
 }
@@ -108,6 +121,50 @@ impl Registry {
 
     pub fn config(&self) -> &RegistryConfig {
         &self.config
+    }
+
+    // ---- repositories ----
+
+    pub async fn create_repository(&self, record: RepositoryRecord) -> Result<RepositoryRecord> {
+        self.metadata
+            .create_repository(&record)
+            .await?
+            .ok_or(RegistryError::RepositoryAlreadyExists)
+    }
+
+    pub async fn repository(&self, name: &RepositoryName) -> Result<RepositoryRecord> {
+        self.metadata
+            .get_repository(name)
+            .await?
+            .ok_or(RegistryError::NameUnknown)
+    }
+
+    /// A page of repositories after `last`, and whether more follow.
+    pub async fn repositories(
+        &self,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<RepositoryRecord>, bool)> {
+        let mut page = self
+            .metadata
+            .list_repository_records(last, limit.saturating_add(1))
+            .await?;
+        let more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        Ok((page, more))
+    }
+
+    /// Deletes a repository; with `force`, together with its images.
+    pub async fn delete_repository(
+        &self,
+        name: &RepositoryName,
+        force: bool,
+    ) -> Result<RepositoryRecord> {
+        match self.metadata.delete_repository(name, force).await? {
+            DeleteRepositoryOutcome::Deleted(record) => Ok(record),
+            DeleteRepositoryOutcome::NotFound => Err(RegistryError::NameUnknown),
+            DeleteRepositoryOutcome::NotEmpty => Err(RegistryError::RepositoryNotEmpty),
+        }
     }
 
     // ---- blobs ----
@@ -428,6 +485,10 @@ impl Registry {
                 digest,
                 subject,
                 tags,
+            }),
+            PutManifestOutcome::TagImmutable(tag) => Err(RegistryError::TagImmutable {
+                tag,
+                repository: repository.clone(),
             }),
             PutManifestOutcome::MissingBlobs(d) => Err(RegistryError::ManifestBlobUnknown(d)),
             PutManifestOutcome::MissingManifests(d) => Err(RegistryError::ManifestChildUnknown(d)),

@@ -123,6 +123,8 @@ pub struct NewManifest {
 #[derive(Debug, PartialEq, Eq)]
 pub enum PutManifestOutcome {
     Stored,
+    /// The repository's tags are immutable and this tag already names another manifest.
+    TagImmutable(Tag),
     MissingBlobs(Vec<Digest>),
     MissingManifests(Vec<Digest>),
 }
@@ -133,6 +135,40 @@ pub enum DeleteManifestOutcome {
     NotFound,
     /// An index in the repository still lists it.
     ReferencedBy(Digest),
+}
+
+/// A repository's ECR settings and resource tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepositoryRecord {
+    pub name: RepositoryName,
+    pub created_at: i64,
+    /// `MUTABLE` or `IMMUTABLE` (ECR's enum).
+    pub image_tag_mutability: String,
+    pub scan_on_push: bool,
+    /// `AES256`, `KMS` or `KMS_DSSE`.
+    pub encryption_type: String,
+    pub kms_key: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteRepositoryOutcome {
+    Deleted(RepositoryRecord),
+    NotFound,
+    /// It still holds images and `force` was not given.
+    NotEmpty,
+}
+
+/// An access key: its sealed secret and the principal it authenticates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessKeyRecord {
+    pub id: String,
+    /// The secret, sealed by the identity service; the store never sees it in clear.
+    pub sealed_secret: Vec<u8>,
+    /// The principal's ARN.
+    pub principal: String,
+    pub active: bool,
+    pub created_at: i64,
 }
 
 /// One entry of the referrers API's index.
@@ -211,4 +247,27 @@ pub trait MetadataStore: Send + Sync + 'static {
         repository: &RepositoryName,
         subject: &Digest,
     ) -> Result<Vec<Referrer>>;
+
+    /// Creates a repository with its settings; `None` if it already exists.
+    async fn create_repository(
+        &self,
+        record: &RepositoryRecord,
+    ) -> Result<Option<RepositoryRecord>>;
+    async fn get_repository(&self, name: &RepositoryName) -> Result<Option<RepositoryRecord>>;
+    /// Repositories after `last` in name order, at most `limit`.
+    async fn list_repository_records(
+        &self,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RepositoryRecord>>;
+    /// Deletes a repository and everything in it; without `force`, only if it holds no image.
+    async fn delete_repository(
+        &self,
+        name: &RepositoryName,
+        force: bool,
+    ) -> Result<DeleteRepositoryOutcome>;
+
+    /// Stores an access key, replacing one with the same id.
+    async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()>;
+    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>>;
 }

@@ -16,9 +16,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    DeleteManifestOutcome, MetadataStore, NewManifest, PutManifestOutcome, Referrer, Result,
-    StoreError, StoredManifest, Upload, now_millis,
+    AccessKeyRecord, DeleteManifestOutcome, DeleteRepositoryOutcome, MetadataStore, NewManifest,
+    PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError, StoredManifest, Upload,
+    now_millis,
 };
+
+/// Columns of a repository row, in the order `repository_from_row` reads them.
+const REPOSITORY_COLUMNS: &str =
+    "id, name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key";
+type RepositoryRow = (i64, String, i64, String, bool, String, Option<String>);
 
 /// Reader connections. Each is a thread in sqlx's SQLite driver; on two cores
 /// more than four brought nothing in `berth bench --scenario metadata`.
@@ -366,8 +372,28 @@ impl MetadataStore for SqliteStore {
             return Ok(PutManifestOutcome::MissingManifests(missing_manifests));
         }
 
-        let now = now_millis();
         let digest = manifest.digest.to_string();
+        let immutable: bool = sqlx::query_scalar(
+            "SELECT image_tag_mutability = 'IMMUTABLE' FROM repositories WHERE id = ?",
+        )
+        .bind(repository_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if immutable {
+            for tag in tags {
+                let current: Option<String> = sqlx::query_scalar(
+                    "SELECT manifest_digest FROM tags WHERE repository_id = ? AND name = ?",
+                )
+                .bind(repository_id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if current.is_some_and(|c| c != digest) {
+                    return Ok(PutManifestOutcome::TagImmutable(tag.clone()));
+                }
+            }
+        }
+        let now = now_millis();
         let inserted = sqlx::query(
             "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject,
                                     annotations, size, content, pushed_at)
@@ -510,5 +536,162 @@ impl MetadataStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn create_repository(
+        &self,
+        record: &RepositoryRecord,
+    ) -> Result<Option<RepositoryRecord>> {
+        let mut tx = self.write.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO repositories (name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .bind(record.name.as_str())
+        .bind(record.created_at)
+        .bind(&record.image_tag_mutability)
+        .bind(record.scan_on_push)
+        .bind(&record.encryption_type)
+        .bind(&record.kms_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        for (key, value) in &record.tags {
+            sqlx::query("INSERT INTO repository_tags (repository_id, key, value) VALUES (?, ?, ?)")
+                .bind(id)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(record.clone()))
+    }
+
+    async fn get_repository(&self, name: &RepositoryName) -> Result<Option<RepositoryRecord>> {
+        let row: Option<RepositoryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {REPOSITORY_COLUMNS} FROM repositories WHERE name = ?"
+        )))
+        .bind(name.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.repository_from_row(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_repository_records(
+        &self,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RepositoryRecord>> {
+        let rows: Vec<RepositoryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {REPOSITORY_COLUMNS} FROM repositories WHERE name > ? ORDER BY name LIMIT ?"
+        )))
+        .bind(last.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            records.push(self.repository_from_row(row).await?);
+        }
+        Ok(records)
+    }
+
+    async fn delete_repository(
+        &self,
+        name: &RepositoryName,
+        force: bool,
+    ) -> Result<DeleteRepositoryOutcome> {
+        let Some(record) = self.get_repository(name).await? else {
+            return Ok(DeleteRepositoryOutcome::NotFound);
+        };
+        let mut tx = self.write.begin().await?;
+        let Some(id) = Self::repository_id(&mut tx, name).await? else {
+            return Ok(DeleteRepositoryOutcome::NotFound);
+        };
+        if !force {
+            let images: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM manifests WHERE repository_id = ?")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if images > 0 {
+                return Ok(DeleteRepositoryOutcome::NotEmpty);
+            }
+        }
+        // Tags and references point at manifests; remove them first so the
+        // cascade never meets a dangling row.
+        for statement in [
+            "DELETE FROM tags WHERE repository_id = ?",
+            "DELETE FROM manifest_references WHERE repository_id = ?",
+            "DELETE FROM repositories WHERE id = ?",
+        ] {
+            sqlx::query(statement).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(DeleteRepositoryOutcome::Deleted(record))
+    }
+
+    async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (id, secret, principal, status, created_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET secret = excluded.secret, principal = excluded.principal,
+                                            status = excluded.status",
+        )
+        .bind(&key.id)
+        .bind(&key.sealed_secret)
+        .bind(&key.principal)
+        .bind(if key.active { "Active" } else { "Inactive" })
+        .bind(key.created_at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+        let row: Option<(Vec<u8>, String, String, i64)> = sqlx::query_as(
+            "SELECT secret, principal, status, created_at FROM access_keys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(
+            |(sealed_secret, principal, status, created_at)| AccessKeyRecord {
+                id: id.to_string(),
+                sealed_secret,
+                principal,
+                active: status == "Active",
+                created_at,
+            },
+        ))
+    }
+}
+
+impl SqliteStore {
+    async fn repository_from_row(&self, row: RepositoryRow) -> Result<RepositoryRecord> {
+        let (id, name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key) =
+            row;
+        let tags: Vec<(String, String)> = sqlx::query_as(
+            "SELECT key, value FROM repository_tags WHERE repository_id = ? ORDER BY key",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(RepositoryRecord {
+            name: name
+                .parse()
+                .map_err(|_| StoreError::Database(format!("corrupt repository name: {name}")))?,
+            created_at,
+            image_tag_mutability,
+            scan_on_push,
+            encryption_type,
+            kms_key,
+            tags,
+        })
     }
 }

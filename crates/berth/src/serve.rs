@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use berth_server::{Registry, RegistryConfig};
-use berth_store::{FsBlobStore, SqliteStore};
+use anyhow::{Context, ensure};
+use berth_server::{App, Identity, Registry, RegistryConfig};
+use berth_store::{FsBlobStore, MetadataStore, SqliteStore};
 use clap::Args;
 
 #[derive(Args, Debug)]
@@ -24,6 +24,96 @@ pub struct ServeArgs {
     /// An upload not written to for this long is abandoned and its data removed (e.g. `24h`, `90s`).
     #[arg(long, env = "BERTH_UPLOAD_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
     upload_timeout: Duration,
+
+    /// The 12-digit account id of this registry (in ARNs and `registryId`).
+    #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = "000000000000")]
+    account_id: String,
+
+    /// The region berth reports and expects in signatures.
+    #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
+    region: String,
+
+    /// The URL clients reach berth at (`repositoryUri`, `proxyEndpoint`);
+    /// default: the `Host` of each request, over http.
+    #[arg(long, env = "BERTH_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+/// Where the account root's generated access key is written.
+const ROOT_CREDENTIALS: &str = "root-credentials";
+/// The install's secret key: seals stored secrets, signs registry tokens.
+const SECRET_KEY: &str = "secret.key";
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// The install's secret key, created on first start.
+fn secret_key(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    let path = data_dir.join(SECRET_KEY);
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = berth_server::identity::new_master_key();
+            write_private(&path, &key)?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The account root's access key: from `BERTH_ROOT_ACCESS_KEY_ID` and
+/// `BERTH_ROOT_SECRET_ACCESS_KEY`, else the one generated on first start
+/// (kept in `<data-dir>/root-credentials`, mode 0600).
+/// Returns a line saying where the key comes from.
+async fn root_key(identity: &Identity, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let root = identity.root_arn();
+    let from_env = (
+        std::env::var("BERTH_ROOT_ACCESS_KEY_ID").ok(),
+        std::env::var("BERTH_ROOT_SECRET_ACCESS_KEY").ok(),
+    );
+    if let (Some(id), Some(secret)) = from_env {
+        identity.put_access_key(&id, &secret, &root).await?;
+        return Ok(format!(
+            "root access key: {id} (from BERTH_ROOT_ACCESS_KEY_ID)"
+        ));
+    }
+    let path = data_dir.join(ROOT_CREDENTIALS);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == name))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        if let (Some(id), Some(secret)) =
+            (field("aws_access_key_id"), field("aws_secret_access_key"))
+        {
+            if !identity.access_key_exists(&id).await? {
+                identity.put_access_key(&id, &secret, &root).await?;
+            }
+            return Ok(format!("root access key: {id} (in {})", path.display()));
+        }
+    }
+    let (id, secret) = Identity::generate_access_key();
+    identity.put_access_key(&id, &secret, &root).await?;
+    let file = format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n");
+    write_private(&path, file.as_bytes())?;
+    Ok(format!(
+        "root access key: {id}, generated; its secret is in {} (mode 0600)",
+        path.display()
+    ))
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -33,24 +123,47 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let metadata = SqliteStore::open(&data_dir.join("metadata.db"))
         .await
         .context("opening the metadata database")?;
+    let metadata: Arc<dyn MetadataStore> = Arc::new(metadata);
     let blobs = FsBlobStore::open(data_dir.join("blobs")).context("opening the blob store")?;
     let config = RegistryConfig {
         upload_timeout: args.upload_timeout,
     };
-    let registry = Arc::new(Registry::new(Arc::new(metadata), Arc::new(blobs), config));
+    let registry = Arc::new(Registry::new(metadata.clone(), Arc::new(blobs), config));
+    ensure!(
+        args.account_id.len() == 12 && args.account_id.bytes().all(|b| b.is_ascii_digit()),
+        "the account id must be 12 digits, not '{}'",
+        args.account_id
+    );
+    let identity = Arc::new(Identity::new(
+        metadata,
+        secret_key(&data_dir)?,
+        args.account_id.clone(),
+        args.region.clone(),
+    ));
 
+    let root_key_line = root_key(&identity, &data_dir).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
     println!("berth is serving the OCI registry API on http://{address}/v2/");
     println!("data: {}", data_dir.display());
+    println!("{root_key_line}");
+    println!(
+        "ECR API: aws ecr describe-repositories --endpoint-url http://{address} --region {}",
+        args.region
+    );
     println!(
         "push: skopeo copy --dest-tls-verify=false oci:DIR:TAG docker://{address}/REPOSITORY:TAG"
     );
 
     let cleaner = tokio::spawn(clean_uploads(registry.clone()));
-    axum::serve(listener, berth_server::app(registry))
+    let app = Arc::new(App {
+        registry: registry.clone(),
+        identity,
+        public_url: args.public_url.clone(),
+    });
+    axum::serve(listener, berth_server::app(app))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     cleaner.abort();

@@ -78,6 +78,8 @@ impl From<RegistryError> for OciError {
                 (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN")
             }
             E::ManifestReferenced(_) => (StatusCode::CONFLICT, "DENIED"),
+            E::RepositoryAlreadyExists | E::RepositoryNotEmpty => (StatusCode::CONFLICT, "DENIED"),
+            E::TagImmutable { .. } => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
             E::Internal(inner) => {
                 tracing::error!(error = %inner, "storage failure");
                 return OciError::new(

@@ -1,0 +1,289 @@
+//! The ECR front door: AWS JSON 1.1 over SigV4 (`POST /` with
+//! `X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Operation>`).
+//! It authenticates, checks input against botocore's model, translates to
+//! registry calls and registry errors to ECR's `__type`s. No registry logic.
+
+pub mod model;
+mod repositories;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_core::sigv4;
+use berth_store::now_millis;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::App;
+use crate::identity::{AuthError, Principal};
+use crate::registry::RegistryError;
+use model::{InputError, MODEL};
+
+/// The largest request body: an `UploadLayerPart` of 20 MiB, base64'd, with room.
+const MAX_BODY: usize = 32 << 20;
+const JSON_1_1: &str = "application/x-amz-json-1.1";
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+
+/// An ECR error: its `__type`, message and status.
+#[derive(Debug)]
+pub struct EcrError {
+    pub kind: &'static str,
+    pub message: String,
+    pub status: StatusCode,
+}
+
+impl EcrError {
+    pub fn new(kind: &'static str, message: impl Into<String>) -> EcrError {
+        let status = if kind == "ServerException" {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        EcrError {
+            kind,
+            message: message.into(),
+            status,
+        }
+    }
+
+    pub fn invalid_parameter(message: impl Into<String>) -> EcrError {
+        EcrError::new("InvalidParameterException", message)
+    }
+}
+
+impl From<AuthError> for EcrError {
+    fn from(e: AuthError) -> EcrError {
+        let kind = match &e {
+            AuthError::MissingAuthenticationToken(_) => "MissingAuthenticationTokenException",
+            AuthError::IncompleteSignature(_) => "IncompleteSignatureException",
+            AuthError::UnrecognizedClient => "UnrecognizedClientException",
+            AuthError::InvalidSignature(_) => "InvalidSignatureException",
+            AuthError::ExpiredToken => "ExpiredTokenException",
+            AuthError::Internal(inner) => {
+                tracing::error!(error = %inner, "authentication failed on storage");
+                return EcrError::new("ServerException", "internal server error");
+            }
+        };
+        let mut error = EcrError::new(kind, e.to_string());
+        if kind == "MissingAuthenticationTokenException" {
+            error.status = StatusCode::FORBIDDEN;
+        }
+        error
+    }
+}
+
+/// What a handler knows about its call.
+pub struct Call<'a> {
+    pub app: &'a App,
+    pub principal: Principal,
+    /// `scheme://host[:port]` clients reach this registry at.
+    pub endpoint: String,
+}
+
+impl Call<'_> {
+    pub fn account(&self) -> &str {
+        &self.app.identity.account_id
+    }
+
+    /// `host[:port]`, as in a `repositoryUri`.
+    pub fn registry_host(&self) -> &str {
+        self.endpoint
+            .split_once("://")
+            .map_or(&self.endpoint, |(_, host)| host)
+    }
+
+    /// Maps a registry error for repository `name` to ECR's error and wording.
+    pub fn registry_error(&self, e: RegistryError, name: &str) -> EcrError {
+        let account = self.account();
+        match e {
+            RegistryError::NameUnknown => EcrError::new(
+                "RepositoryNotFoundException",
+                format!(
+                    "The repository with name '{name}' does not exist in the registry with id '{account}'"
+                ),
+            ),
+            RegistryError::RepositoryAlreadyExists => EcrError::new(
+                "RepositoryAlreadyExistsException",
+                format!(
+                    "The repository with name '{name}' already exists in the registry with id '{account}'"
+                ),
+            ),
+            RegistryError::RepositoryNotEmpty => EcrError::new(
+                "RepositoryNotEmptyException",
+                format!(
+                    "The repository with name '{name}' in registry with id '{account}' cannot be deleted because it still contains images"
+                ),
+            ),
+            RegistryError::Internal(inner) => {
+                tracing::error!(error = %inner, "storage failure");
+                EcrError::new("ServerException", "internal server error")
+            }
+            other => EcrError::invalid_parameter(other.to_string()),
+        }
+    }
+
+    /// The `registryId` of a request, which must be this registry's if given.
+    pub fn check_registry_id(&self, input: &Value) -> Result<(), EcrError> {
+        match input.get("registryId").and_then(Value::as_str) {
+            Some(id) if id != self.account() => Err(EcrError::invalid_parameter(format!(
+                "Invalid parameter at 'registryId' failed to satisfy constraint: this registry's id is '{}', not '{id}'",
+                self.account()
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// True for requests addressed to this front door.
+pub fn is_ecr_request(request: &Request) -> bool {
+    request.uri().path() == "/"
+        && request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.to_str().ok())
+            .is_some_and(|t| t.starts_with(MODEL.target_prefix()))
+}
+
+pub async fn serve(app: Arc<App>, request: Request) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (status, body, error_type) = match handle(&app, request).await {
+        Ok(output) => (StatusCode::OK, output, None),
+        Err(e) => (
+            e.status,
+            json!({"__type": e.kind, "message": e.message}),
+            Some(e.kind),
+        ),
+    };
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID, id);
+    }
+    if let Some(kind) = error_type {
+        headers.insert(ERROR_TYPE, HeaderValue::from_static(kind));
+    }
+    response
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(Body::new(body), MAX_BODY)
+        .await
+        .map_err(|_| {
+            EcrError::new(
+                "ValidationException",
+                format!("request body is larger than {MAX_BODY} bytes"),
+            )
+        })?;
+
+    let headers = header_pairs(&parts.headers);
+    let payload_sha256 = hex::encode(Sha256::digest(&body));
+    let signed = sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &headers,
+        payload_sha256: &payload_sha256,
+    };
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = app
+        .identity
+        .authenticate(&signed, authorization, "ecr")
+        .await?;
+
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+        .unwrap_or_default();
+    let name = target
+        .strip_prefix(MODEL.target_prefix())
+        .and_then(|n| n.strip_prefix('.'))
+        .unwrap_or_default();
+    let operation = MODEL.operation(name).ok_or_else(|| {
+        EcrError::new(
+            "UnknownOperationException",
+            format!("Unknown operation {target}"),
+        )
+    })?;
+    let input: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            EcrError::new(
+                "SerializationException",
+                format!("request body is not valid JSON: {e}"),
+            )
+        })?
+    };
+    MODEL.validate(operation, &input).map_err(|e| match e {
+        InputError::Serialization(m) => EcrError::new("SerializationException", m),
+        InputError::Validation(m) => EcrError::new("ValidationException", m),
+    })?;
+
+    let call = Call {
+        app,
+        principal,
+        endpoint: endpoint(app, &parts.headers),
+    };
+    call.check_registry_id(&input)?;
+    tracing::debug!(operation = name, principal = %call.principal.arn, "ecr call");
+    match name {
+        "CreateRepository" => repositories::create(&call, &input).await,
+        "DescribeRepositories" => repositories::describe(&call, &input).await,
+        "DeleteRepository" => repositories::delete(&call, &input).await,
+        "DescribeRegistry" => Ok(json!({
+            "registryId": call.account(),
+            "replicationConfiguration": {"rules": []},
+        })),
+        "GetAuthorizationToken" => Ok(authorization_token(&call)),
+        other => Err(EcrError::new(
+            "UnsupportedOperationException",
+            format!("berth does not support the ECR operation {other} yet"),
+        )),
+    }
+}
+
+/// Where clients reach this registry: the configured public URL, or the
+/// request's own `Host`.
+fn endpoint(app: &App, headers: &HeaderMap) -> String {
+    if let Some(url) = &app.public_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+/// `GetAuthorizationToken`: a registry password for the caller, valid 12 hours,
+/// as `base64("AWS:" + password)`.
+fn authorization_token(call: &Call<'_>) -> Value {
+    use base64::Engine as _;
+    let (password, expires) = call
+        .app
+        .identity
+        .issue_registry_token(&call.principal, now_millis() / 1000);
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"));
+    json!({"authorizationData": [{
+        "authorizationToken": token,
+        "expiresAt": expires,
+        "proxyEndpoint": call.endpoint,
+    }]})
+}

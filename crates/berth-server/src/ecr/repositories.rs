@@ -1,0 +1,163 @@
+//! `CreateRepository`, `DescribeRepositories`, `DeleteRepository`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use berth_core::RepositoryName;
+use berth_store::{RepositoryRecord, now_millis};
+use serde_json::{Value, json};
+
+use super::{Call, EcrError};
+
+const DEFAULT_PAGE: u32 = 100;
+
+fn name_of(input: &Value) -> Result<RepositoryName, EcrError> {
+    let name = input["repositoryName"].as_str().unwrap_or_default();
+    name.parse().map_err(|_| {
+        EcrError::invalid_parameter(format!(
+            "Invalid parameter at 'repositoryName': '{name}' is not a valid repository name"
+        ))
+    })
+}
+
+/// A repository as ECR describes it.
+pub fn describe_record(call: &Call<'_>, r: &RepositoryRecord) -> Value {
+    let mut encryption = json!({"encryptionType": r.encryption_type});
+    if let Some(key) = &r.kms_key {
+        encryption["kmsKey"] = json!(key);
+    }
+    json!({
+        "repositoryArn": format!("arn:aws:ecr:{}:{}:repository/{}", call.app.identity.region, call.account(), r.name),
+        "registryId": call.account(),
+        "repositoryName": r.name.as_str(),
+        "repositoryUri": format!("{}/{}", call.registry_host(), r.name),
+        "createdAt": r.created_at as f64 / 1000.0,
+        "imageTagMutability": r.image_tag_mutability,
+        "imageScanningConfiguration": {"scanOnPush": r.scan_on_push},
+        "encryptionConfiguration": encryption,
+    })
+}
+
+pub async fn create(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = name_of(input)?;
+    let mutability = input["imageTagMutability"].as_str().unwrap_or("MUTABLE");
+    if !matches!(mutability, "MUTABLE" | "IMMUTABLE")
+        || input["imageTagMutabilityExclusionFilters"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    {
+        return Err(EcrError::new(
+            "UnsupportedOperationException",
+            "berth does not support image tag mutability exclusion filters yet",
+        ));
+    }
+    let encryption_type = input["encryptionConfiguration"]["encryptionType"]
+        .as_str()
+        .unwrap_or("AES256")
+        .to_string();
+    let kms_key = input["encryptionConfiguration"]["kmsKey"]
+        .as_str()
+        .map(String::from);
+    if kms_key.is_some() && encryption_type == "AES256" {
+        return Err(EcrError::invalid_parameter(
+            "Invalid parameter at 'encryptionConfiguration': kmsKey can only be given with encryptionType KMS or KMS_DSSE",
+        ));
+    }
+    let mut tags = Vec::new();
+    for tag in input["tags"].as_array().into_iter().flatten() {
+        let key = tag["Key"].as_str().unwrap_or_default().to_string();
+        if tags.iter().any(|(k, _)| k == &key) {
+            return Err(EcrError::new(
+                "InvalidTagParameterException",
+                format!("Duplicate tag key '{key}'"),
+            ));
+        }
+        tags.push((key, tag["Value"].as_str().unwrap_or_default().to_string()));
+    }
+    let record = RepositoryRecord {
+        name: name.clone(),
+        created_at: now_millis(),
+        image_tag_mutability: mutability.to_string(),
+        scan_on_push: input["imageScanningConfiguration"]["scanOnPush"]
+            .as_bool()
+            .unwrap_or(false),
+        encryption_type,
+        kms_key,
+        tags,
+    };
+    let created = call
+        .app
+        .registry
+        .create_repository(record)
+        .await
+        .map_err(|e| call.registry_error(e, name.as_str()))?;
+    Ok(json!({"repository": describe_record(call, &created)}))
+}
+
+pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let names = input["repositoryNames"].as_array();
+    let paging = input.get("maxResults").is_some() || input.get("nextToken").is_some();
+    if let Some(names) = names {
+        if paging {
+            return Err(EcrError::invalid_parameter(
+                "Invalid parameter at 'maxResults, nextToken': cannot be used with repositoryNames",
+            ));
+        }
+        let mut found = Vec::with_capacity(names.len());
+        for name in names {
+            let name = name.as_str().unwrap_or_default();
+            let parsed: RepositoryName = name
+                .parse()
+                .map_err(|_| call.registry_error(crate::RegistryError::NameUnknown, name))?;
+            let record = call
+                .app
+                .registry
+                .repository(&parsed)
+                .await
+                .map_err(|e| call.registry_error(e, name))?;
+            found.push(describe_record(call, &record));
+        }
+        return Ok(json!({"repositories": found}));
+    }
+    let limit = input["maxResults"]
+        .as_u64()
+        .map_or(DEFAULT_PAGE, |n| n as u32);
+    let after = match input["nextToken"].as_str() {
+        Some(token) => Some(
+            URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    EcrError::invalid_parameter(
+                        "Invalid parameter at 'nextToken': the token is not valid",
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let (page, more) = call
+        .app
+        .registry
+        .repositories(after.as_deref(), limit)
+        .await
+        .map_err(|e| call.registry_error(e, ""))?;
+    let mut output =
+        json!({"repositories": page.iter().map(|r| describe_record(call, r)).collect::<Vec<_>>()});
+    if more && let Some(last) = page.last() {
+        // The token is the last name returned: stable whatever is created or deleted meanwhile.
+        output["nextToken"] = json!(URL_SAFE_NO_PAD.encode(last.name.as_str()));
+    }
+    Ok(output)
+}
+
+pub async fn delete(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = name_of(input)?;
+    let force = input["force"].as_bool().unwrap_or(false);
+    let deleted = call
+        .app
+        .registry
+        .delete_repository(&name, force)
+        .await
+        .map_err(|e| call.registry_error(e, name.as_str()))?;
+    Ok(json!({"repository": describe_record(call, &deleted)}))
+}

@@ -1,0 +1,243 @@
+//! Identity: access keys (sealed at rest), SigV4 authentication of API calls,
+//! and the registry tokens `GetAuthorizationToken` hands to `docker login`.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use berth_core::sigv4::{self, Authorization, SigV4Error};
+use berth_store::{AccessKeyRecord, MetadataStore, StoreError, now_millis};
+use chacha20poly1305::aead::{Aead, KeyInit as _};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hmac::{KeyInit as _, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// How long a registry token from `GetAuthorizationToken` lasts, as on ECR.
+pub const TOKEN_LIFETIME_SECONDS: i64 = 12 * 3600;
+const TOKEN_PREFIX: &str = "berth1";
+
+/// Who made a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// `arn:aws:iam::<account>:root`, `…:user/<name>`, …
+    pub arn: String,
+    pub access_key_id: String,
+}
+
+/// Why a caller was not authenticated, each with the AWS error type clients expect.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{0}")]
+    MissingAuthenticationToken(String),
+    #[error("{0}")]
+    IncompleteSignature(String),
+    #[error("The security token included in the request is invalid.")]
+    UnrecognizedClient,
+    #[error("{0}")]
+    InvalidSignature(String),
+    #[error("Your authorization token has expired. Reauthenticate and try again.")]
+    ExpiredToken,
+    #[error("internal error: {0}")]
+    Internal(#[from] StoreError),
+}
+
+impl From<SigV4Error> for AuthError {
+    fn from(e: SigV4Error) -> AuthError {
+        match e {
+            SigV4Error::Missing => AuthError::MissingAuthenticationToken(e.to_string()),
+            SigV4Error::Incomplete(m) => AuthError::IncompleteSignature(m),
+            SigV4Error::Invalid(m) => AuthError::InvalidSignature(m),
+        }
+    }
+}
+
+pub struct Identity {
+    metadata: Arc<dyn MetadataStore>,
+    sealer: ChaCha20Poly1305,
+    token_key: [u8; 32],
+    pub account_id: String,
+    pub region: String,
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes
+}
+
+/// A new secret key for sealing secrets and signing tokens.
+pub fn new_master_key() -> [u8; 32] {
+    random()
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+impl Identity {
+    /// `master_key` seals stored secrets and signs registry tokens; lose it and
+    /// every access key and token must be issued again.
+    pub fn new(
+        metadata: Arc<dyn MetadataStore>,
+        master_key: [u8; 32],
+        account_id: String,
+        region: String,
+    ) -> Identity {
+        Identity {
+            metadata,
+            sealer: ChaCha20Poly1305::new(&Key::from(hmac_sha256(&master_key, b"seal"))),
+            token_key: hmac_sha256(&master_key, b"registry-token"),
+            account_id,
+            region,
+        }
+    }
+
+    pub fn root_arn(&self) -> String {
+        format!("arn:aws:iam::{}:root", self.account_id)
+    }
+
+    fn seal(&self, secret: &str) -> Vec<u8> {
+        let nonce: [u8; 12] = random();
+        let mut sealed = nonce.to_vec();
+        sealed.extend(
+            self.sealer
+                .encrypt(&Nonce::from(nonce), secret.as_bytes())
+                .expect("sealing cannot fail"),
+        );
+        sealed
+    }
+
+    fn unseal(&self, sealed: &[u8]) -> Result<String, AuthError> {
+        let broken = || {
+            StoreError::Database(
+                "a stored secret does not open with this install's secret key".into(),
+            )
+        };
+        if sealed.len() < 12 {
+            return Err(broken().into());
+        }
+        let (nonce, ciphertext) = sealed.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().expect("split at 12");
+        let plain = self
+            .sealer
+            .decrypt(&Nonce::from(nonce), ciphertext)
+            .map_err(|_| broken())?;
+        String::from_utf8(plain).map_err(|_| broken().into())
+    }
+
+    /// Stores (or replaces) an access key for `principal`.
+    pub async fn put_access_key(
+        &self,
+        id: &str,
+        secret: &str,
+        principal: &str,
+    ) -> Result<(), StoreError> {
+        self.metadata
+            .put_access_key(&AccessKeyRecord {
+                id: id.to_string(),
+                sealed_secret: self.seal(secret),
+                principal: principal.to_string(),
+                active: true,
+                created_at: now_millis(),
+            })
+            .await
+    }
+
+    pub async fn access_key_exists(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.metadata.get_access_key(id).await?.is_some())
+    }
+
+    /// A new access key id and secret in AWS's shapes (`AKIA…`, 40 characters).
+    pub fn generate_access_key() -> (String, String) {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        let id_bytes: [u8; 16] = random();
+        let id: String = id_bytes
+            .iter()
+            .map(|b| ALPHABET[(*b % 32) as usize] as char)
+            .collect();
+        let secret = STANDARD.encode(random::<30>());
+        (format!("AKIA{id}"), secret)
+    }
+
+    /// The active key `id`: its secret and principal.
+    async fn active_key(&self, id: &str) -> Result<(String, Principal), AuthError> {
+        let key = self
+            .metadata
+            .get_access_key(id)
+            .await?
+            .filter(|k| k.active)
+            .ok_or(AuthError::UnrecognizedClient)?;
+        let secret = self.unseal(&key.sealed_secret)?;
+        Ok((
+            secret,
+            Principal {
+                arn: key.principal,
+                access_key_id: key.id,
+            },
+        ))
+    }
+
+    /// Authenticates a SigV4-signed request for `service`.
+    pub async fn authenticate(
+        &self,
+        request: &sigv4::Request<'_>,
+        authorization: Option<&str>,
+        service: &str,
+    ) -> Result<Principal, AuthError> {
+        let header = authorization.ok_or(SigV4Error::Missing)?;
+        let auth = Authorization::parse(header)?;
+        if auth.service != service {
+            return Err(AuthError::InvalidSignature(format!(
+                "Credential should be scoped to correct service: '{service}'."
+            )));
+        }
+        let (secret, principal) = self.active_key(&auth.access_key_id).await?;
+        sigv4::verify(request, &auth, &secret, now_millis() / 1000)?;
+        Ok(principal)
+    }
+
+    /// A registry password for `principal`, and when it expires (Unix seconds).
+    pub fn issue_registry_token(&self, principal: &Principal, now: i64) -> (String, i64) {
+        let expires = now + TOKEN_LIFETIME_SECONDS;
+        let payload = URL_SAFE_NO_PAD.encode(format!("{}:{expires}", principal.access_key_id));
+        let mac = URL_SAFE_NO_PAD.encode(hmac_sha256(&self.token_key, payload.as_bytes()));
+        (format!("{TOKEN_PREFIX}.{payload}.{mac}"), expires)
+    }
+
+    /// The principal a registry password stands for, if it is genuine, not
+    /// expired, and its access key is still active.
+    pub async fn check_registry_token(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Principal, AuthError> {
+        let mut parts = token.split('.');
+        let (Some(TOKEN_PREFIX), Some(payload), Some(mac), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::UnrecognizedClient);
+        };
+        let expected = hmac_sha256(&self.token_key, payload.as_bytes());
+        let given = URL_SAFE_NO_PAD
+            .decode(mac)
+            .map_err(|_| AuthError::UnrecognizedClient)?;
+        if !bool::from(expected.as_slice().ct_eq(&given)) {
+            return Err(AuthError::UnrecognizedClient);
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| AuthError::UnrecognizedClient)?;
+        let payload = String::from_utf8(payload).map_err(|_| AuthError::UnrecognizedClient)?;
+        let (key_id, expires) = payload
+            .rsplit_once(':')
+            .ok_or(AuthError::UnrecognizedClient)?;
+        let expires: i64 = expires.parse().map_err(|_| AuthError::UnrecognizedClient)?;
+        if now >= expires {
+            return Err(AuthError::ExpiredToken);
+        }
+        Ok(self.active_key(key_id).await?.1)
+    }
+}

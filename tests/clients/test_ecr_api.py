@@ -1,0 +1,283 @@
+"""The ECR API as the real aws CLI and boto3 see it, against the real binary."""
+
+import base64
+import datetime
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from unittest import mock
+
+import boto3
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from conftest import ACCOUNT, REGION, ROOT_KEY
+
+TARGET = "AmazonEC2ContainerRegistry_V20150921"
+
+
+def ecr(berth, key=ROOT_KEY, validate=True):
+    return boto3.client(
+        "ecr",
+        endpoint_url=berth.url,
+        region_name=REGION,
+        aws_access_key_id=key[0],
+        aws_secret_access_key=key[1],
+        config=Config(parameter_validation=validate, retries={"max_attempts": 1}),
+    )
+
+
+def error_code(excinfo) -> str:
+    return excinfo.value.response["Error"]["Code"]
+
+
+def aws(berth, *args, env=None):
+    """Runs the aws CLI against berth; returns (exit code, stdout, stderr)."""
+    base_env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": ROOT_KEY[0],
+        "AWS_SECRET_ACCESS_KEY": ROOT_KEY[1],
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        **(env or {}),
+    }
+    result = subprocess.run(
+        ["aws", "--endpoint-url", berth.url, *args], capture_output=True, text=True, env=base_env, timeout=60
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_repository_cycle_with_the_aws_cli(ecr_berth):
+    code, out, err = aws(
+        ecr_berth, "ecr", "create-repository", "--repository-name", "team/app",
+        "--image-tag-mutability", "IMMUTABLE", "--image-scanning-configuration", "scanOnPush=true",
+        "--tags", "Key=env,Value=dev",
+    )
+    assert code == 0, err
+    repo = json.loads(out)["repository"]
+    assert repo["repositoryArn"] == f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/team/app"
+    assert repo["registryId"] == ACCOUNT
+    assert repo["repositoryUri"] == f"{ecr_berth.host}/team/app"
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repo["encryptionConfiguration"] == {"encryptionType": "AES256"}
+    assert abs(repo["createdAt"] - time.time()) < 60
+
+    code, out, err = aws(ecr_berth, "ecr", "create-repository", "--repository-name", "team/app")
+    assert code != 0 and "RepositoryAlreadyExistsException" in err
+    assert f"The repository with name 'team/app' already exists in the registry with id '{ACCOUNT}'" in err
+
+    code, out, err = aws(ecr_berth, "ecr", "describe-repositories", "--repository-names", "team/app")
+    assert code == 0, err
+    assert json.loads(out)["repositories"][0]["repositoryName"] == "team/app"
+
+    code, out, err = aws(ecr_berth, "ecr", "delete-repository", "--repository-name", "team/app")
+    assert code == 0, err
+    code, out, err = aws(ecr_berth, "ecr", "describe-repositories", "--repository-names", "team/app")
+    assert code != 0 and "RepositoryNotFoundException" in err
+    assert f"The repository with name 'team/app' does not exist in the registry with id '{ACCOUNT}'" in err
+
+
+def test_pagination_through_250_repositories(ecr_berth):
+    client = ecr(ecr_berth)
+    names = sorted(f"page/r{i:03d}" for i in range(250))
+    for name in names:
+        client.create_repository(repositoryName=name)
+    paginator = client.get_paginator("describe_repositories")
+    for size in (1, 7, 100, 249, 250, 1000):
+        seen = []
+        pages = 0
+        for page in paginator.paginate(PaginationConfig={"PageSize": size}):
+            pages += 1
+            assert len(page["repositories"]) <= size
+            seen.extend(r["repositoryName"] for r in page["repositories"])
+        assert seen == names, size
+        assert pages == -(-250 // size), size
+    # The default page is 100.
+    first = client.describe_repositories()
+    assert len(first["repositories"]) == 100 and "nextToken" in first
+
+    # And the CLI pages through all of them by itself.
+    code, out, err = aws(ecr_berth, "ecr", "describe-repositories", "--page-size", "60")
+    assert code == 0, err
+    assert [r["repositoryName"] for r in json.loads(out)["repositories"]] == names
+
+
+def test_errors_have_ecr_types(ecr_berth):
+    client = ecr(ecr_berth)
+    raw = ecr(ecr_berth, validate=False)  # what SDKs without client-side checks send
+    client.create_repository(repositoryName="errs")
+
+    with pytest.raises(ClientError) as e:
+        raw.describe_repositories(repositoryNames=["errs"], maxResults=10)
+    assert error_code(e) == "InvalidParameterException"
+    for bad in ({"maxResults": 0}, {"maxResults": 1001}):
+        with pytest.raises(ClientError) as e:
+            raw.describe_repositories(**bad)
+        assert error_code(e) == "ValidationException"
+    with pytest.raises(ClientError) as e:
+        raw.create_repository(repositoryName="Upper/Case")
+    assert error_code(e) == "ValidationException"
+    assert "regular expression pattern" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        raw.create_repository(repositoryName="x", imageTagMutability="SOMETIMES")
+    assert error_code(e) == "ValidationException"
+    with pytest.raises(ClientError) as e:
+        raw.describe_repositories(nextToken="not a token!")
+    assert error_code(e) == "InvalidParameterException"
+    with pytest.raises(ClientError) as e:
+        client.describe_repositories(registryId="999999999999")
+    assert error_code(e) == "InvalidParameterException"
+    with pytest.raises(ClientError) as e:
+        client.delete_repository(repositoryName="nope")
+    assert error_code(e) == "RepositoryNotFoundException"
+    with pytest.raises(ClientError) as e:
+        client.list_images(repositoryName="errs")
+    assert error_code(e) == "UnsupportedOperationException"
+    assert "ListImages" in e.value.response["Error"]["Message"]
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert e.value.response["ResponseMetadata"]["RequestId"]
+
+    # A repository holding an image is deleted only with force.
+    push_image(ecr_berth, "errs", "v1")
+    with pytest.raises(ClientError) as e:
+        client.delete_repository(repositoryName="errs")
+    assert error_code(e) == "RepositoryNotEmptyException"
+    assert "cannot be deleted because it still contains images" in e.value.response["Error"]["Message"]
+    client.delete_repository(repositoryName="errs", force=True)
+    with pytest.raises(ClientError):
+        client.describe_repositories(repositoryNames=["errs"])
+
+
+def signed_post(berth, target, body=b"{}", key=ROOT_KEY, tamper=None):
+    """A raw ECR request signed by botocore's own SigV4 signer."""
+    request = botocore.awsrequest.AWSRequest(
+        method="POST",
+        url=berth.url + "/",
+        data=body,
+        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"{TARGET}.{target}"},
+    )
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(*key), "ecr", REGION).add_auth(request)
+    prepared = request.prepare()
+    data = tamper(prepared.body) if tamper else prepared.body
+    req = urllib.request.Request(berth.url + "/", data=data, headers=dict(prepared.headers), method="POST")
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def test_signatures_are_verified(ecr_berth):
+    assert signed_post(ecr_berth, "DescribeRegistry")[1]["registryId"] == ACCOUNT
+
+    status, body = signed_post(ecr_berth, "DescribeRegistry", key=(ROOT_KEY[0], "wrong secret"))
+    assert (status, body["__type"]) == (400, "InvalidSignatureException")
+    status, body = signed_post(ecr_berth, "DescribeRegistry", key=("AKIAUNKNOWNKEY000000", ROOT_KEY[1]))
+    assert body["__type"] == "UnrecognizedClientException"
+    # Forged: the body changed after signing.
+    status, body = signed_post(
+        ecr_berth, "DescribeRepositories", body=b'{"maxResults": 5}', tamper=lambda b: b.replace(b"5", b"6")
+    )
+    assert body["__type"] == "InvalidSignatureException"
+    # Stale: signed correctly, ten minutes ago.
+    stale = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(minutes=10)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=stale):
+        status, body = signed_post(ecr_berth, "DescribeRegistry")
+    assert body["__type"] == "InvalidSignatureException"
+    assert body["message"].startswith("Signature expired")
+    # Not signed at all.
+    req = urllib.request.Request(
+        ecr_berth.url + "/", data=b"{}", method="POST",
+        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"{TARGET}.DescribeRegistry"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req)
+    assert json.load(e.value)["__type"] == "MissingAuthenticationTokenException"
+    # Signed, but an operation ECR does not have.
+    assert signed_post(ecr_berth, "FlyToTheMoon")[1]["__type"] == "UnknownOperationException"
+    # Signed, but not JSON.
+    assert signed_post(ecr_berth, "DescribeRegistry", body=b"{not json")[1]["__type"] == "SerializationException"
+
+
+def test_get_login_password_and_authorization_token(ecr_berth):
+    code, password, err = aws(ecr_berth, "ecr", "get-login-password")
+    assert code == 0, err
+    password = password.strip()
+    data = ecr(ecr_berth).get_authorization_token()["authorizationData"][0]
+    user, _, token_password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    assert user == "AWS" and token_password.startswith("berth1.")
+    assert password.startswith("berth1.")
+    expires = data["expiresAt"].timestamp()
+    assert abs(expires - (time.time() + 12 * 3600)) < 120
+    assert data["proxyEndpoint"] == ecr_berth.url
+
+
+def test_generated_root_credentials_work_with_the_cli():
+    from conftest import Berth
+
+    server = Berth()
+    try:
+        credentials = os.path.join(server.data, "root-credentials")
+        assert oct(os.stat(credentials).st_mode & 0o777) == "0o600"
+        code, out, err = aws(
+            server, "ecr", "describe-registry",
+            env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": credentials},
+        )
+        assert code == 0, err
+        assert json.loads(out)["registryId"] == "000000000000"
+    finally:
+        server.stop()
+
+
+def push_image(berth, repo, tag, seed="x"):
+    """Pushes a one-layer image over /v2 with urllib; returns its manifest digest."""
+    import hashlib
+
+    def blob(data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        req = urllib.request.Request(
+            f"{berth.url}/v2/{repo}/blobs/uploads/?digest={digest}", data=data, method="POST"
+        )
+        assert urllib.request.urlopen(req).status == 201
+        return {"digest": digest, "size": len(data)}
+
+    config = blob(json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode())
+    layer = blob(f"layer {seed}".encode())
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
+    }).encode()
+    req = urllib.request.Request(
+        f"{berth.url}/v2/{repo}/manifests/{tag}", data=manifest, method="PUT",
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 201
+        return r.headers["Docker-Content-Digest"]
+
+
+def test_immutable_tags_cannot_move(ecr_berth):
+    client = ecr(ecr_berth)
+    client.create_repository(repositoryName="frozen", imageTagMutability="IMMUTABLE")
+    push_image(ecr_berth, "frozen", "v1", seed="a")
+    push_image(ecr_berth, "frozen", "v1", seed="a")  # the same image again is fine
+    with pytest.raises(urllib.error.HTTPError) as e:
+        push_image(ecr_berth, "frozen", "v1", seed="b")
+    assert e.value.code == 400
+    error = json.load(e.value)["errors"][0]
+    assert error["code"] == "TAG_INVALID"
+    assert error["message"] == (
+        "The image tag 'v1' already exists in the 'frozen' repository and cannot be overwritten "
+        "because the repository is immutable."
+    )
+    push_image(ecr_berth, "frozen", "v2", seed="b")  # a new tag is fine
