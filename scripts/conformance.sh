@@ -17,7 +17,10 @@ chmod +x target/oci-conformance
 
 data=$(mktemp -d)
 out=$(mktemp)
-"$berth" serve --listen 127.0.0.1:0 --data-dir "$data/data" > "$out" 2> "$data/berth.log" &
+key_id=AKIACONFORMANCE00001
+secret=conformance-secret-access-key-0000000000
+BERTH_ROOT_ACCESS_KEY_ID=$key_id BERTH_ROOT_SECRET_ACCESS_KEY=$secret \
+  "$berth" serve --create-on-push --listen 127.0.0.1:0 --data-dir "$data/data" > "$out" 2> "$data/berth.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" "$out"' EXIT
 for _ in $(seq 100); do grep -q http:// "$out" && break; sleep 0.1; done
@@ -29,6 +32,7 @@ rm -rf target/conformance
 # refuses an index whose children are missing).
 OCI_REGISTRY="$address" OCI_TLS=disabled \
 OCI_REPO1=conformance/repo1 OCI_REPO2=conformance/repo2 \
+OCI_USERNAME="$key_id" OCI_PASSWORD="$secret" \
 OCI_API_BLOBS_UPLOAD_CANCEL=true OCI_API_MANIFESTS_TAG_PARAM=true \
 OCI_RESULTS_DIR=target/conformance \
   target/oci-conformance > target/conformance.log 2>&1 || {

@@ -37,24 +37,45 @@ class Berth:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def root_env():
+    return {"BERTH_ROOT_ACCESS_KEY_ID": ROOT_KEY[0], "BERTH_ROOT_SECRET_ACCESS_KEY": ROOT_KEY[1]}
+
+
 @pytest.fixture
 def berth():
-    server = Berth()
+    """berth creating repositories on push, with a known root key."""
+    server = Berth(extra=["--create-on-push"], env=root_env())
     yield server
     server.stop()
+
+
+def aws(berth, *args, env=None):
+    """Runs the aws CLI against berth as the root; returns (exit code, stdout, stderr)."""
+    full_env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": ROOT_KEY[0],
+        "AWS_SECRET_ACCESS_KEY": ROOT_KEY[1],
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        **(env or {}),
+    }
+    result = subprocess.run(
+        ["aws", "--endpoint-url", berth.url, *args], capture_output=True, text=True, env=full_env, timeout=60
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def basic_auth(user=ROOT_KEY[0], password=ROOT_KEY[1]) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 @pytest.fixture
 def ecr_berth():
     """berth with a known account, region and root access key."""
-    server = Berth(
-        env={
-            "BERTH_ACCOUNT_ID": ACCOUNT,
-            "BERTH_REGION": REGION,
-            "BERTH_ROOT_ACCESS_KEY_ID": ROOT_KEY[0],
-            "BERTH_ROOT_SECRET_ACCESS_KEY": ROOT_KEY[1],
-        }
-    )
+    server = Berth(env={"BERTH_ACCOUNT_ID": ACCOUNT, "BERTH_REGION": REGION, **root_env()})
     yield server
     server.stop()
 

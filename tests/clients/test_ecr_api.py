@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, REGION, ROOT_KEY
+from conftest import ACCOUNT, REGION, ROOT_KEY, aws, basic_auth
 
 TARGET = "AmazonEC2ContainerRegistry_V20150921"
 
@@ -35,23 +35,6 @@ def ecr(berth, key=ROOT_KEY, validate=True):
 
 def error_code(excinfo) -> str:
     return excinfo.value.response["Error"]["Code"]
-
-
-def aws(berth, *args, env=None):
-    """Runs the aws CLI against berth; returns (exit code, stdout, stderr)."""
-    base_env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": ROOT_KEY[0],
-        "AWS_SECRET_ACCESS_KEY": ROOT_KEY[1],
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        **(env or {}),
-    }
-    result = subprocess.run(
-        ["aws", "--endpoint-url", berth.url, *args], capture_output=True, text=True, env=base_env, timeout=60
-    )
-    return result.returncode, result.stdout, result.stderr
 
 
 def test_repository_cycle_with_the_aws_cli(ecr_berth):
@@ -244,7 +227,8 @@ def push_image(berth, repo, tag, seed="x"):
     def blob(data):
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         req = urllib.request.Request(
-            f"{berth.url}/v2/{repo}/blobs/uploads/?digest={digest}", data=data, method="POST"
+            f"{berth.url}/v2/{repo}/blobs/uploads/?digest={digest}", data=data, method="POST",
+            headers={"Authorization": basic_auth()},
         )
         assert urllib.request.urlopen(req).status == 201
         return {"digest": digest, "size": len(data)}
@@ -259,11 +243,22 @@ def push_image(berth, repo, tag, seed="x"):
     }).encode()
     req = urllib.request.Request(
         f"{berth.url}/v2/{repo}/manifests/{tag}", data=manifest, method="PUT",
-        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Authorization": basic_auth()},
     )
     with urllib.request.urlopen(req) as r:
         assert r.status == 201
         return r.headers["Docker-Content-Digest"]
+
+
+def test_push_needs_the_repository_to_exist(ecr_berth):
+    with pytest.raises(urllib.error.HTTPError) as e:
+        push_image(ecr_berth, "not-created", "v1")
+    assert e.value.code == 404
+    error = json.load(e.value)["errors"][0]
+    assert error["code"] == "NAME_UNKNOWN"
+    assert error["message"] == (
+        f"The repository with name 'not-created' does not exist in the registry with id '{ACCOUNT}'"
+    )
 
 
 def test_immutable_tags_cannot_move(ecr_berth):

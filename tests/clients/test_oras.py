@@ -7,9 +7,12 @@ import urllib.request
 import oras.client
 import oras.oci
 
+from conftest import ROOT_KEY, basic_auth
+
 
 def test_artifact_with_subject_is_found_through_referrers(berth, workdir):
     client = oras.client.OrasClient(hostname=berth.host, insecure=True, auth_backend="basic")
+    client.auth.set_basic_auth(*ROOT_KEY)
 
     payload = os.path.join(workdir, "payload.txt")
     with open(payload, "w") as f:
@@ -35,7 +38,10 @@ def test_artifact_with_subject_is_found_through_referrers(berth, workdir):
     assert response.headers.get("OCI-Subject") == subject_digest
     sbom_digest = response.headers["Docker-Content-Digest"]
 
-    with urllib.request.urlopen(f"{berth.url}/v2/artifacts/app/referrers/{subject_digest}") as r:
+    request = urllib.request.Request(
+        f"{berth.url}/v2/artifacts/app/referrers/{subject_digest}", headers={"Authorization": basic_auth()}
+    )
+    with urllib.request.urlopen(request) as r:
         index = json.load(r)
     assert [m["digest"] for m in index["manifests"]] == [sbom_digest]
 

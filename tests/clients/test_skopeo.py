@@ -1,20 +1,52 @@
 """skopeo (Debian's) copies images into berth and back out."""
 
+import hashlib
 import json
 import os
 import subprocess
 
+import pytest
+
+from conftest import aws
 from oci_layout import Layout, sample_files
 
+AUTH_FILE = None
 
-def skopeo(*args) -> str:
-    result = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=120)
+
+def skopeo(*args, stdin=None) -> str:
+    command, rest = args[0], args[1:]
+    result = subprocess.run(
+        ["skopeo", command, "--authfile", AUTH_FILE, *rest],
+        input=stdin, capture_output=True, text=True, timeout=120,
+    )
     assert result.returncode == 0, f"skopeo {' '.join(args)} failed:\n{result.stderr}"
     return result.stdout
 
 
+@pytest.fixture(autouse=True)
+def logged_in(berth, workdir):
+    """The ECR way: `aws ecr get-login-password | skopeo login --username AWS --password-stdin`."""
+    global AUTH_FILE
+    AUTH_FILE = os.path.join(workdir, "auth.json")
+    code, password, err = aws(berth, "ecr", "get-login-password")
+    assert code == 0, err
+    skopeo("login", "--tls-verify=false", "--username", "AWS", "--password-stdin", berth.host, stdin=password)
+    with open(AUTH_FILE) as f:
+        assert berth.host in json.load(f)["auths"]
+
+
 def layout_blobs(root: str) -> set:
     return set(os.listdir(os.path.join(root, "blobs", "sha256")))
+
+
+def test_without_login_skopeo_is_refused(berth, workdir):
+    result = subprocess.run(
+        ["skopeo", "list-tags", "--tls-verify=false", "--authfile", os.path.join(workdir, "none.json"),
+         f"docker://{berth.host}/team/app"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "unauthorized" in result.stderr.lower() or "authentication required" in result.stderr.lower()
 
 
 def test_multi_layer_image_round_trip(berth, workdir):
@@ -30,7 +62,7 @@ def test_multi_layer_image_round_trip(berth, workdir):
     skopeo("copy", "--dest-tls-verify=false", f"oci:{src}:v1", dest)
 
     raw = skopeo("inspect", "--tls-verify=false", "--raw", dest)
-    assert "sha256:" + __import__("hashlib").sha256(raw.encode()).hexdigest() == image["digest"]
+    assert "sha256:" + hashlib.sha256(raw.encode()).hexdigest() == image["digest"]
     info = json.loads(skopeo("inspect", "--tls-verify=false", dest))
     assert info["Digest"] == image["digest"]
     assert len(info["Layers"]) == 3

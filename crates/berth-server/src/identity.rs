@@ -1,7 +1,8 @@
 //! Identity: access keys (sealed at rest), SigV4 authentication of API calls,
 //! and the registry tokens `GetAuthorizationToken` hands to `docker login`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -52,8 +53,16 @@ impl From<SigV4Error> for AuthError {
     }
 }
 
+/// How long a checked `/v2/` credential is trusted without asking the store
+/// again: a deactivated key stops working within this time.
+const CREDENTIAL_CACHE_SECONDS: i64 = 10;
+/// Entries kept at most; the cache starts over past it.
+const CREDENTIAL_CACHE_ENTRIES: usize = 10_000;
+
 pub struct Identity {
     metadata: Arc<dyn MetadataStore>,
+    /// `/v2/` credentials already checked: (user, password) → principal, trusted until.
+    checked: Mutex<HashMap<(String, String), (Principal, i64)>>,
     sealer: ChaCha20Poly1305,
     token_key: [u8; 32],
     pub account_id: String,
@@ -88,6 +97,7 @@ impl Identity {
     ) -> Identity {
         Identity {
             metadata,
+            checked: Mutex::default(),
             sealer: ChaCha20Poly1305::new(&Key::from(hmac_sha256(&master_key, b"seal"))),
             token_key: hmac_sha256(&master_key, b"registry-token"),
             account_id,
@@ -180,6 +190,51 @@ impl Identity {
         ))
     }
 
+    /// Authenticates HTTP Basic credentials of `/v2/`: user `AWS` with a
+    /// registry token, or an access key id with its secret. A success is
+    /// remembered for a few seconds, so a busy client costs no store read
+    /// per request.
+    pub async fn authenticate_basic(
+        &self,
+        user: &str,
+        password: &str,
+        now: i64,
+    ) -> Result<Principal, AuthError> {
+        let key = (user.to_string(), password.to_string());
+        if let Some((principal, until)) = self.checked.lock().expect("cache lock").get(&key)
+            && now < *until
+        {
+            return Ok(principal.clone());
+        }
+        let (principal, until) = if user == "AWS" {
+            let (principal, expires) = self.check_registry_token(password, now).await?;
+            (principal, expires.min(now + CREDENTIAL_CACHE_SECONDS))
+        } else {
+            let principal = self.authenticate_secret(user, password).await?;
+            (principal, now + CREDENTIAL_CACHE_SECONDS)
+        };
+        let mut checked = self.checked.lock().expect("cache lock");
+        if checked.len() >= CREDENTIAL_CACHE_ENTRIES {
+            checked.clear();
+        }
+        checked.insert(key, (principal.clone(), until));
+        Ok(principal)
+    }
+
+    /// Authenticates an access key id and its secret, as sent in HTTP Basic.
+    pub async fn authenticate_secret(
+        &self,
+        id: &str,
+        secret: &str,
+    ) -> Result<Principal, AuthError> {
+        let (expected, principal) = self.active_key(id).await?;
+        if bool::from(expected.as_bytes().ct_eq(secret.as_bytes())) {
+            Ok(principal)
+        } else {
+            Err(AuthError::UnrecognizedClient)
+        }
+    }
+
     /// Authenticates a SigV4-signed request for `service`.
     pub async fn authenticate(
         &self,
@@ -207,13 +262,13 @@ impl Identity {
         (format!("{TOKEN_PREFIX}.{payload}.{mac}"), expires)
     }
 
-    /// The principal a registry password stands for, if it is genuine, not
-    /// expired, and its access key is still active.
+    /// The principal a registry password stands for, and when it expires, if
+    /// it is genuine, not expired, and its access key is still active.
     pub async fn check_registry_token(
         &self,
         token: &str,
         now: i64,
-    ) -> Result<Principal, AuthError> {
+    ) -> Result<(Principal, i64), AuthError> {
         let mut parts = token.split('.');
         let (Some(TOKEN_PREFIX), Some(payload), Some(mac), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -238,6 +293,6 @@ impl Identity {
         if now >= expires {
             return Err(AuthError::ExpiredToken);
         }
-        Ok(self.active_key(key_id).await?.1)
+        Ok((self.active_key(key_id).await?.1, expires))
     }
 }

@@ -21,6 +21,21 @@ pub struct App {
     pub public_url: Option<String>,
 }
 
+impl App {
+    /// `scheme://host[:port]` clients reach this registry at: the configured
+    /// public URL, or the request's own `Host` over http.
+    pub fn endpoint(&self, headers: &axum::http::HeaderMap) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+}
+
 /// The HTTP application: every front door on one listener.
 pub fn app(app: Arc<App>) -> Router {
     Router::new()
@@ -28,7 +43,7 @@ pub fn app(app: Arc<App>) -> Router {
             if ecr::is_ecr_request(&request) {
                 ecr::serve(app, request).await
             } else {
-                oci::serve(app.registry.clone(), request).await
+                oci::serve(app, request).await
             }
         })
         .with_state(app)

@@ -24,8 +24,11 @@ use futures_util::Stream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("repository name not known to registry")]
-    NameUnknown,
+    /// ECR's wording, on both front doors.
+    #[error(
+        "The repository with name '{name}' does not exist in the registry with id '{registry_id}'"
+    )]
+    NameUnknown { name: String, registry_id: String },
     #[error("blob unknown to registry")]
     BlobUnknown,
     #[error("blob upload unknown to registry")]
@@ -79,14 +82,20 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
+    /// The registry's id: its account's 12 digits.
+    pub registry_id: String,
     /// An upload not written to for this long is abandoned and cleaned up.
     pub upload_timeout: Duration,
+    /// Whether a push to a missing repository creates it (ECR: no).
+    pub create_on_push: bool,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
+            registry_id: "000000000000".into(),
             upload_timeout: Duration::from_secs(24 * 3600),
+            create_on_push: false,
         }
     }
 }
@@ -125,6 +134,22 @@ impl Registry {
 
     // ---- repositories ----
 
+    pub fn name_unknown(&self, name: &RepositoryName) -> RegistryError {
+        RegistryError::NameUnknown {
+            name: name.to_string(),
+            registry_id: self.config.registry_id.clone(),
+        }
+    }
+
+    /// Refuses a push to a missing repository unless repositories are created on push.
+    async fn check_pushable(&self, repository: &RepositoryName) -> Result<()> {
+        if self.config.create_on_push || self.metadata.repository_exists(repository).await? {
+            Ok(())
+        } else {
+            Err(self.name_unknown(repository))
+        }
+    }
+
     pub async fn create_repository(&self, record: RepositoryRecord) -> Result<RepositoryRecord> {
         self.metadata
             .create_repository(&record)
@@ -136,7 +161,7 @@ impl Registry {
         self.metadata
             .get_repository(name)
             .await?
-            .ok_or(RegistryError::NameUnknown)
+            .ok_or_else(|| self.name_unknown(name))
     }
 
     /// A page of repositories after `last`, and whether more follow.
@@ -162,7 +187,7 @@ impl Registry {
     ) -> Result<RepositoryRecord> {
         match self.metadata.delete_repository(name, force).await? {
             DeleteRepositoryOutcome::Deleted(record) => Ok(record),
-            DeleteRepositoryOutcome::NotFound => Err(RegistryError::NameUnknown),
+            DeleteRepositoryOutcome::NotFound => Err(self.name_unknown(name)),
             DeleteRepositoryOutcome::NotEmpty => Err(RegistryError::RepositoryNotEmpty),
         }
     }
@@ -206,6 +231,7 @@ impl Registry {
         from: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
+        self.check_pushable(repository).await?;
         Ok(self.metadata.mount_blob(repository, from, digest).await?)
     }
 
@@ -218,6 +244,7 @@ impl Registry {
         repository: &RepositoryName,
         algorithm: Algorithm,
     ) -> Result<Upload> {
+        self.check_pushable(repository).await?;
         let upload = Upload {
             id: uuid::Uuid::new_v4().simple().to_string(),
             repository: repository.clone(),
@@ -436,7 +463,7 @@ impl Registry {
         Ok(if self.metadata.repository_exists(repository).await? {
             err
         } else {
-            RegistryError::NameUnknown
+            self.name_unknown(repository)
         })
     }
 
@@ -450,6 +477,7 @@ impl Registry {
         content_type: Option<&str>,
         content: Bytes,
     ) -> Result<PutManifest> {
+        self.check_pushable(repository).await?;
         let parsed = manifest::parse(&content, content_type)?;
         let (digest, tags) = match reference {
             Reference::Digest(expected) => {
@@ -539,7 +567,7 @@ impl Registry {
             .list_tags(repository, last, limit.saturating_add(1))
             .await?;
         if tags.is_empty() && !self.metadata.repository_exists(repository).await? {
-            return Err(RegistryError::NameUnknown);
+            return Err(self.name_unknown(repository));
         }
         let more = tags.len() > limit as usize;
         tags.truncate(limit as usize);

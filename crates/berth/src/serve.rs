@@ -25,6 +25,12 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_UPLOAD_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
     upload_timeout: Duration,
 
+    /// Create a repository when something is pushed to one that does not
+    /// exist. Off by default, as on ECR: create repositories with
+    /// `aws ecr create-repository` first.
+    #[arg(long, env = "BERTH_CREATE_ON_PUSH")]
+    create_on_push: bool,
+
     /// The 12-digit account id of this registry (in ARNs and `registryId`).
     #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = "000000000000")]
     account_id: String,
@@ -126,7 +132,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let metadata: Arc<dyn MetadataStore> = Arc::new(metadata);
     let blobs = FsBlobStore::open(data_dir.join("blobs")).context("opening the blob store")?;
     let config = RegistryConfig {
+        registry_id: args.account_id.clone(),
         upload_timeout: args.upload_timeout,
+        create_on_push: args.create_on_push,
     };
     let registry = Arc::new(Registry::new(metadata.clone(), Arc::new(blobs), config));
     ensure!(

@@ -786,6 +786,78 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     assert!(client().get(format!("{base}/v2/")).send().await.is_err());
 }
 
+#[tokio::test]
+async fn v2_needs_credentials_and_answers_with_ecrs_challenge() {
+    use base64::Engine as _;
+    let berth = Berth::start(&[]);
+    let challenge = format!(
+        r#"Basic realm="{}/",service="ecr.amazonaws.com""#,
+        berth.base
+    );
+    for path in ["/v2/", "/v2/x/tags/list", "/v2/nope"] {
+        let r = anonymous().get(berth.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        assert_eq!(r.headers()["www-authenticate"], challenge.as_str());
+        assert_eq!(error_code(r).await, "UNAUTHORIZED");
+    }
+    let basic = |user: &str, password: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    };
+    for (user, password) in [
+        (ROOT_KEY_ID, "wrong secret"),
+        ("AKIANOSUCHKEY0000000", ROOT_SECRET),
+        ("AWS", "not-a-token"),
+        ("AWS", "berth1.forged.token"),
+    ] {
+        let r = anonymous()
+            .get(berth.url("/v2/"))
+            .header("authorization", basic(user, password))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{user}");
+    }
+    let r = anonymous()
+        .get(berth.url("/v2/"))
+        .header("authorization", basic(ROOT_KEY_ID, ROOT_SECRET))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn push_to_a_missing_repository_is_name_unknown_unless_created_on_push() {
+    let berth = Berth::start_fresh(&["--account-id", "123456789012"]);
+    let r = client()
+        .post(berth.url("/v2/absent/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "NAME_UNKNOWN");
+    assert_eq!(
+        body["errors"][0]["message"],
+        "The repository with name 'absent' does not exist in the registry with id '123456789012'"
+    );
+    let r = client()
+        .post(berth.url(&format!(
+            "/v2/absent/blobs/uploads/?digest={}",
+            sha256(b"x")
+        )))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = put_manifest(&berth, "absent", "v1", "{}", OCI_MANIFEST).await;
+    assert_eq!(error_code(r).await, "NAME_UNKNOWN");
+}
+
 fn futures_stream(
     mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {

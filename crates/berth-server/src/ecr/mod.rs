@@ -100,12 +100,9 @@ impl Call<'_> {
     pub fn registry_error(&self, e: RegistryError, name: &str) -> EcrError {
         let account = self.account();
         match e {
-            RegistryError::NameUnknown => EcrError::new(
-                "RepositoryNotFoundException",
-                format!(
-                    "The repository with name '{name}' does not exist in the registry with id '{account}'"
-                ),
-            ),
+            e @ RegistryError::NameUnknown { .. } => {
+                EcrError::new("RepositoryNotFoundException", e.to_string())
+            }
             RegistryError::RepositoryAlreadyExists => EcrError::new(
                 "RepositoryAlreadyExistsException",
                 format!(
@@ -239,7 +236,7 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
     let call = Call {
         app,
         principal,
-        endpoint: endpoint(app, &parts.headers),
+        endpoint: app.endpoint(&parts.headers),
     };
     call.check_registry_id(&input)?;
     tracing::debug!(operation = name, principal = %call.principal.arn, "ecr call");
@@ -257,19 +254,6 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
             format!("berth does not support the ECR operation {other} yet"),
         )),
     }
-}
-
-/// Where clients reach this registry: the configured public URL, or the
-/// request's own `Host`.
-fn endpoint(app: &App, headers: &HeaderMap) -> String {
-    if let Some(url) = &app.public_url {
-        return url.trim_end_matches('/').to_string();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}")
 }
 
 /// `GetAuthorizationToken`: a registry password for the caller, valid 12 hours,

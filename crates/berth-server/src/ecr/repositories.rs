@@ -105,9 +105,13 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
         let mut found = Vec::with_capacity(names.len());
         for name in names {
             let name = name.as_str().unwrap_or_default();
-            let parsed: RepositoryName = name
-                .parse()
-                .map_err(|_| call.registry_error(crate::RegistryError::NameUnknown, name))?;
+            let parsed: RepositoryName = name.parse().map_err(|_| {
+                let unknown = crate::RegistryError::NameUnknown {
+                    name: name.to_string(),
+                    registry_id: call.account().to_string(),
+                };
+                call.registry_error(unknown, name)
+            })?;
             let record = call
                 .app
                 .registry

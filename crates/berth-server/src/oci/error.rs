@@ -52,7 +52,7 @@ impl From<RegistryError> for OciError {
         use RegistryError as E;
         let message = e.to_string();
         let (status, code) = match &e {
-            E::NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            E::NameUnknown { .. } => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
             E::BlobUnknown => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
             E::UploadUnknown => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
             E::UploadInvalid(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),

@@ -18,7 +18,11 @@ use berth_core::{Algorithm, Digest, RepositoryName, Tag};
 use futures_util::TryStreamExt;
 use serde_json::json;
 
+use crate::App;
+use crate::identity::{AuthError, Principal};
 use crate::registry::{Registry, RegistryError};
+use base64::Engine as _;
+use berth_store::now_millis;
 use error::{OciError, range_header};
 use route::Route;
 
@@ -32,18 +36,67 @@ const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-app
 type Answer = Result<Response, OciError>;
 
 /// Serves every `/v2/` request.
-pub async fn serve(registry: Arc<Registry>, request: Request) -> Response {
-    let mut response = match route::parse(request.uri().path()) {
-        Ok(Some(route)) => dispatch(&registry, route, request)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
-        Ok(None) => OciError::not_found().into_response(),
-        Err(e) => e.into_response(),
+pub async fn serve(app: Arc<App>, request: Request) -> Response {
+    let mut response = match authenticate(&app, request.headers()).await {
+        Err(refusal) => refusal,
+        Ok(_principal) => match route::parse(request.uri().path()) {
+            Ok(Some(route)) => dispatch(&app.registry, route, request)
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
+            Ok(None) => OciError::not_found().into_response(),
+            Err(e) => e.into_response(),
+        },
     };
     response
         .headers_mut()
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     response
+}
+
+/// HTTP Basic, as ECR takes it: user `AWS` with a password from
+/// `GetAuthorizationToken`, or an access key id with its secret. Anything
+/// else gets ECR's challenge.
+async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
+    let credentials = header_str(headers, header::AUTHORIZATION)
+        .and_then(|h| h.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok());
+    let outcome = match credentials.as_deref().and_then(|c| c.split_once(':')) {
+        Some((user, password)) => {
+            app.identity
+                .authenticate_basic(user, password, now_millis() / 1000)
+                .await
+        }
+        None => Err(AuthError::MissingAuthenticationToken(
+            "authentication required".into(),
+        )),
+    };
+    outcome.map_err(|e| match e {
+        AuthError::ExpiredToken => {
+            OciError::new(StatusCode::FORBIDDEN, "DENIED", e.to_string()).into_response()
+        }
+        AuthError::Internal(inner) => {
+            OciError::from(RegistryError::Internal(inner)).into_response()
+        }
+        _ => {
+            let mut response = OciError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required: log in with `aws ecr get-login-password`, user AWS",
+            )
+            .into_response();
+            let challenge = format!(
+                "Basic realm=\"{}/\",service=\"ecr.amazonaws.com\"",
+                app.endpoint(headers)
+            );
+            insert(&mut response, header::WWW_AUTHENTICATE, challenge);
+            response
+        }
+    })
 }
 
 async fn dispatch(registry: &Registry, route: Route, request: Request) -> Answer {

@@ -243,6 +243,8 @@ pub struct Report {
 struct Target {
     base: String,
     label: String,
+    /// Basic credentials: the user's, or the root key of the berth started here.
+    credentials: Option<(String, String)>,
     child: Option<Child>,
     _work: Option<tempfile::TempDir>,
     work_dir: PathBuf,
@@ -264,15 +266,25 @@ impl Target {
             return Ok(Target {
                 base: url.trim_end_matches('/').to_string(),
                 label: url.clone(),
+                credentials: args.username.clone().zip(args.password.clone()),
                 child: None,
                 _work: work,
                 work_dir,
             });
         }
+        let (key_id, secret) = berth_server::Identity::generate_access_key();
         let mut child = Command::new(std::env::current_exe()?)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--create-on-push",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(work_dir.join("data"))
             .env("BERTH_LOG", "warn")
+            .env("BERTH_ROOT_ACCESS_KEY_ID", &key_id)
+            .env("BERTH_ROOT_SECRET_ACCESS_KEY", &secret)
             .stdout(Stdio::piped())
             .spawn()
             .context("starting berth")?;
@@ -286,6 +298,7 @@ impl Target {
         Ok(Target {
             base: format!("http://{address}"),
             label: "berth (embedded: SQLite + filesystem)".into(),
+            credentials: Some((key_id, secret)),
             child: Some(child),
             _work: work,
             work_dir,
@@ -566,10 +579,7 @@ impl Session<'_> {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let target = Target::open(&args)?;
-    let client = Client::new(
-        &target.base,
-        args.username.clone().zip(args.password.clone()),
-    );
+    let client = Client::new(&target.base, target.credentials.clone());
     client.ping().await.map_err(|f| {
         anyhow::anyhow!("the target does not answer GET /v2/ (are the credentials right?): {f}")
     })?;

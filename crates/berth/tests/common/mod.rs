@@ -8,6 +8,10 @@ use std::process::{Child, Command, Stdio};
 
 use sha2::{Digest as _, Sha256};
 
+/// The account root's access key every test server starts with.
+pub const ROOT_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const ROOT_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
 pub struct Berth {
     child: Child,
     pub base: String,
@@ -16,23 +20,33 @@ pub struct Berth {
 }
 
 impl Berth {
-    /// Starts berth on a free port with a fresh data directory.
+    /// Starts berth on a free port with a fresh data directory, creating
+    /// repositories on push.
     pub fn start(extra: &[&str]) -> Berth {
+        let mut args = vec!["--create-on-push"];
+        args.extend_from_slice(extra);
+        Berth::start_fresh(&args)
+    }
+
+    /// Starts berth with a fresh data directory and exactly `args`.
+    pub fn start_fresh(args: &[&str]) -> Berth {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
-        let mut berth = Berth::start_in(&data_dir, extra);
+        let mut berth = Berth::start_in(&data_dir, args);
         berth._tmp = Some(tmp);
         berth
     }
 
     /// Starts berth over an existing data directory.
-    pub fn start_in(data_dir: &Path, extra: &[&str]) -> Berth {
+    pub fn start_in(data_dir: &Path, args: &[&str]) -> Berth {
         let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args(extra)
+            .args(args)
             .env("BERTH_LOG", "warn")
+            .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_KEY_ID)
+            .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
             .stdout(Stdio::piped())
             .spawn()
             .expect("berth starts");
@@ -84,7 +98,24 @@ pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// A client that authenticates as the account root (HTTP Basic with the access key).
 pub fn client() -> reqwest::Client {
+    use base64::Engine as _;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{ROOT_KEY_ID}:{ROOT_SECRET}"));
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Basic {basic}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// A client with no credentials.
+pub fn anonymous() -> reqwest::Client {
     reqwest::Client::new()
 }
 
