@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything the tests need, then runs them all:
 #   formatting and lints, unit and end-to-end tests (cargo), the OCI conformance
-#   suite, and the real-client suite (skopeo, oras, aws CLI, boto3).
+#   suite, and the real-client suite (skopeo, oras, aws CLI, boto3, docker).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v skopeo >/dev/null || need_apt+=(skopeo)
+command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v xz >/dev/null || need_apt+=(xz-utils)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -15,6 +16,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" > /dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  echo "== starting a docker engine (containerd + dockerd, vfs storage)"
+  mkdir -p target
+  pgrep -x containerd >/dev/null || (containerd > target/containerd.log 2>&1 &)
+  for _ in $(seq 50); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.2; done
+  (dockerd --containerd=/run/containerd/containerd.sock --iptables=false --ip6tables=false \
+     --bridge=none --storage-driver=vfs > target/dockerd.log 2>&1 &)
+  for _ in $(seq 150); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
+  docker info >/dev/null || { tail -n 20 target/dockerd.log; exit 1; }
 fi
 
 echo "== python clients (.venv)"
@@ -38,5 +50,5 @@ target/debug/berth bench --scenario blob,push,pull,metadata,scale \
   --duration 1s --metadata-clients 4 --scale-tags 2000 --scale-repos 150 \
   --history target/bench-history.json
 
-echo "== real clients (skopeo, oras, aws CLI, boto3)"
+echo "== real clients (skopeo, oras, aws CLI, boto3, docker)"
 PATH="$PWD/.venv/bin:$PATH" BERTH_BIN="$PWD/target/debug/berth" .venv/bin/pytest -q tests/clients
