@@ -122,9 +122,9 @@ def test_errors_have_ecr_types(ecr_berth):
         client.delete_repository(repositoryName="nope")
     assert error_code(e) == "RepositoryNotFoundException"
     with pytest.raises(ClientError) as e:
-        client.list_images(repositoryName="errs")
+        client.describe_image_scan_findings(repositoryName="errs", imageId={"imageTag": "v1"})
     assert error_code(e) == "UnsupportedOperationException"
-    assert "ListImages" in e.value.response["Error"]["Message"]
+    assert "DescribeImageScanFindings" in e.value.response["Error"]["Message"]
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert e.value.response["ResponseMetadata"]["RequestId"]
 
@@ -276,3 +276,52 @@ def test_immutable_tags_cannot_move(ecr_berth):
         "because the repository is immutable."
     )
     push_image(ecr_berth, "frozen", "v2", seed="b")  # a new tag is fine
+
+
+def test_repository_settings_and_resource_tags(ecr_berth):
+    client = ecr(ecr_berth)
+    arn = client.create_repository(repositoryName="tagged", tags=[{"Key": "team", "Value": "a"}])["repository"][
+        "repositoryArn"
+    ]
+    assert client.list_tags_for_resource(resourceArn=arn)["tags"] == [{"Key": "team", "Value": "a"}]
+    client.tag_resource(resourceArn=arn, tags=[{"Key": "team", "Value": "b"}, {"Key": "env", "Value": "prod"}])
+    assert client.list_tags_for_resource(resourceArn=arn)["tags"] == [
+        {"Key": "env", "Value": "prod"},
+        {"Key": "team", "Value": "b"},
+    ]
+    client.untag_resource(resourceArn=arn, tagKeys=["team", "absent"])
+    assert client.list_tags_for_resource(resourceArn=arn)["tags"] == [{"Key": "env", "Value": "prod"}]
+
+    with pytest.raises(ClientError) as e:
+        client.tag_resource(resourceArn=arn, tags=[{"Key": f"k{i}", "Value": "v"} for i in range(50)])
+    assert error_code(e) == "TooManyTagsException"
+    assert client.list_tags_for_resource(resourceArn=arn)["tags"] == [{"Key": "env", "Value": "prod"}]
+    with pytest.raises(ClientError) as e:
+        client.tag_resource(resourceArn=arn, tags=[{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}])
+    assert error_code(e) == "InvalidTagParameterException"
+    with pytest.raises(ClientError) as e:
+        client.list_tags_for_resource(resourceArn=arn.replace("tagged", "missing"))
+    assert error_code(e) == "RepositoryNotFoundException"
+    with pytest.raises(ClientError) as e:
+        client.list_tags_for_resource(resourceArn="arn:aws:s3:::bucket")
+    assert error_code(e) == "InvalidParameterException"
+
+    out = client.put_image_tag_mutability(repositoryName="tagged", imageTagMutability="IMMUTABLE")
+    assert (out["registryId"], out["repositoryName"], out["imageTagMutability"]) == (ACCOUNT, "tagged", "IMMUTABLE")
+    out = client.put_image_scanning_configuration(
+        repositoryName="tagged", imageScanningConfiguration={"scanOnPush": True}
+    )
+    assert out["imageScanningConfiguration"] == {"scanOnPush": True}
+    repo = client.describe_repositories(repositoryNames=["tagged"])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    with pytest.raises(ClientError) as e:
+        client.put_image_tag_mutability(repositoryName="missing", imageTagMutability="MUTABLE")
+    assert error_code(e) == "RepositoryNotFoundException"
+
+    # Mutability set after creation is enforced too.
+    push_image(ecr_berth, "tagged", "v1", seed="a")
+    with pytest.raises(urllib.error.HTTPError):
+        push_image(ecr_berth, "tagged", "v1", seed="b")
+    client.put_image_tag_mutability(repositoryName="tagged", imageTagMutability="MUTABLE")
+    push_image(ecr_berth, "tagged", "v1", seed="b")

@@ -62,6 +62,8 @@ pub enum RegistryError {
         tag: Tag,
         repository: RepositoryName,
     },
+    #[error("a repository may carry at most {0} tags")]
+    TooManyTags(usize),
     #[error("repository already exists")]
     RepositoryAlreadyExists,
     #[error("repository still contains images")]
@@ -177,6 +179,39 @@ impl Registry {
         let more = page.len() > limit as usize;
         page.truncate(limit as usize);
         Ok((page, more))
+    }
+
+    /// Changes the given settings of a repository.
+    pub async fn update_repository_settings(
+        &self,
+        name: &RepositoryName,
+        image_tag_mutability: Option<&str>,
+        scan_on_push: Option<bool>,
+    ) -> Result<RepositoryRecord> {
+        self.metadata
+            .update_repository_settings(name, image_tag_mutability, scan_on_push)
+            .await?
+            .ok_or_else(|| self.name_unknown(name))
+    }
+
+    /// Sets and removes a repository's resource tags, at most `limit` in all.
+    pub async fn retag_repository(
+        &self,
+        name: &RepositoryName,
+        set: &[(String, String)],
+        remove: &[String],
+        limit: usize,
+    ) -> Result<()> {
+        match self
+            .metadata
+            .retag_repository(name, set, remove, limit)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.name_unknown(name)),
+            Err(StoreError::TooManyTags) => Err(RegistryError::TooManyTags(limit)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes a repository; with `force`, together with its images.

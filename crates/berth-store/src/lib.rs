@@ -39,6 +39,9 @@ pub enum StoreError {
     Io(#[from] io::Error),
     #[error("metadata database: {0}")]
     Database(String),
+    /// A repository would carry more resource tags than allowed.
+    #[error("too many tags")]
+    TooManyTags,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -266,6 +269,23 @@ pub trait MetadataStore: Send + Sync + 'static {
         name: &RepositoryName,
         force: bool,
     ) -> Result<DeleteRepositoryOutcome>;
+
+    /// Changes a repository's settings (those given); `None` if it does not exist.
+    async fn update_repository_settings(
+        &self,
+        name: &RepositoryName,
+        image_tag_mutability: Option<&str>,
+        scan_on_push: Option<bool>,
+    ) -> Result<Option<RepositoryRecord>>;
+    /// Adds or overwrites resource tags, and removes the `remove` keys; false
+    /// if the repository does not exist. Fails with `TooManyTags` past `limit`.
+    async fn retag_repository(
+        &self,
+        name: &RepositoryName,
+        set: &[(String, String)],
+        remove: &[String],
+        limit: usize,
+    ) -> Result<bool>;
 
     /// Stores an access key, replacing one with the same id.
     async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()>;

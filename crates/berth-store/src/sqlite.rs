@@ -637,6 +637,70 @@ impl MetadataStore for SqliteStore {
         Ok(DeleteRepositoryOutcome::Deleted(record))
     }
 
+    async fn update_repository_settings(
+        &self,
+        name: &RepositoryName,
+        image_tag_mutability: Option<&str>,
+        scan_on_push: Option<bool>,
+    ) -> Result<Option<RepositoryRecord>> {
+        let updated = sqlx::query(
+            "UPDATE repositories SET image_tag_mutability = COALESCE(?, image_tag_mutability),
+                                     scan_on_push = COALESCE(?, scan_on_push)
+             WHERE name = ?",
+        )
+        .bind(image_tag_mutability)
+        .bind(scan_on_push)
+        .bind(name.as_str())
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(None);
+        }
+        self.get_repository(name).await
+    }
+
+    async fn retag_repository(
+        &self,
+        name: &RepositoryName,
+        set: &[(String, String)],
+        remove: &[String],
+        limit: usize,
+    ) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let Some(id) = Self::repository_id(&mut tx, name).await? else {
+            return Ok(false);
+        };
+        for (key, value) in set {
+            sqlx::query(
+                "INSERT INTO repository_tags (repository_id, key, value) VALUES (?, ?, ?)
+                 ON CONFLICT (repository_id, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for key in remove {
+            sqlx::query("DELETE FROM repository_tags WHERE repository_id = ? AND key = ?")
+                .bind(id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM repository_tags WHERE repository_id = ?")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if count as usize > limit {
+            return Err(StoreError::TooManyTags); // dropping `tx` rolls back
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO access_keys (id, secret, principal, status, created_at) VALUES (?, ?, ?, ?, ?)

@@ -5,6 +5,7 @@
 
 pub mod model;
 mod repositories;
+mod settings;
 
 use std::sync::Arc;
 
@@ -114,6 +115,10 @@ impl Call<'_> {
                 format!(
                     "The repository with name '{name}' in registry with id '{account}' cannot be deleted because it still contains images"
                 ),
+            ),
+            RegistryError::TooManyTags(limit) => EcrError::new(
+                "TooManyTagsException",
+                format!("A repository may carry at most {limit} tags"),
             ),
             RegistryError::Internal(inner) => {
                 tracing::error!(error = %inner, "storage failure");
@@ -249,6 +254,13 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
             "replicationConfiguration": {"rules": []},
         })),
         "GetAuthorizationToken" => Ok(authorization_token(&call)),
+        "PutImageTagMutability" => settings::put_image_tag_mutability(&call, &input).await,
+        "PutImageScanningConfiguration" => {
+            settings::put_image_scanning_configuration(&call, &input).await
+        }
+        "TagResource" => settings::tag_resource(&call, &input).await,
+        "UntagResource" => settings::untag_resource(&call, &input).await,
+        "ListTagsForResource" => settings::list_tags_for_resource(&call, &input).await,
         other => Err(EcrError::new(
             "UnsupportedOperationException",
             format!("berth does not support the ECR operation {other} yet"),

@@ -10,7 +10,7 @@ use super::{Call, EcrError};
 
 const DEFAULT_PAGE: u32 = 100;
 
-fn name_of(input: &Value) -> Result<RepositoryName, EcrError> {
+pub fn name_of(input: &Value) -> Result<RepositoryName, EcrError> {
     let name = input["repositoryName"].as_str().unwrap_or_default();
     name.parse().map_err(|_| {
         EcrError::invalid_parameter(format!(
@@ -62,17 +62,7 @@ pub async fn create(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
             "Invalid parameter at 'encryptionConfiguration': kmsKey can only be given with encryptionType KMS or KMS_DSSE",
         ));
     }
-    let mut tags = Vec::new();
-    for tag in input["tags"].as_array().into_iter().flatten() {
-        let key = tag["Key"].as_str().unwrap_or_default().to_string();
-        if tags.iter().any(|(k, _)| k == &key) {
-            return Err(EcrError::new(
-                "InvalidTagParameterException",
-                format!("Duplicate tag key '{key}'"),
-            ));
-        }
-        tags.push((key, tag["Value"].as_str().unwrap_or_default().to_string()));
-    }
+    let tags = super::settings::tag_pairs(&input["tags"])?;
     let record = RepositoryRecord {
         name: name.clone(),
         created_at: now_millis(),

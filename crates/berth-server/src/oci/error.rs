@@ -80,6 +80,7 @@ impl From<RegistryError> for OciError {
             E::ManifestReferenced(_) => (StatusCode::CONFLICT, "DENIED"),
             E::RepositoryAlreadyExists | E::RepositoryNotEmpty => (StatusCode::CONFLICT, "DENIED"),
             E::TagImmutable { .. } => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
+            E::TooManyTags(_) => (StatusCode::BAD_REQUEST, "DENIED"),
             E::Internal(inner) => {
                 tracing::error!(error = %inner, "storage failure");
                 return OciError::new(

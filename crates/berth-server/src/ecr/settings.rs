@@ -1,0 +1,140 @@
+//! Repository settings and resource tags: `PutImageTagMutability`,
+//! `PutImageScanningConfiguration`, `TagResource`, `UntagResource`,
+//! `ListTagsForResource`.
+
+use berth_core::RepositoryName;
+use serde_json::{Value, json};
+
+use super::{Call, EcrError};
+
+/// Resource tags per repository, as on ECR.
+pub const MAX_TAGS: usize = 50;
+
+fn repository(input: &Value) -> Result<RepositoryName, EcrError> {
+    super::repositories::name_of(input)
+}
+
+/// The repository an `arn:aws:ecr:<region>:<account>:repository/<name>` names.
+fn repository_of_arn(call: &Call<'_>, input: &Value) -> Result<RepositoryName, EcrError> {
+    let arn = input["resourceArn"].as_str().unwrap_or_default();
+    let prefix = format!(
+        "arn:aws:ecr:{}:{}:repository/",
+        call.app.identity.region,
+        call.account()
+    );
+    let invalid = || {
+        EcrError::invalid_parameter(format!(
+            "Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN' ({arn})"
+        ))
+    };
+    let name = arn.strip_prefix(&prefix).ok_or_else(invalid)?;
+    name.parse().map_err(|_| invalid())
+}
+
+/// `[{Key, Value}]` as pairs; a key given twice is `InvalidTagParameterException`.
+pub fn tag_pairs(tags: &Value) -> Result<Vec<(String, String)>, EcrError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for tag in tags.as_array().into_iter().flatten() {
+        let key = tag["Key"].as_str().unwrap_or_default().to_string();
+        if pairs.iter().any(|(k, _)| *k == key) {
+            return Err(EcrError::new(
+                "InvalidTagParameterException",
+                format!("Duplicate tag key '{key}'"),
+            ));
+        }
+        pairs.push((key, tag["Value"].as_str().unwrap_or_default().to_string()));
+    }
+    if pairs.len() > MAX_TAGS {
+        return Err(EcrError::new(
+            "TooManyTagsException",
+            format!("A repository may carry at most {MAX_TAGS} tags"),
+        ));
+    }
+    Ok(pairs)
+}
+
+pub async fn put_image_tag_mutability(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = repository(input)?;
+    let mutability = input["imageTagMutability"].as_str().unwrap_or_default();
+    if !matches!(mutability, "MUTABLE" | "IMMUTABLE") {
+        return Err(EcrError::new(
+            "UnsupportedOperationException",
+            "berth does not support image tag mutability exclusion filters yet",
+        ));
+    }
+    let record = call
+        .app
+        .registry
+        .update_repository_settings(&name, Some(mutability), None)
+        .await
+        .map_err(|e| call.registry_error(e, name.as_str()))?;
+    Ok(json!({
+        "registryId": call.account(),
+        "repositoryName": name.as_str(),
+        "imageTagMutability": record.image_tag_mutability,
+    }))
+}
+
+pub async fn put_image_scanning_configuration(
+    call: &Call<'_>,
+    input: &Value,
+) -> Result<Value, EcrError> {
+    let name = repository(input)?;
+    let scan_on_push = input["imageScanningConfiguration"]["scanOnPush"]
+        .as_bool()
+        .unwrap_or(false);
+    let record = call
+        .app
+        .registry
+        .update_repository_settings(&name, None, Some(scan_on_push))
+        .await
+        .map_err(|e| call.registry_error(e, name.as_str()))?;
+    Ok(json!({
+        "registryId": call.account(),
+        "repositoryName": name.as_str(),
+        "imageScanningConfiguration": {"scanOnPush": record.scan_on_push},
+    }))
+}
+
+pub async fn tag_resource(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = repository_of_arn(call, input)?;
+    let set = tag_pairs(&input["tags"])?;
+    call.app
+        .registry
+        .retag_repository(&name, &set, &[], MAX_TAGS)
+        .await
+        .map_err(|e| call.registry_error(e, name.as_str()))?;
+    Ok(json!({}))
+}
+
+pub async fn untag_resource(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = repository_of_arn(call, input)?;
+    let remove: Vec<String> = input["tagKeys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k.as_str().map(String::from))
+        .collect();
+    call.app
+        .registry
+        .retag_repository(&name, &[], &remove, MAX_TAGS)
+        .await
+        .map_err(|e| call.registry_error(e, name.as_str()))?;
+    Ok(json!({}))
+}
+
+pub async fn list_tags_for_resource(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = repository_of_arn(call, input)?;
+    let record = call
+        .app
+        .registry
+        .repository(&name)
+        .await
+        .map_err(|e| call.registry_error(e, name.as_str()))?;
+    let tags: Vec<Value> = record
+        .tags
+        .iter()
+        .map(|(k, v)| json!({"Key": k, "Value": v}))
+        .collect();
+    Ok(json!({"tags": tags}))
+}
