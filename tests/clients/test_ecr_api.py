@@ -325,3 +325,130 @@ def test_repository_settings_and_resource_tags(ecr_berth):
         push_image(ecr_berth, "tagged", "v1", seed="b")
     client.put_image_tag_mutability(repositoryName="tagged", imageTagMutability="MUTABLE")
     push_image(ecr_berth, "tagged", "v1", seed="b")
+
+
+def manifest_for(ecr_berth, repo, seed):
+    """An OCI manifest over a config and layer pushed through /v2, varied by `seed` annotations."""
+    import hashlib
+
+    blobs = []
+    for data in (b'{"architecture":"amd64","os":"linux"}', b"shared layer"):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        req = urllib.request.Request(
+            f"{ecr_berth.url}/v2/{repo}/blobs/uploads/?digest={digest}", data=data, method="POST",
+            headers={"Authorization": basic_auth()},
+        )
+        urllib.request.urlopen(req)
+        blobs.append({"digest": digest, "size": len(data)})
+    return json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **blobs[0]},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **blobs[1]}],
+        "annotations": {"seed": str(seed)},
+    })
+
+
+def test_image_cycle(ecr_berth):
+    client = ecr(ecr_berth)
+    client.create_repository(repositoryName="images")
+    first = manifest_for(ecr_berth, "images", 1)
+    put = client.put_image(repositoryName="images", imageManifest=first, imageTag="v1")["image"]
+    digest = put["imageId"]["imageDigest"]
+    assert put["imageManifestMediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert put["imageId"]["imageTag"] == "v1"
+
+    with pytest.raises(ClientError) as e:
+        client.put_image(repositoryName="images", imageManifest=first, imageTag="v1")
+    assert error_code(e) == "ImageAlreadyExistsException"
+    client.put_image(repositoryName="images", imageManifest=first, imageTag="latest")
+    with pytest.raises(ClientError) as e:
+        client.put_image(repositoryName="images", imageManifest=first, imageDigest="sha256:" + "0" * 64)
+    assert error_code(e) == "ImageDigestDoesNotMatchException"
+    missing_layer = first.replace(json.loads(first)["layers"][0]["digest"], "sha256:" + "1" * 64)
+    with pytest.raises(ClientError) as e:
+        client.put_image(repositoryName="images", imageManifest=missing_layer, imageTag="broken")
+    assert error_code(e) == "LayersNotFoundException"
+    with pytest.raises(ClientError) as e:
+        client.put_image(repositoryName="images", imageManifest="{not json", imageTag="broken")
+    assert error_code(e) == "InvalidParameterException"
+    untagged = manifest_for(ecr_berth, "images", 2)
+    client.put_image(repositoryName="images", imageManifest=untagged)
+
+    ids = client.list_images(repositoryName="images")["imageIds"]
+    assert sorted((i["imageDigest"], i.get("imageTag")) for i in ids) == sorted(
+        [(digest, "latest"), (digest, "v1"), ("sha256:" + __import__("hashlib").sha256(untagged.encode()).hexdigest(), None)]
+    )
+    tagged = client.list_images(repositoryName="images", filter={"tagStatus": "TAGGED"})["imageIds"]
+    assert {i.get("imageTag") for i in tagged} == {"latest", "v1"}
+    assert len(client.list_images(repositoryName="images", filter={"tagStatus": "UNTAGGED"})["imageIds"]) == 1
+
+    details = client.describe_images(repositoryName="images", imageIds=[{"imageTag": "v1"}])["imageDetails"]
+    assert len(details) == 1
+    d = details[0]
+    assert d["imageDigest"] == digest and d["imageTags"] == ["latest", "v1"]
+    assert d["imageSizeInBytes"] == len(b"shared layer")
+    assert d["artifactMediaType"] == "application/vnd.oci.image.config.v1+json"
+    assert abs(d["imagePushedAt"].timestamp() - time.time()) < 60
+    with pytest.raises(ClientError) as e:
+        client.describe_images(repositoryName="images", imageIds=[{"imageTag": "nope"}])
+    assert error_code(e) == "ImageNotFoundException"
+
+    got = client.batch_get_image(
+        repositoryName="images",
+        imageIds=[{"imageTag": "v1"}, {"imageTag": "nope"}, {"imageDigest": digest, "imageTag": "wrong"}],
+    )
+    assert got["images"][0]["imageManifest"] == first
+    assert sorted(f["failureCode"] for f in got["failures"]) == ["ImageNotFound", "ImageTagDoesNotMatchDigest"]
+    refused = client.batch_get_image(
+        repositoryName="images", imageIds=[{"imageTag": "v1"}],
+        acceptedMediaTypes=["application/vnd.docker.distribution.manifest.v2+json"],
+    )
+    assert refused["images"] == [] and refused["failures"][0]["failureCode"] == "UnsupportedImageType"
+
+    # By tag: that tag only. The last tag takes the image with it.
+    out = client.batch_delete_image(repositoryName="images", imageIds=[{"imageTag": "latest"}, {"imageTag": "nope"}])
+    assert out["imageIds"] == [{"imageDigest": digest, "imageTag": "latest"}]
+    assert out["failures"][0]["failureCode"] == "ImageNotFound"
+    assert client.describe_images(repositoryName="images", imageIds=[{"imageDigest": digest}])["imageDetails"][0][
+        "imageTags"] == ["v1"]
+    client.batch_delete_image(repositoryName="images", imageIds=[{"imageTag": "v1"}])
+    with pytest.raises(ClientError):
+        client.describe_images(repositoryName="images", imageIds=[{"imageDigest": digest}])
+
+    # An image put with the API is pullable over /v2 with the same bytes.
+    client.put_image(repositoryName="images", imageManifest=first, imageTag="again")
+    req = urllib.request.Request(
+        f"{ecr_berth.url}/v2/images/manifests/again",
+        headers={"Authorization": basic_auth(), "Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(req) as r:
+        assert r.read().decode() == first
+
+
+def test_pagination_through_1200_images(ecr_berth):
+    client = ecr(ecr_berth)
+    client.create_repository(repositoryName="many")
+    base = json.loads(manifest_for(ecr_berth, "many", 0))
+    expected = set()
+    for i in range(1200):
+        base["annotations"] = {"seed": str(i)}
+        body = json.dumps(base)
+        tag = f"t{i:04d}" if i % 3 else None
+        kwargs = {"imageTag": tag} if tag else {}
+        digest = client.put_image(repositoryName="many", imageManifest=body, **kwargs)["image"]["imageId"][
+            "imageDigest"]
+        expected.add((digest, tag))
+    list_pages = client.get_paginator("list_images")
+    describe_pages = client.get_paginator("describe_images")
+    for size in (7, 100, 1000):
+        seen = []
+        for page in list_pages.paginate(repositoryName="many", PaginationConfig={"PageSize": size}):
+            assert len(page["imageIds"]) <= size
+            seen.extend((i["imageDigest"], i.get("imageTag")) for i in page["imageIds"])
+        assert len(seen) == 1200 and set(seen) == expected, size
+        details = []
+        for page in describe_pages.paginate(repositoryName="many", PaginationConfig={"PageSize": size}):
+            assert len(page["imageDetails"]) <= size
+            details.extend(page["imageDetails"])
+        assert {d["imageDigest"] for d in details} == {d for d, _ in expected}, size

@@ -15,9 +15,9 @@ use std::time::{Duration, SystemTime};
 use berth_core::manifest::{self, ManifestError};
 use berth_core::{Algorithm, Digest, Hasher, Reference, RepositoryName, Tag};
 use berth_store::{
-    BlobStore, BlobStream, ByteStream, DeleteManifestOutcome, DeleteRepositoryOutcome,
+    BlobStore, BlobStream, ByteStream, DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord,
     MetadataStore, NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, StoreError,
-    StoredManifest, Upload, now_millis,
+    StoredManifest, TagStatus, Upload, now_millis,
 };
 use bytes::Bytes;
 use futures_util::Stream;
@@ -586,6 +586,138 @@ impl Registry {
                 }
             }
         }
+    }
+
+    // ---- images (the ECR view of manifests) ----
+
+    async fn existing(&self, repository: &RepositoryName) -> Result<()> {
+        if self.metadata.repository_exists(repository).await? {
+            Ok(())
+        } else {
+            Err(self.name_unknown(repository))
+        }
+    }
+
+    /// A page of `(digest, tag)` ids after `after`, and whether more follow.
+    pub async fn image_ids(
+        &self,
+        repository: &RepositoryName,
+        after: Option<(&str, &str)>,
+        limit: u32,
+        status: TagStatus,
+    ) -> Result<(Vec<(Digest, Option<String>)>, bool)> {
+        self.existing(repository).await?;
+        let mut ids = self
+            .metadata
+            .list_image_ids(repository, after, limit.saturating_add(1), status)
+            .await?;
+        let more = ids.len() > limit as usize;
+        ids.truncate(limit as usize);
+        Ok((ids, more))
+    }
+
+    /// A page of images after digest `after`, and whether more follow.
+    pub async fn images(
+        &self,
+        repository: &RepositoryName,
+        after: Option<&str>,
+        limit: u32,
+        status: TagStatus,
+    ) -> Result<(Vec<ImageRecord>, bool)> {
+        self.existing(repository).await?;
+        let mut images = self
+            .metadata
+            .list_images(repository, after, limit.saturating_add(1), status)
+            .await?;
+        let more = images.len() > limit as usize;
+        images.truncate(limit as usize);
+        Ok((images, more))
+    }
+
+    /// The image a digest and/or a tag names; `None` when there is none (or
+    /// the tag names another digest than the one given).
+    pub async fn find_image(
+        &self,
+        repository: &RepositoryName,
+        digest: Option<&Digest>,
+        tag: Option<&Tag>,
+    ) -> Result<Option<ImageRecord>> {
+        let digest = match (digest, tag) {
+            (Some(d), _) => d.clone(),
+            (None, Some(tag)) => {
+                match self
+                    .metadata
+                    .get_manifest(repository, &Reference::Tag(tag.clone()))
+                    .await?
+                {
+                    Some(m) => m.digest,
+                    None => return Ok(None),
+                }
+            }
+            (None, None) => return Ok(None),
+        };
+        let image = self.metadata.image(repository, &digest).await?;
+        Ok(image.filter(|i| tag.is_none_or(|t| i.tags.iter().any(|x| x == t.as_str()))))
+    }
+
+    /// An image's size as ECR reports it: its layers' compressed sizes; an
+    /// index, its largest child's.
+    pub async fn image_size(
+        &self,
+        repository: &RepositoryName,
+        image: &ImageRecord,
+    ) -> Result<u64> {
+        let Ok(parsed) = manifest::parse(&image.content, Some(&image.media_type)) else {
+            return Ok(image.content.len() as u64);
+        };
+        match parsed.kind {
+            manifest::ManifestKind::Image => {
+                let config = parsed.config.as_ref().map(|c| &c.digest);
+                Ok(parsed
+                    .blobs
+                    .iter()
+                    .filter(|b| Some(&b.digest) != config)
+                    .map(|b| b.size)
+                    .sum())
+            }
+            manifest::ManifestKind::Index => {
+                let mut largest = 0;
+                for child in &parsed.children {
+                    if let Some(child) = self.metadata.image(repository, &child.digest).await? {
+                        largest = largest.max(Box::pin(self.image_size(repository, &child)).await?);
+                    }
+                }
+                Ok(largest)
+            }
+        }
+    }
+
+    /// Removes a tag; when it was the image's last, the image goes too,
+    /// unless an index still lists it. Returns the digest the tag named.
+    pub async fn untag_image(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Option<Digest>> {
+        let Some(manifest) = self
+            .metadata
+            .get_manifest(repository, &Reference::Tag(tag.clone()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if !self.metadata.delete_tag(repository, tag).await? {
+            return Ok(None);
+        }
+        if let Some(image) = self.metadata.image(repository, &manifest.digest).await?
+            && image.tags.is_empty()
+        {
+            // Referenced by an index: it stays, untagged, as on ECR.
+            self.metadata
+                .delete_manifest(repository, &manifest.digest)
+                .await?;
+        }
+        Ok(Some(manifest.digest))
     }
 
     // ---- discovery ----

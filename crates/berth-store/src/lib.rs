@@ -140,6 +140,26 @@ pub enum DeleteManifestOutcome {
     ReferencedBy(Digest),
 }
 
+/// Which images a listing includes, by whether they carry tags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagStatus {
+    Tagged,
+    Untagged,
+    Any,
+}
+
+/// An image (a manifest) with its tags, as the ECR image operations show it.
+#[derive(Clone, Debug)]
+pub struct ImageRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub pushed_at: i64,
+    /// In lexical order.
+    pub tags: Vec<String>,
+    pub content: Bytes,
+}
+
 /// A repository's ECR settings and resource tags.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepositoryRecord {
@@ -286,6 +306,29 @@ pub trait MetadataStore: Send + Sync + 'static {
         remove: &[String],
         limit: usize,
     ) -> Result<bool>;
+
+    /// `(digest, tag)` pairs after `after` in that order, at most `limit`: one
+    /// per tag, and one with no tag per untagged image.
+    async fn list_image_ids(
+        &self,
+        repository: &RepositoryName,
+        after: Option<(&str, &str)>,
+        limit: u32,
+        status: TagStatus,
+    ) -> Result<Vec<(Digest, Option<String>)>>;
+    /// Images after digest `after`, in digest order, at most `limit`.
+    async fn list_images(
+        &self,
+        repository: &RepositoryName,
+        after: Option<&str>,
+        limit: u32,
+        status: TagStatus,
+    ) -> Result<Vec<ImageRecord>>;
+    async fn image(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<ImageRecord>>;
 
     /// Stores an access key, replacing one with the same id.
     async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()>;

@@ -16,10 +16,25 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    AccessKeyRecord, DeleteManifestOutcome, DeleteRepositoryOutcome, MetadataStore, NewManifest,
-    PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError, StoredManifest, Upload,
-    now_millis,
+    AccessKeyRecord, DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, MetadataStore,
+    NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError,
+    StoredManifest, TagStatus, Upload, now_millis,
 };
+
+/// The SQL condition on manifest `m` for a tag status.
+fn tag_status_condition(status: TagStatus) -> &'static str {
+    match status {
+        TagStatus::Tagged => {
+            "EXISTS (SELECT 1 FROM tags x WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest)"
+        }
+        TagStatus::Untagged => {
+            "NOT EXISTS (SELECT 1 FROM tags x WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest)"
+        }
+        TagStatus::Any => "1",
+    }
+}
+
+type ImageRow = (String, String, Option<String>, i64, Option<String>, Vec<u8>);
 
 /// Columns of a repository row, in the order `repository_from_row` reads them.
 const REPOSITORY_COLUMNS: &str =
@@ -701,6 +716,82 @@ impl MetadataStore for SqliteStore {
         Ok(true)
     }
 
+    async fn list_image_ids(
+        &self,
+        repository: &RepositoryName,
+        after: Option<(&str, &str)>,
+        limit: u32,
+        status: TagStatus,
+    ) -> Result<Vec<(Digest, Option<String>)>> {
+        let tag_filter = match status {
+            TagStatus::Tagged => "AND t.name IS NOT NULL",
+            TagStatus::Untagged => "AND t.name IS NULL",
+            TagStatus::Any => "",
+        };
+        let (after_digest, after_tag) = after.unwrap_or(("", ""));
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT m.digest, t.name FROM repositories r
+             JOIN manifests m ON m.repository_id = r.id
+             LEFT JOIN tags t ON t.repository_id = m.repository_id AND t.manifest_digest = m.digest
+             WHERE r.name = ? AND (m.digest, COALESCE(t.name, '')) > (?, ?) {tag_filter}
+             ORDER BY m.digest, COALESCE(t.name, '') LIMIT ?"
+        )))
+        .bind(repository.as_str())
+        .bind(after_digest)
+        .bind(after_tag)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(digest, tag)| Ok((parse_digest(&digest)?, tag)))
+            .collect()
+    }
+
+    async fn list_images(
+        &self,
+        repository: &RepositoryName,
+        after: Option<&str>,
+        limit: u32,
+        status: TagStatus,
+    ) -> Result<Vec<ImageRecord>> {
+        let rows: Vec<ImageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at,
+                    (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags x
+                       WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest ORDER BY name)),
+                    m.content
+             FROM repositories r JOIN manifests m ON m.repository_id = r.id
+             WHERE r.name = ? AND m.digest > ? AND {}
+             ORDER BY m.digest LIMIT ?",
+            tag_status_condition(status)
+        )))
+        .bind(repository.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(image_from_row).collect()
+    }
+
+    async fn image(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<ImageRecord>> {
+        let row: Option<ImageRow> = sqlx::query_as(
+            "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at,
+                    (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags x
+                       WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest ORDER BY name)),
+                    m.content
+             FROM repositories r JOIN manifests m ON m.repository_id = r.id
+             WHERE r.name = ? AND m.digest = ?",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(image_from_row).transpose()
+    }
+
     async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO access_keys (id, secret, principal, status, created_at) VALUES (?, ?, ?, ?, ?)
@@ -758,4 +849,22 @@ impl SqliteStore {
             tags,
         })
     }
+}
+
+fn image_from_row(row: ImageRow) -> Result<ImageRecord> {
+    let (digest, media_type, artifact_type, pushed_at, tags, content) = row;
+    Ok(ImageRecord {
+        digest: parse_digest(&digest)?,
+        media_type,
+        artifact_type,
+        pushed_at,
+        tags: {
+            let mut tags: Vec<String> = tags
+                .map(|t| t.split('\n').map(String::from).collect())
+                .unwrap_or_default();
+            tags.sort();
+            tags
+        },
+        content: Bytes::from(content),
+    })
 }

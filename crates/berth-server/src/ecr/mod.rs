@@ -3,6 +3,7 @@
 //! It authenticates, checks input against botocore's model, translates to
 //! registry calls and registry errors to ECR's `__type`s. No registry logic.
 
+mod images;
 pub mod model;
 mod repositories;
 mod settings;
@@ -254,6 +255,11 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
             "replicationConfiguration": {"rules": []},
         })),
         "GetAuthorizationToken" => Ok(authorization_token(&call)),
+        "ListImages" => images::list(&call, &input).await,
+        "DescribeImages" => images::describe(&call, &input).await,
+        "BatchGetImage" => images::batch_get(&call, &input).await,
+        "BatchDeleteImage" => images::batch_delete(&call, &input).await,
+        "PutImage" => images::put(&call, &input).await,
         "PutImageTagMutability" => settings::put_image_tag_mutability(&call, &input).await,
         "PutImageScanningConfiguration" => {
             settings::put_image_scanning_configuration(&call, &input).await
