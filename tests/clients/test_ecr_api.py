@@ -452,3 +452,106 @@ def test_pagination_through_1200_images(ecr_berth):
             assert len(page["imageDetails"]) <= size
             details.extend(page["imageDetails"])
         assert {d["imageDigest"] for d in details} == {d for d, _ in expected}, size
+
+
+def test_layers_through_the_api(ecr_berth, workdir):
+    import hashlib
+
+    client = ecr(ecr_berth)
+    client.create_repository(repositoryName="layers")
+    layer = bytes(range(256)) * (6 * 1024 * 1024 // 256 + 100)  # a little over 6 MiB
+    layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+
+    upload = client.initiate_layer_upload(repositoryName="layers")
+    upload_id = upload["uploadId"]
+    assert upload["partSize"] >= 5 * 1024 * 1024
+    with pytest.raises(ClientError) as e:
+        client.complete_layer_upload(repositoryName="layers", uploadId=upload_id, layerDigests=[layer_digest])
+    assert error_code(e) == "EmptyUploadException"
+
+    cut = 5 * 1024 * 1024
+    out = client.upload_layer_part(
+        repositoryName="layers", uploadId=upload_id, partFirstByte=0, partLastByte=cut - 1, layerPartBlob=layer[:cut]
+    )
+    assert out["lastByteReceived"] == cut - 1
+    with pytest.raises(ClientError) as e:  # not contiguous
+        client.upload_layer_part(
+            repositoryName="layers", uploadId=upload_id, partFirstByte=cut + 1, partLastByte=cut + 10,
+            layerPartBlob=layer[cut + 1:cut + 11],
+        )
+    assert error_code(e) == "InvalidLayerPartException"
+    assert e.value.response["lastValidByteReceived"] == cut - 1
+    client.upload_layer_part(
+        repositoryName="layers", uploadId=upload_id, partFirstByte=cut, partLastByte=len(layer) - 1,
+        layerPartBlob=layer[cut:],
+    )
+    done = client.complete_layer_upload(repositoryName="layers", uploadId=upload_id, layerDigests=[layer_digest])
+    assert done["layerDigest"] == layer_digest
+    with pytest.raises(ClientError) as e:
+        client.complete_layer_upload(repositoryName="layers", uploadId=upload_id, layerDigests=[layer_digest])
+    assert error_code(e) == "UploadNotFoundException"
+
+    # A small part followed by another is refused; a wrong digest discards the upload.
+    small = client.initiate_layer_upload(repositoryName="layers")["uploadId"]
+    client.upload_layer_part(repositoryName="layers", uploadId=small, partFirstByte=0, partLastByte=2, layerPartBlob=b"abc")
+    with pytest.raises(ClientError) as e:
+        client.upload_layer_part(repositoryName="layers", uploadId=small, partFirstByte=3, partLastByte=5, layerPartBlob=b"def")
+    assert error_code(e) == "LayerPartTooSmallException"
+    with pytest.raises(ClientError) as e:
+        client.complete_layer_upload(repositoryName="layers", uploadId=small, layerDigests=["sha256:" + "2" * 64])
+    assert error_code(e) == "InvalidLayerException"
+    again = client.initiate_layer_upload(repositoryName="layers")["uploadId"]
+    client.upload_layer_part(repositoryName="layers", uploadId=again, partFirstByte=0, partLastByte=len(layer) - 1,
+                             layerPartBlob=layer)
+    with pytest.raises(ClientError) as e:
+        client.complete_layer_upload(repositoryName="layers", uploadId=again, layerDigests=[layer_digest])
+    assert error_code(e) == "LayerAlreadyExistsException"
+
+    checked = client.batch_check_layer_availability(
+        repositoryName="layers", layerDigests=[layer_digest, "sha256:" + "3" * 64, "nonsense"]
+    )
+    assert checked["layers"] == [{"layerDigest": layer_digest, "layerAvailability": "AVAILABLE", "layerSize": len(layer)}]
+    assert sorted(f["failureCode"] for f in checked["failures"]) == ["InvalidLayerDigest", "MissingLayerDigest"]
+
+    # Not yet part of an image: no download URL.
+    with pytest.raises(ClientError) as e:
+        client.get_download_url_for_layer(repositoryName="layers", layerDigest=layer_digest)
+    assert error_code(e) == "LayerInaccessibleException"
+    with pytest.raises(ClientError) as e:
+        client.get_download_url_for_layer(repositoryName="layers", layerDigest="sha256:" + "4" * 64)
+    assert error_code(e) == "LayersNotFoundException"
+
+    config = b'{"architecture":"amd64","os":"linux"}'
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    upload_id = client.initiate_layer_upload(repositoryName="layers")["uploadId"]
+    client.upload_layer_part(repositoryName="layers", uploadId=upload_id, partFirstByte=0,
+                             partLastByte=len(config) - 1, layerPartBlob=config)
+    client.complete_layer_upload(repositoryName="layers", uploadId=upload_id, layerDigests=[config_digest])
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config_digest,
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer_digest,
+                    "size": len(layer)}],
+    })
+    client.put_image(repositoryName="layers", imageManifest=manifest, imageTag="api")
+
+    url = client.get_download_url_for_layer(repositoryName="layers", layerDigest=layer_digest)["downloadUrl"]
+    with urllib.request.urlopen(url) as r:  # no credentials at all
+        assert r.read() == layer
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url.replace("X-Berth-Signature=", "X-Berth-Signature=x"))
+    assert e.value.code == 401
+
+    # And skopeo, logged in the ECR way, pulls the image put through the API.
+    code, password, err = aws(ecr_berth, "ecr", "get-login-password")
+    auth = os.path.join(workdir, "auth.json")
+    subprocess.run(["skopeo", "login", "--authfile", auth, "--tls-verify=false", "--username", "AWS",
+                    "--password-stdin", ecr_berth.host], input=password, text=True, check=True, capture_output=True)
+    out = os.path.join(workdir, "pulled")
+    result = subprocess.run(["skopeo", "copy", "--authfile", auth, "--src-tls-verify=false",
+                             f"docker://{ecr_berth.host}/layers:api", f"dir:{out}"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    with open(os.path.join(out, layer_digest.split(":")[1]), "rb") as f:
+        assert f.read() == layer

@@ -17,6 +17,9 @@ use subtle::ConstantTimeEq;
 /// How long a registry token from `GetAuthorizationToken` lasts, as on ECR.
 pub const TOKEN_LIFETIME_SECONDS: i64 = 12 * 3600;
 const TOKEN_PREFIX: &str = "berth1";
+/// Query parameters of a presigned blob URL.
+pub const PRESIGN_EXPIRES: &str = "X-Berth-Expires";
+pub const PRESIGN_SIGNATURE: &str = "X-Berth-Signature";
 
 /// Who made a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +27,16 @@ pub struct Principal {
     /// `arn:aws:iam::<account>:root`, `…:user/<name>`, …
     pub arn: String,
     pub access_key_id: String,
+}
+
+impl Principal {
+    /// The bearer of a presigned URL: authorized when the URL was issued.
+    pub fn presigned() -> Principal {
+        Principal {
+            arn: "presigned-url".into(),
+            access_key_id: String::new(),
+        }
+    }
 }
 
 /// Why a caller was not authenticated, each with the AWS error type clients expect.
@@ -252,6 +265,40 @@ impl Identity {
         let (secret, principal) = self.active_key(&auth.access_key_id).await?;
         sigv4::verify(request, &auth, &secret, now_millis() / 1000)?;
         Ok(principal)
+    }
+
+    /// Query parameters that let anyone `GET` `path` until `expires` (Unix
+    /// seconds): what `GetDownloadUrlForLayer` hands out.
+    pub fn presign(&self, path: &str, expires: i64) -> String {
+        let mac = hmac_sha256(
+            &self.token_key,
+            format!("GET\n{path}\n{expires}").as_bytes(),
+        );
+        format!(
+            "{PRESIGN_EXPIRES}={expires}&{PRESIGN_SIGNATURE}={}",
+            URL_SAFE_NO_PAD.encode(mac)
+        )
+    }
+
+    /// Whether `query` presigns a `GET` of `path` that has not expired.
+    pub fn check_presigned(&self, path: &str, query: &str, now: i64) -> bool {
+        let mut expires = None;
+        let mut signature = None;
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some((PRESIGN_EXPIRES, v)) => expires = v.parse::<i64>().ok(),
+                Some((PRESIGN_SIGNATURE, v)) => signature = URL_SAFE_NO_PAD.decode(v).ok(),
+                _ => {}
+            }
+        }
+        let (Some(expires), Some(signature)) = (expires, signature) else {
+            return false;
+        };
+        let expected = hmac_sha256(
+            &self.token_key,
+            format!("GET\n{path}\n{expires}").as_bytes(),
+        );
+        now < expires && bool::from(expected.as_slice().ct_eq(&signature))
     }
 
     /// A registry password for `principal`, and when it expires (Unix seconds).

@@ -259,6 +259,15 @@ impl Registry {
         }
     }
 
+    /// Whether an image of `repository` references the blob.
+    pub async fn blob_referenced(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool> {
+        Ok(self.metadata.blob_referenced(repository, digest).await?)
+    }
+
     /// Links a blob of `from` into `repository`; `None` if `from` lacks it.
     pub async fn mount_blob(
         &self,
@@ -281,10 +290,12 @@ impl Registry {
     ) -> Result<Upload> {
         self.check_pushable(repository).await?;
         let upload = Upload {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            // Hyphenated: ECR's model requires it of upload ids.
+            id: uuid::Uuid::new_v4().to_string(),
             repository: repository.clone(),
             size: 0,
             hash_state: Hasher::new(algorithm).save(),
+            last_part: 0,
             updated_at: now_millis(),
         };
         self.metadata.create_upload(&upload).await?;
@@ -353,6 +364,7 @@ impl Registry {
         let advanced = Upload {
             size: upload.size + written,
             hash_state: hasher.save(),
+            last_part: written,
             updated_at: now_millis(),
             ..upload
         };

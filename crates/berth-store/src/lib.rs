@@ -97,6 +97,8 @@ pub struct Upload {
     pub size: u64,
     /// The saved incremental hash of those bytes ([`berth_core::Hasher::save`]).
     pub hash_state: Vec<u8>,
+    /// Bytes of the last write.
+    pub last_part: u64,
     pub updated_at: i64,
 }
 
@@ -224,6 +226,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Option<u64>>;
     /// Removes the blob's link from `repository`; false if there was none.
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
+    /// Whether a manifest of `repository` references the blob.
+    async fn blob_referenced(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
 
     async fn create_upload(&self, upload: &Upload) -> Result<()>;
     async fn get_upload(&self, repository: &RepositoryName, id: &str) -> Result<Option<Upload>>;

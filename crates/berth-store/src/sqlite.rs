@@ -207,6 +207,18 @@ impl MetadataStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn blob_referenced(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id
+             WHERE r.name = ? AND mr.child_digest = ? AND mr.child_kind = 'blob' LIMIT 1",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(found.is_some())
+    }
+
     async fn create_upload(&self, upload: &Upload) -> Result<()> {
         let mut tx = self.write.begin().await?;
         let repository_id = Self::ensure_repository_id(&mut tx, &upload.repository).await?;
@@ -225,8 +237,8 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn get_upload(&self, repository: &RepositoryName, id: &str) -> Result<Option<Upload>> {
-        let row: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT u.size, u.hash_state, u.updated_at FROM uploads u
+        let row: Option<(i64, Vec<u8>, i64, i64)> = sqlx::query_as(
+            "SELECT u.size, u.hash_state, u.last_part, u.updated_at FROM uploads u
              JOIN repositories r ON r.id = u.repository_id
              WHERE u.id = ? AND r.name = ?",
         )
@@ -234,21 +246,24 @@ impl MetadataStore for SqliteStore {
         .bind(repository.as_str())
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.map(|(size, hash_state, updated_at)| Upload {
+        Ok(row.map(|(size, hash_state, last_part, updated_at)| Upload {
             id: id.to_string(),
             repository: repository.clone(),
             size: size as u64,
             hash_state,
+            last_part: last_part as u64,
             updated_at,
         }))
     }
 
     async fn advance_upload(&self, upload: &Upload, from_size: u64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE uploads SET size = ?, hash_state = ?, updated_at = ? WHERE id = ? AND size = ?",
+            "UPDATE uploads SET size = ?, hash_state = ?, last_part = ?, updated_at = ?
+             WHERE id = ? AND size = ?",
         )
         .bind(upload.size as i64)
         .bind(&upload.hash_state)
+        .bind(upload.last_part as i64)
         .bind(upload.updated_at)
         .bind(&upload.id)
         .bind(from_size as i64)

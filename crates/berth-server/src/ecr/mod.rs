@@ -4,6 +4,7 @@
 //! registry calls and registry errors to ECR's `__type`s. No registry logic.
 
 mod images;
+mod layers;
 pub mod model;
 mod repositories;
 mod settings;
@@ -36,6 +37,8 @@ pub struct EcrError {
     pub kind: &'static str,
     pub message: String,
     pub status: StatusCode,
+    /// Members the error shape has beyond `message`.
+    pub extra: Option<Value>,
 }
 
 impl EcrError {
@@ -49,6 +52,7 @@ impl EcrError {
             kind,
             message: message.into(),
             status,
+            extra: None,
         }
     }
 
@@ -155,11 +159,12 @@ pub async fn serve(app: Arc<App>, request: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (status, body, error_type) = match handle(&app, request).await {
         Ok(output) => (StatusCode::OK, output, None),
-        Err(e) => (
-            e.status,
-            json!({"__type": e.kind, "message": e.message}),
-            Some(e.kind),
-        ),
+        Err(e) => {
+            let mut body = e.extra.unwrap_or_else(|| json!({}));
+            body["__type"] = json!(e.kind);
+            body["message"] = json!(e.message);
+            (e.status, body, Some(e.kind))
+        }
     };
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
@@ -256,6 +261,11 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
         })),
         "GetAuthorizationToken" => Ok(authorization_token(&call)),
         "ListImages" => images::list(&call, &input).await,
+        "InitiateLayerUpload" => layers::initiate(&call, &input).await,
+        "UploadLayerPart" => layers::upload_part(&call, &input).await,
+        "CompleteLayerUpload" => layers::complete(&call, &input).await,
+        "BatchCheckLayerAvailability" => layers::batch_check(&call, &input).await,
+        "GetDownloadUrlForLayer" => layers::download_url(&call, &input).await,
         "DescribeImages" => images::describe(&call, &input).await,
         "BatchGetImage" => images::batch_get(&call, &input).await,
         "BatchDeleteImage" => images::batch_delete(&call, &input).await,

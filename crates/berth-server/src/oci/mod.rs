@@ -37,7 +37,17 @@ type Answer = Result<Response, OciError>;
 
 /// Serves every `/v2/` request.
 pub async fn serve(app: Arc<App>, request: Request) -> Response {
-    let mut response = match authenticate(&app, request.headers()).await {
+    let presigned = matches!(*request.method(), Method::GET | Method::HEAD)
+        && request.uri().query().is_some_and(|q| {
+            app.identity
+                .check_presigned(request.uri().path(), q, now_millis() / 1000)
+        });
+    let authenticated = if presigned {
+        Ok(Principal::presigned())
+    } else {
+        authenticate(&app, request.headers()).await
+    };
+    let mut response = match authenticated {
         Err(refusal) => refusal,
         Ok(_principal) => match route::parse(request.uri().path()) {
             Ok(Some(route)) => dispatch(&app.registry, route, request)
