@@ -10,6 +10,7 @@ need_apt=()
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v xz >/dev/null || need_apt+=(xz-utils)
+command -v openssl >/dev/null || need_apt+=(openssl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"

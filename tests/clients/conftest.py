@@ -27,9 +27,11 @@ class Berth:
             text=True,
         )
         first = self.proc.stdout.readline()
-        # "berth is serving the OCI registry API on http://127.0.0.1:PORT/v2/"
-        self.host = first.split("http://", 1)[1].split("/", 1)[0]
-        self.url = f"http://{self.host}"
+        # "berth is serving the OCI registry API on http[s]://127.0.0.1:PORT/v2/"
+        url = first.strip().rsplit(" ", 1)[1]
+        scheme, rest = url.split("://", 1)
+        self.host = rest.split("/", 1)[0]
+        self.url = f"{scheme}://{self.host}"
 
     def stop(self):
         self.proc.terminate()

@@ -19,11 +19,13 @@ pub struct App {
     pub identity: Arc<Identity>,
     /// `scheme://host[:port]` clients reach berth at, when not the request's `Host`.
     pub public_url: Option<String>,
+    /// `http` or `https`: how this listener is reached.
+    pub scheme: &'static str,
 }
 
 impl App {
     /// `scheme://host[:port]` clients reach this registry at: the configured
-    /// public URL, or the request's own `Host` over http.
+    /// public URL, or the request's own `Host`.
     pub fn endpoint(&self, headers: &axum::http::HeaderMap) -> String {
         if let Some(url) = &self.public_url {
             return url.trim_end_matches('/').to_string();
@@ -32,7 +34,7 @@ impl App {
             .get(axum::http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
-        format!("http://{host}")
+        format!("{}://{host}", self.scheme)
     }
 }
 

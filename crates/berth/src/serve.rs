@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use axum_server::tls_rustls::RustlsConfig;
 use berth_server::{App, Identity, Registry, RegistryConfig};
 use berth_store::{FsBlobStore, MetadataStore, SqliteStore};
 use clap::Args;
@@ -30,6 +31,15 @@ pub struct ServeArgs {
     /// `aws ecr create-repository` first.
     #[arg(long, env = "BERTH_CREATE_ON_PUSH")]
     create_on_push: bool,
+
+    /// PEM certificate chain: serve HTTPS (with `--tls-key`) on the same
+    /// listener. Reloaded on SIGHUP.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 
     /// The 12-digit account id of this registry (in ARNs and `registryId`).
     #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = "000000000000")]
@@ -150,33 +160,89 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
 
     let root_key_line = root_key(&identity, &data_dir).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "loading TLS certificate {} and key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?,
+        ),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;
+    listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
-    println!("berth is serving the OCI registry API on http://{address}/v2/");
+    println!("berth is serving the OCI registry API on {scheme}://{address}/v2/");
     println!("data: {}", data_dir.display());
     println!("{root_key_line}");
     println!(
-        "ECR API: aws ecr describe-repositories --endpoint-url http://{address} --region {}",
+        "ECR API: aws ecr describe-repositories --endpoint-url {scheme}://{address} --region {}",
         args.region
     );
-    println!(
-        "push: skopeo copy --dest-tls-verify=false oci:DIR:TAG docker://{address}/REPOSITORY:TAG"
-    );
+    let insecure = if tls.is_some() {
+        ""
+    } else {
+        "--dest-tls-verify=false "
+    };
+    println!("push: skopeo copy {insecure}oci:DIR:TAG docker://{address}/REPOSITORY:TAG");
 
     let cleaner = tokio::spawn(clean_uploads(registry.clone()));
     let app = Arc::new(App {
         registry: registry.clone(),
         identity,
         public_url: args.public_url.clone(),
+        scheme,
     });
-    axum::serve(listener, berth_server::app(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let router = berth_server::app(app);
+    match tls {
+        None => {
+            axum::serve(tokio::net::TcpListener::from_std(listener)?, router)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+        Some(config) => {
+            let handle = axum_server::Handle::new();
+            tokio::spawn(reload_certificate_on_sighup(
+                config.clone(),
+                args.tls_cert.clone().expect("with TLS"),
+                args.tls_key.clone().expect("with TLS"),
+            ));
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                // Requests in flight get two minutes to finish.
+                stopper.graceful_shutdown(Some(Duration::from_secs(120)));
+            });
+            axum_server::from_tcp_rustls(listener, config)?
+                .handle(handle)
+                .serve(router.into_make_service())
+                .await?
+        }
+    }
     cleaner.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Replaces the certificate on SIGHUP, without dropping a connection.
+async fn reload_certificate_on_sighup(config: RustlsConfig, cert: PathBuf, key: PathBuf) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match config.reload_from_pem_file(&cert, &key).await {
+            Ok(()) => tracing::info!("reloaded the TLS certificate"),
+            Err(e) => tracing::warn!(error = %e, "TLS certificate not reloaded; the old one stays"),
+        }
+    }
 }
 
 /// Removes abandoned uploads, checking a few times per upload timeout.
