@@ -424,6 +424,14 @@ def test_image_cycle(ecr_berth):
     )
     with urllib.request.urlopen(req) as r:
         assert r.read().decode() == first
+    # That pull is recorded (in the background, so allow it a moment).
+    deadline = time.time() + 5
+    while True:
+        detail = client.describe_images(repositoryName="images", imageIds=[{"imageTag": "again"}])["imageDetails"][0]
+        if "lastRecordedPullTime" in detail or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert abs(detail["lastRecordedPullTime"].timestamp() - time.time()) < 60
 
 
 def test_pagination_through_1200_images(ecr_berth):
@@ -555,3 +563,32 @@ def test_layers_through_the_api(ecr_berth, workdir):
     assert result.returncode == 0, result.stderr
     with open(os.path.join(out, layer_digest.split(":")[1]), "rb") as f:
         assert f.read() == layer
+
+
+def test_public_url_and_the_endpoint_environment_variable():
+    from conftest import Berth, root_env
+
+    server = Berth(extra=["--public-url", "https://registry.example.com:8443/"], env=root_env())
+    try:
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": ROOT_KEY[0],
+            "AWS_SECRET_ACCESS_KEY": ROOT_KEY[1],
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_ENDPOINT_URL_ECR": server.url,  # instead of --endpoint-url, as SDKs allow
+        }
+        out = subprocess.run(["aws", "ecr", "create-repository", "--repository-name", "pub"],
+                             capture_output=True, text=True, env=env, check=True).stdout
+        assert json.loads(out)["repository"]["repositoryUri"] == "registry.example.com:8443/pub"
+        out = subprocess.run(["aws", "ecr", "get-authorization-token"],
+                             capture_output=True, text=True, env=env, check=True).stdout
+        assert json.loads(out)["authorizationData"][0]["proxyEndpoint"] == "https://registry.example.com:8443"
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{server.url}/v2/")
+        assert e.value.code == 401
+        assert e.value.headers["WWW-Authenticate"] == (
+            'Basic realm="https://registry.example.com:8443/",service="ecr.amazonaws.com"'
+        )
+    finally:
+        server.stop()

@@ -343,3 +343,130 @@ impl Identity {
         Ok((self.active_key(key_id).await?.1, expires))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_store::SqliteStore;
+
+    async fn identity(
+        dir: &std::path::Path,
+        master_key: [u8; 32],
+    ) -> (Identity, Arc<dyn MetadataStore>) {
+        let store: Arc<dyn MetadataStore> =
+            Arc::new(SqliteStore::open(&dir.join("m.db")).await.unwrap());
+        let identity = Identity::new(
+            store.clone(),
+            master_key,
+            "123456789012".into(),
+            "us-east-1".into(),
+        );
+        identity
+            .put_access_key("AKIDTEST", "s3cret", &identity.root_arn())
+            .await
+            .unwrap();
+        (identity, store)
+    }
+
+    #[tokio::test]
+    async fn secrets_are_sealed_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (identity, store) = identity(dir.path(), [7; 32]).await;
+        let stored = store.get_access_key("AKIDTEST").await.unwrap().unwrap();
+        assert!(!stored.sealed_secret.windows(6).any(|w| w == b"s3cret"));
+        let principal = identity
+            .authenticate_secret("AKIDTEST", "s3cret")
+            .await
+            .unwrap();
+        assert_eq!(principal.arn, "arn:aws:iam::123456789012:root");
+        assert!(matches!(
+            identity.authenticate_secret("AKIDTEST", "wrong").await,
+            Err(AuthError::UnrecognizedClient)
+        ));
+        assert!(matches!(
+            identity.authenticate_secret("AKIDNONE", "s3cret").await,
+            Err(AuthError::UnrecognizedClient)
+        ));
+        // Another install's secret key cannot open the stored secret.
+        let other = Identity::new(store, [8; 32], "123456789012".into(), "us-east-1".into());
+        assert!(matches!(
+            other.authenticate_secret("AKIDTEST", "s3cret").await,
+            Err(AuthError::Internal(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn registry_tokens_expire_and_die_with_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (identity, store) = identity(dir.path(), [7; 32]).await;
+        let principal = identity
+            .authenticate_secret("AKIDTEST", "s3cret")
+            .await
+            .unwrap();
+        let now = 1_800_000_000;
+        let (token, expires) = identity.issue_registry_token(&principal, now);
+        assert_eq!(expires, now + TOKEN_LIFETIME_SECONDS);
+        assert_eq!(
+            identity.check_registry_token(&token, now).await.unwrap().0,
+            principal
+        );
+        assert!(matches!(
+            identity.check_registry_token(&token, expires).await,
+            Err(AuthError::ExpiredToken)
+        ));
+        let tampered = token.replace("berth1.", "berth1.x");
+        assert!(matches!(
+            identity.check_registry_token(&tampered, now).await,
+            Err(AuthError::UnrecognizedClient)
+        ));
+        let foreign = Identity::new(
+            store.clone(),
+            [9; 32],
+            "123456789012".into(),
+            "us-east-1".into(),
+        );
+        assert!(foreign.check_registry_token(&token, now).await.is_err());
+
+        // Cached for a few seconds, then the key's deactivation shows.
+        assert!(
+            identity
+                .authenticate_basic("AWS", &token, now)
+                .await
+                .is_ok()
+        );
+        let mut key = store.get_access_key("AKIDTEST").await.unwrap().unwrap();
+        key.active = false;
+        store.put_access_key(&key).await.unwrap();
+        assert!(
+            identity
+                .authenticate_basic("AWS", &token, now + 1)
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            identity
+                .authenticate_basic("AWS", &token, now + CREDENTIAL_CACHE_SECONDS)
+                .await,
+            Err(AuthError::UnrecognizedClient)
+        ));
+    }
+
+    #[tokio::test]
+    async fn presigned_urls_cover_one_path_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let (identity, _) = identity(dir.path(), [7; 32]).await;
+        let query = identity.presign("/v2/a/blobs/sha256:00", 1000);
+        assert!(identity.check_presigned("/v2/a/blobs/sha256:00", &query, 999));
+        assert!(!identity.check_presigned("/v2/a/blobs/sha256:00", &query, 1000));
+        assert!(!identity.check_presigned("/v2/b/blobs/sha256:00", &query, 999));
+        let longer = query.replace("=1000", "=9999");
+        assert!(!identity.check_presigned("/v2/a/blobs/sha256:00", &longer, 999));
+    }
+
+    #[test]
+    fn generated_keys_have_aws_shapes() {
+        let (id, secret) = Identity::generate_access_key();
+        assert!(id.starts_with("AKIA") && id.len() == 20);
+        assert_eq!(secret.len(), 40);
+    }
+}

@@ -501,6 +501,28 @@ impl Registry {
         }
     }
 
+    /// Records a pull of `digest` (last recorded at `last_pulled_at`) in
+    /// the background, at most hourly, as ECR refreshes `lastRecordedPullTime`.
+    pub fn note_pull(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        last_pulled_at: Option<i64>,
+    ) {
+        const REFRESH_MILLIS: i64 = 3600 * 1000;
+        let now = now_millis();
+        if last_pulled_at.is_some_and(|at| now - at < REFRESH_MILLIS) {
+            return;
+        }
+        let (metadata, repository, digest) =
+            (self.metadata.clone(), repository.clone(), digest.clone());
+        tokio::spawn(async move {
+            if let Err(e) = metadata.record_pull(&repository, &digest, now).await {
+                tracing::warn!(error = %e, "could not record a pull");
+            }
+        });
+    }
+
     /// `err` if the repository exists, else `NameUnknown`.
     async fn missing(
         &self,

@@ -107,6 +107,8 @@ pub struct StoredManifest {
     pub digest: Digest,
     pub media_type: String,
     pub content: Bytes,
+    /// When it was last pulled, as last recorded.
+    pub last_pulled_at: Option<i64>,
 }
 
 /// A manifest to record, with what it references.
@@ -157,6 +159,7 @@ pub struct ImageRecord {
     pub media_type: String,
     pub artifact_type: Option<String>,
     pub pushed_at: i64,
+    pub last_pulled_at: Option<i64>,
     /// In lexical order.
     pub tags: Vec<String>,
     pub content: Bytes,
@@ -254,6 +257,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         manifest: &NewManifest,
         tags: &[Tag],
     ) -> Result<PutManifestOutcome>;
+    /// Records that the manifest was pulled at `at`.
+    async fn record_pull(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        at: i64,
+    ) -> Result<()>;
     /// Deletes the manifest and every tag pointing at it.
     async fn delete_manifest(
         &self,

@@ -34,7 +34,15 @@ fn tag_status_condition(status: TagStatus) -> &'static str {
     }
 }
 
-type ImageRow = (String, String, Option<String>, i64, Option<String>, Vec<u8>);
+type ImageRow = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Vec<u8>,
+);
 
 /// Columns of a repository row, in the order `repository_from_row` reads them.
 const REPOSITORY_COLUMNS: &str =
@@ -323,10 +331,10 @@ impl MetadataStore for SqliteStore {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<Option<StoredManifest>> {
-        let row: Option<(String, String, Vec<u8>)> = match reference {
-            Reference::Tag(tag) => {
-                sqlx::query_as(
-                    "SELECT m.digest, m.media_type, m.content FROM repositories r
+        let row: Option<(String, String, Vec<u8>, Option<i64>)> =
+            match reference {
+                Reference::Tag(tag) => sqlx::query_as(
+                    "SELECT m.digest, m.media_type, m.content, m.last_pulled_at FROM repositories r
                      JOIN tags t ON t.repository_id = r.id
                      JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
                      WHERE r.name = ? AND t.name = ?",
@@ -334,28 +342,44 @@ impl MetadataStore for SqliteStore {
                 .bind(repository.as_str())
                 .bind(tag.as_str())
                 .fetch_optional(&self.read)
-                .await?
-            }
-            Reference::Digest(digest) => {
-                sqlx::query_as(
-                    "SELECT m.digest, m.media_type, m.content FROM repositories r
+                .await?,
+                Reference::Digest(digest) => sqlx::query_as(
+                    "SELECT m.digest, m.media_type, m.content, m.last_pulled_at FROM repositories r
                      JOIN manifests m ON m.repository_id = r.id
                      WHERE r.name = ? AND m.digest = ?",
                 )
                 .bind(repository.as_str())
                 .bind(digest.to_string())
                 .fetch_optional(&self.read)
-                .await?
-            }
-        };
-        row.map(|(digest, media_type, content)| {
+                .await?,
+            };
+        row.map(|(digest, media_type, content, last_pulled_at)| {
             Ok(StoredManifest {
                 digest: parse_digest(&digest)?,
                 media_type,
                 content: Bytes::from(content),
+                last_pulled_at,
             })
         })
         .transpose()
+    }
+
+    async fn record_pull(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE manifests SET last_pulled_at = ?
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?",
+        )
+        .bind(at)
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .execute(&self.write)
+        .await?;
+        Ok(())
     }
 
     async fn put_manifest(
@@ -770,7 +794,7 @@ impl MetadataStore for SqliteStore {
         status: TagStatus,
     ) -> Result<Vec<ImageRecord>> {
         let rows: Vec<ImageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at,
+            "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at, m.last_pulled_at,
                     (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags x
                        WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest ORDER BY name)),
                     m.content
@@ -793,7 +817,7 @@ impl MetadataStore for SqliteStore {
         digest: &Digest,
     ) -> Result<Option<ImageRecord>> {
         let row: Option<ImageRow> = sqlx::query_as(
-            "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at,
+            "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at, m.last_pulled_at,
                     (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags x
                        WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest ORDER BY name)),
                     m.content
@@ -867,12 +891,13 @@ impl SqliteStore {
 }
 
 fn image_from_row(row: ImageRow) -> Result<ImageRecord> {
-    let (digest, media_type, artifact_type, pushed_at, tags, content) = row;
+    let (digest, media_type, artifact_type, pushed_at, last_pulled_at, tags, content) = row;
     Ok(ImageRecord {
         digest: parse_digest(&digest)?,
         media_type,
         artifact_type,
         pushed_at,
+        last_pulled_at,
         tags: {
             let mut tags: Vec<String> = tags
                 .map(|t| t.split('\n').map(String::from).collect())

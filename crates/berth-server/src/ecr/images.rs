@@ -102,6 +102,9 @@ async fn detail(
     if let Some(artifact) = &image.artifact_type {
         detail["artifactMediaType"] = json!(artifact);
     }
+    if let Some(pulled) = image.last_pulled_at {
+        detail["lastRecordedPullTime"] = json!(pulled as f64 / 1000.0);
+    }
     Ok(detail)
 }
 
@@ -262,6 +265,7 @@ pub async fn batch_get(call: &Call<'_>, input: &Value) -> Result<Value, EcrError
                 ))
             }
             Ok(image) => {
+                call.app.registry.note_pull(&name, &image.digest, image.last_pulled_at);
                 let tag = id["imageTag"].as_str().or(image.tags.first().map(String::as_str));
                 images.push(json!({
                     "registryId": call.account(),

@@ -117,6 +117,9 @@ async fn dispatch(registry: &Registry, route: Route, request: Request) -> Answer
         (Route::Tags(name), Method::GET) => tags(registry, &name, request.uri().query()).await,
         (Route::Manifest(name, reference), Method::GET | Method::HEAD) => {
             let manifest = registry.get_manifest(&name, &reference).await?;
+            if request.method() == Method::GET {
+                registry.note_pull(&name, &manifest.digest, manifest.last_pulled_at);
+            }
             let headers = [
                 (header::CONTENT_TYPE, manifest.media_type),
                 (CONTENT_DIGEST, manifest.digest.to_string()),
