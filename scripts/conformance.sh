@@ -17,16 +17,22 @@ chmod +x target/oci-conformance
 
 data=$(mktemp -d)
 out=$(mktemp)
+database=()
+if [ -n "${BERTH_TEST_DATABASE_URL:-}" ]; then
+  case "$BERTH_TEST_DATABASE_URL" in *\?*) sep='&' ;; *) sep='?' ;; esac
+  database=(--database "${BERTH_TEST_DATABASE_URL}${sep}schema=conformance_$$")
+fi
 key_id=AKIACONFORMANCE00001
 secret=conformance-secret-access-key-0000000000
 BERTH_ROOT_ACCESS_KEY_ID=$key_id BERTH_ROOT_SECRET_ACCESS_KEY=$secret \
-  "$berth" serve --create-on-push --listen 127.0.0.1:0 --data-dir "$data/data" > "$out" 2> "$data/berth.log" &
+  "$berth" serve "${database[@]}" --create-on-push --listen 127.0.0.1:0 --data-dir "$data/data" > "$out" 2> "$data/berth.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" "$out"' EXIT
 for _ in $(seq 100); do grep -q http:// "$out" && break; sleep 0.1; done
 address=$(sed -n 's|.*http://\([^/]*\)/v2/.*|\1|p' "$out" | head -n 1)
 
-rm -rf target/conformance
+results=${CONFORMANCE_RESULTS:-target/conformance}
+rm -rf "$results"
 # Everything berth supports is enabled. Left at their defaults: anonymous mount (berth mounts
 # only from a named repository, as ECR gates mounting) and sparse indexes (berth, like ECR,
 # refuses an index whose children are missing).
@@ -34,12 +40,12 @@ OCI_REGISTRY="$address" OCI_TLS=disabled \
 OCI_REPO1=conformance/repo1 OCI_REPO2=conformance/repo2 \
 OCI_USERNAME="$key_id" OCI_PASSWORD="$secret" \
 OCI_API_BLOBS_UPLOAD_CANCEL=true OCI_API_MANIFESTS_TAG_PARAM=true \
-OCI_RESULTS_DIR=target/conformance \
-  target/oci-conformance > target/conformance.log 2>&1 || {
-    grep -E 'failed test|FAIL' target/conformance.log | head -n 40
-    echo "conformance: FAILED (full log: target/conformance.log, berth log below)"
+OCI_RESULTS_DIR="$results" \
+  target/oci-conformance > "$results.log" 2>&1 || {
+    grep -E 'failed test|FAIL' "$results.log" | head -n 40
+    echo "conformance: FAILED (full log: $results.log, berth log below)"
     tail -n 20 "$data/berth.log"
     exit 1
   }
-grep -E '^\s+(Pass|FAIL|Skip|Disabled|Error)\.+' target/conformance.log | tr -s ' .' ' '
-echo "conformance: passed (report: target/conformance/)"
+grep -E '^\s+(Pass|FAIL|Skip|Disabled|Error)\.+' "$results.log" | tr -s ' .' ' '
+echo "conformance: passed (report: $results/)"

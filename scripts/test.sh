@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the tests need, then runs them all:
 #   formatting and lints, unit and end-to-end tests (cargo), the OCI conformance
-#   suite, and the real-client suite (skopeo, oras, aws CLI, boto3, docker).
+#   suite, and the real-client suite (skopeo, oras, aws CLI, boto3, docker);
+#   then the end-to-end tests, conformance and clients again on PostgreSQL.
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
 command -v xz >/dev/null || need_apt+=(xz-utils)
 command -v openssl >/dev/null || need_apt+=(openssl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
@@ -51,5 +53,13 @@ target/debug/berth bench --scenario blob,push,pull,metadata,scale \
   --duration 1s --metadata-clients 4 --scale-tags 2000 --scale-repos 150 \
   --history target/bench-history.json
 
+clients() { PATH="$PWD/.venv/bin:$PATH" BERTH_BIN="$PWD/target/debug/berth" .venv/bin/pytest -q tests/clients; }
 echo "== real clients (skopeo, oras, aws CLI, boto3, docker)"
-PATH="$PWD/.venv/bin:$PATH" BERTH_BIN="$PWD/target/debug/berth" .venv/bin/pytest -q tests/clients
+clients
+
+echo "== the behaviour suite again, with metadata in PostgreSQL"
+BERTH_TEST_DATABASE_URL=$(scripts/postgres.sh 2>/dev/null)
+export BERTH_TEST_DATABASE_URL
+cargo test -p berth --test oci_api --locked
+CONFORMANCE_RESULTS=target/conformance-postgres scripts/conformance.sh target/debug/berth
+clients

@@ -20,8 +20,14 @@ class Berth:
     def __init__(self, extra=(), env=None):
         self.tmp = tempfile.mkdtemp(prefix="berth-clients-")
         self.data = os.path.join(self.tmp, "data")
+        database = []
+        if os.environ.get("BERTH_TEST_DATABASE_URL"):
+            # A schema of its own in the test database (PostgreSQL).
+            url = os.environ["BERTH_TEST_DATABASE_URL"]
+            schema = "t" + os.path.basename(self.tmp).replace("-", "_")
+            database = ["--database", f"{url}{'&' if '?' in url else '?'}schema={schema}"]
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data, *extra],
+            [BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data, *database, *extra],
             stdout=subprocess.PIPE,
             env={**os.environ, "BERTH_LOG": "warn", **(env or {})},
             text=True,

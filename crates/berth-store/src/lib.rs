@@ -17,9 +17,11 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub mod fs;
+pub mod postgres;
 pub mod sqlite;
 
 pub use fs::FsBlobStore;
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Bytes arriving from a client, borrowed for the length of one write.

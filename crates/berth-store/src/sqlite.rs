@@ -34,7 +34,7 @@ fn tag_status_condition(status: TagStatus) -> &'static str {
     }
 }
 
-type ImageRow = (
+pub(crate) type ImageRow = (
     String,
     String,
     Option<String>,
@@ -45,9 +45,9 @@ type ImageRow = (
 );
 
 /// Columns of a repository row, in the order `repository_from_row` reads them.
-const REPOSITORY_COLUMNS: &str =
+pub(crate) const REPOSITORY_COLUMNS: &str =
     "id, name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key";
-type RepositoryRow = (i64, String, i64, String, bool, String, Option<String>);
+pub(crate) type RepositoryRow = (i64, String, i64, String, bool, String, Option<String>);
 
 /// Reader connections. Each is a thread in sqlx's SQLite driver; on two cores
 /// more than four brought nothing in `berth bench --scenario metadata`.
@@ -70,7 +70,7 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
-fn parse_digest(s: &str) -> Result<Digest> {
+pub(crate) fn parse_digest(s: &str) -> Result<Digest> {
     s.parse()
         .map_err(|_| StoreError::Database(format!("corrupt digest in database: {s}")))
 }
@@ -890,7 +890,7 @@ impl SqliteStore {
     }
 }
 
-fn image_from_row(row: ImageRow) -> Result<ImageRecord> {
+pub(crate) fn image_from_row(row: ImageRow) -> Result<ImageRecord> {
     let (digest, media_type, artifact_type, pushed_at, last_pulled_at, tags, content) = row;
     Ok(ImageRecord {
         digest: parse_digest(&digest)?,

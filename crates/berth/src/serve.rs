@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use axum_server::tls_rustls::RustlsConfig;
 use berth_server::{App, Identity, Registry, RegistryConfig};
-use berth_store::{FsBlobStore, MetadataStore, SqliteStore};
+use berth_store::{FsBlobStore, MetadataStore, PgStore, SqliteStore};
 use clap::Args;
 
 #[derive(Args, Debug)]
@@ -21,6 +21,11 @@ pub struct ServeArgs {
     /// Directory holding the metadata database and the blobs.
     #[arg(long, env = "BERTH_DATA_DIR", default_value = "./berth-data")]
     data_dir: PathBuf,
+
+    /// Metadata database: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`
+    /// (optionally `?schema=NAME`). Default: SQLite in the data directory.
+    #[arg(long, env = "BERTH_DATABASE_URL")]
+    database: Option<String>,
 
     /// An upload not written to for this long is abandoned and its data removed (e.g. `24h`, `90s`).
     #[arg(long, env = "BERTH_UPLOAD_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
@@ -136,10 +141,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
-    let metadata = SqliteStore::open(&data_dir.join("metadata.db"))
-        .await
-        .context("opening the metadata database")?;
-    let metadata: Arc<dyn MetadataStore> = Arc::new(metadata);
+    let (metadata, database): (Arc<dyn MetadataStore>, String) = match args.database.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => (
+            Arc::new(
+                PgStore::connect(url)
+                    .await
+                    .context("connecting to PostgreSQL")?,
+            ),
+            "PostgreSQL".into(),
+        ),
+        other => {
+            let path = match other {
+                Some(url) => PathBuf::from(url.strip_prefix("sqlite://").with_context(|| {
+                    format!("unsupported database URL '{url}': use sqlite://PATH or postgres://…")
+                })?),
+                None => data_dir.join("metadata.db"),
+            };
+            let store = SqliteStore::open(&path)
+                .await
+                .with_context(|| format!("opening the metadata database {}", path.display()))?;
+            (Arc::new(store), format!("SQLite {}", path.display()))
+        }
+    };
     let blobs = FsBlobStore::open(data_dir.join("blobs")).context("opening the blob store")?;
     let config = RegistryConfig {
         registry_id: args.account_id.clone(),
@@ -180,7 +203,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
     println!("berth is serving the OCI registry API on {scheme}://{address}/v2/");
-    println!("data: {}", data_dir.display());
+    println!("data: {} (metadata: {database})", data_dir.display());
     println!("{root_key_line}");
     println!(
         "ECR API: aws ecr describe-repositories --endpoint-url {scheme}://{address} --region {}",

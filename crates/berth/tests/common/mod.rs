@@ -37,10 +37,16 @@ impl Berth {
         berth
     }
 
-    /// Starts berth over an existing data directory.
+    /// Starts berth over an existing data directory. With
+    /// `BERTH_TEST_DATABASE_URL` set (a PostgreSQL URL), its metadata goes to
+    /// a schema of that database named after the data directory.
     pub fn start_in(data_dir: &Path, args: &[&str]) -> Berth {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("serve")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command.arg("serve");
+        if let Ok(url) = std::env::var("BERTH_TEST_DATABASE_URL") {
+            command.arg("--database").arg(database_for(&url, data_dir));
+        }
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
@@ -92,6 +98,13 @@ impl Drop for Berth {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `url` with a schema unique to `data_dir` (stable across restarts of one test).
+fn database_for(url: &str, data_dir: &Path) -> String {
+    let tag: String = sha256(data_dir.to_string_lossy().as_bytes())[7..23].to_string();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}schema=t{tag}")
 }
 
 pub fn sha256(bytes: &[u8]) -> String {

@@ -1,0 +1,894 @@
+//! Metadata in PostgreSQL, for several berth nodes sharing one database.
+//!
+//! The same tables and statements as the SQLite backend, in PostgreSQL's
+//! dialect. Migrations run on start; sqlx takes an advisory lock for them,
+//! so nodes starting together migrate once.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use berth_core::{Digest, Reference, RepositoryName, Tag};
+use bytes::Bytes;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::sqlite::{ImageRow, REPOSITORY_COLUMNS, RepositoryRow, image_from_row, parse_digest};
+use crate::{
+    AccessKeyRecord, DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, MetadataStore,
+    NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError,
+    StoredManifest, TagStatus, Upload, now_millis,
+};
+
+/// The SQL condition on manifest `m` for a tag status.
+fn tag_status_condition(status: TagStatus) -> &'static str {
+    match status {
+        TagStatus::Tagged => {
+            "EXISTS (SELECT 1 FROM tags x WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest)"
+        }
+        TagStatus::Untagged => {
+            "NOT EXISTS (SELECT 1 FROM tags x WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest)"
+        }
+        TagStatus::Any => "TRUE",
+    }
+}
+
+/// The tags of manifest `m`, newline-separated in order.
+const TAGS_OF_M: &str = "(SELECT string_agg(x.name, E'\\n' ORDER BY x.name) FROM tags x
+     WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest)";
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…`) and migrates the schema. A `schema`
+    /// query parameter (berth's own) keeps berth's tables in that schema,
+    /// created if needed, so one database can hold several registries.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let (url, schema) = split_schema(url);
+        let mut options: PgConnectOptions = url
+            .parse()
+            .map_err(|e: sqlx::Error| StoreError::Database(format!("invalid database URL: {e}")))?;
+        if let Some(schema) = &schema {
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .execute(&admin)
+            .await?;
+            admin.close().await;
+            options = options.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    async fn repository_id(
+        tx: &mut Transaction<'_, Postgres>,
+        name: &RepositoryName,
+    ) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+                .bind(name.as_str())
+                .fetch_optional(&mut **tx)
+                .await?,
+        )
+    }
+
+    async fn ensure_repository_id(
+        tx: &mut Transaction<'_, Postgres>,
+        name: &RepositoryName,
+    ) -> Result<i64> {
+        let created: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
+             ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .bind(name.as_str())
+        .bind(now_millis())
+        .fetch_optional(&mut **tx)
+        .await?;
+        match created {
+            Some(id) => Ok(id),
+            None => Self::repository_id(tx, name)
+                .await?
+                .ok_or_else(|| StoreError::Database("repository vanished while created".into())),
+        }
+    }
+}
+
+/// `url` without berth's `schema=` parameter, and that parameter.
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("schema=") {
+            Some(name) => {
+                schema = Some(name.to_string());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (
+        url,
+        schema
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')),
+    )
+}
+
+#[async_trait]
+impl MetadataStore for PgStore {
+    async fn ensure_repository(&self, name: &RepositoryName) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        Self::ensure_repository_id(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn repository_exists(&self, name: &RepositoryName) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
+        )
+        .bind(last.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repositories r
+             JOIN repository_blobs rb ON rb.repository_id = r.id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE r.name = $1 AND rb.digest = $2",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        from: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        let mut tx = self.pool.begin().await?;
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repositories r
+             JOIN repository_blobs rb ON rb.repository_id = r.id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE r.name = $1 AND rb.digest = $2",
+        )
+        .bind(from.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(size) = size else {
+            return Ok(None);
+        };
+        let repository_id = Self::ensure_repository_id(&mut tx, repository).await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(digest.to_string())
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(size as u64))
+    }
+
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn blob_referenced(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1::BIGINT FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id
+             WHERE r.name = $1 AND mr.child_digest = $2 AND mr.child_kind = 'blob' LIMIT 1",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn create_upload(&self, upload: &Upload) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let repository_id = Self::ensure_repository_id(&mut tx, &upload.repository).await?;
+        sqlx::query(
+            "INSERT INTO uploads (id, repository_id, size, hash_state, updated_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&upload.id)
+        .bind(repository_id)
+        .bind(upload.size as i64)
+        .bind(&upload.hash_state)
+        .bind(upload.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_upload(&self, repository: &RepositoryName, id: &str) -> Result<Option<Upload>> {
+        let row: Option<(i64, Vec<u8>, i64, i64)> = sqlx::query_as(
+            "SELECT u.size, u.hash_state, u.last_part, u.updated_at FROM uploads u
+             JOIN repositories r ON r.id = u.repository_id
+             WHERE u.id = $1 AND r.name = $2",
+        )
+        .bind(id)
+        .bind(repository.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(size, hash_state, last_part, updated_at)| Upload {
+            id: id.to_string(),
+            repository: repository.clone(),
+            size: size as u64,
+            hash_state,
+            last_part: last_part as u64,
+            updated_at,
+        }))
+    }
+
+    async fn advance_upload(&self, upload: &Upload, from_size: u64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE uploads SET size = $1, hash_state = $2, last_part = $3, updated_at = $4
+             WHERE id = $5 AND size = $6",
+        )
+        .bind(upload.size as i64)
+        .bind(&upload.hash_state)
+        .bind(upload.last_part as i64)
+        .bind(upload.updated_at)
+        .bind(&upload.id)
+        .bind(from_size as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn complete_upload(&self, upload: &Upload, digest: &Digest) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let repository_id = Self::ensure_repository_id(&mut tx, &upload.repository).await?;
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(digest.to_string())
+        .bind(upload.size as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(digest.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(&upload.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn stale_uploads(&self, cutoff_millis: i64) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM uploads WHERE updated_at < $1")
+                .bind(cutoff_millis)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>> {
+        let row: Option<(String, String, Vec<u8>, Option<i64>)> =
+            match reference {
+                Reference::Tag(tag) => sqlx::query_as(
+                    "SELECT m.digest, m.media_type, m.content, m.last_pulled_at FROM repositories r
+                     JOIN tags t ON t.repository_id = r.id
+                     JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
+                     WHERE r.name = $1 AND t.name = $2",
+                )
+                .bind(repository.as_str())
+                .bind(tag.as_str())
+                .fetch_optional(&self.pool)
+                .await?,
+                Reference::Digest(digest) => sqlx::query_as(
+                    "SELECT m.digest, m.media_type, m.content, m.last_pulled_at FROM repositories r
+                     JOIN manifests m ON m.repository_id = r.id
+                     WHERE r.name = $1 AND m.digest = $2",
+                )
+                .bind(repository.as_str())
+                .bind(digest.to_string())
+                .fetch_optional(&self.pool)
+                .await?,
+            };
+        row.map(|(digest, media_type, content, last_pulled_at)| {
+            Ok(StoredManifest {
+                digest: parse_digest(&digest)?,
+                media_type,
+                content: Bytes::from(content),
+                last_pulled_at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_pull(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE manifests SET last_pulled_at = $1
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $2) AND digest = $3",
+        )
+        .bind(at)
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        manifest: &NewManifest,
+        tags: &[Tag],
+    ) -> Result<PutManifestOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let repository_id = Self::ensure_repository_id(&mut tx, repository).await?;
+
+        let blobs: BTreeSet<String> = manifest.blobs.iter().map(Digest::to_string).collect();
+        let children: BTreeSet<String> = manifest.children.iter().map(Digest::to_string).collect();
+        let mut missing_blobs = Vec::new();
+        for digest in &blobs {
+            let linked: Option<i64> = sqlx::query_scalar(
+                "SELECT 1::BIGINT FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
+            )
+            .bind(repository_id)
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if linked.is_none() {
+                missing_blobs.push(parse_digest(digest)?);
+            }
+        }
+        if !missing_blobs.is_empty() {
+            return Ok(PutManifestOutcome::MissingBlobs(missing_blobs));
+        }
+        let mut missing_manifests = Vec::new();
+        for digest in &children {
+            let present: Option<i64> = sqlx::query_scalar(
+                "SELECT 1::BIGINT FROM manifests WHERE repository_id = $1 AND digest = $2",
+            )
+            .bind(repository_id)
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if present.is_none() {
+                missing_manifests.push(parse_digest(digest)?);
+            }
+        }
+        if !missing_manifests.is_empty() {
+            return Ok(PutManifestOutcome::MissingManifests(missing_manifests));
+        }
+
+        let digest = manifest.digest.to_string();
+        let immutable: bool = sqlx::query_scalar(
+            "SELECT image_tag_mutability = 'IMMUTABLE' FROM repositories WHERE id = $1",
+        )
+        .bind(repository_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if immutable {
+            for tag in tags {
+                let current: Option<String> = sqlx::query_scalar(
+                    "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2",
+                )
+                .bind(repository_id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if current.is_some_and(|c| c != digest) {
+                    return Ok(PutManifestOutcome::TagImmutable(tag.clone()));
+                }
+            }
+        }
+        let now = now_millis();
+        let inserted = sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject,
+                                    annotations, size, content, pushed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(&digest)
+        .bind(&manifest.media_type)
+        .bind(&manifest.artifact_type)
+        .bind(manifest.subject.as_ref().map(Digest::to_string))
+        .bind(&manifest.annotations)
+        .bind(manifest.content.len() as i64)
+        .bind(manifest.content.as_ref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            let references = blobs
+                .iter()
+                .map(|d| (d, "blob"))
+                .chain(children.iter().map(|d| (d, "manifest")));
+            for (child, kind) in references {
+                sqlx::query(
+                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(repository_id)
+                .bind(&digest)
+                .bind(child)
+                .bind(kind)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for tag in tags {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (repository_id, name)
+                 DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+            )
+            .bind(repository_id)
+            .bind(tag.as_str())
+            .bind(&digest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(PutManifestOutcome::Stored)
+    }
+
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<DeleteManifestOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let Some(repository_id) = Self::repository_id(&mut tx, repository).await? else {
+            return Ok(DeleteManifestOutcome::NotFound);
+        };
+        let digest = digest.to_string();
+        let parent: Option<String> = sqlx::query_scalar(
+            "SELECT manifest_digest FROM manifest_references
+             WHERE repository_id = $1 AND child_digest = $2 AND child_kind = 'manifest' LIMIT 1",
+        )
+        .bind(repository_id)
+        .bind(&digest)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(parent) = parent {
+            return Ok(DeleteManifestOutcome::ReferencedBy(parse_digest(&parent)?));
+        }
+        let deleted = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
+            .bind(repository_id)
+            .bind(&digest)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(if deleted == 1 {
+            DeleteManifestOutcome::Deleted
+        } else {
+            DeleteManifestOutcome::NotFound
+        })
+    }
+
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM tags
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
+        )
+        .bind(repository.as_str())
+        .bind(tag.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+             WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
+        )
+        .bind(repository.as_str())
+        .bind(last.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+    ) -> Result<Vec<Referrer>> {
+        let rows: Vec<(String, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+             FROM repositories r JOIN manifests m ON m.repository_id = r.id
+             WHERE r.name = $1 AND m.subject = $2 ORDER BY m.digest",
+        )
+        .bind(repository.as_str())
+        .bind(subject.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(digest, media_type, size, artifact_type, annotations)| {
+                Ok(Referrer {
+                    digest: parse_digest(&digest)?,
+                    media_type,
+                    size: size as u64,
+                    artifact_type,
+                    annotations,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_repository(
+        &self,
+        record: &RepositoryRecord,
+    ) -> Result<Option<RepositoryRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO repositories (name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .bind(record.name.as_str())
+        .bind(record.created_at)
+        .bind(&record.image_tag_mutability)
+        .bind(record.scan_on_push)
+        .bind(&record.encryption_type)
+        .bind(&record.kms_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        for (key, value) in &record.tags {
+            sqlx::query(
+                "INSERT INTO repository_tags (repository_id, key, value) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(record.clone()))
+    }
+
+    async fn get_repository(&self, name: &RepositoryName) -> Result<Option<RepositoryRecord>> {
+        let row: Option<RepositoryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {REPOSITORY_COLUMNS} FROM repositories WHERE name = $1"
+        )))
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.repository_from_row(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_repository_records(
+        &self,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RepositoryRecord>> {
+        let rows: Vec<RepositoryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {REPOSITORY_COLUMNS} FROM repositories WHERE name > $1 ORDER BY name LIMIT $2"
+        )))
+        .bind(last.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            records.push(self.repository_from_row(row).await?);
+        }
+        Ok(records)
+    }
+
+    async fn delete_repository(
+        &self,
+        name: &RepositoryName,
+        force: bool,
+    ) -> Result<DeleteRepositoryOutcome> {
+        let Some(record) = self.get_repository(name).await? else {
+            return Ok(DeleteRepositoryOutcome::NotFound);
+        };
+        let mut tx = self.pool.begin().await?;
+        let Some(id) = Self::repository_id(&mut tx, name).await? else {
+            return Ok(DeleteRepositoryOutcome::NotFound);
+        };
+        if !force {
+            let images: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM manifests WHERE repository_id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if images > 0 {
+                return Ok(DeleteRepositoryOutcome::NotEmpty);
+            }
+        }
+        // Tags and references point at manifests; remove them first so the
+        // cascade never meets a dangling row.
+        for statement in [
+            "DELETE FROM tags WHERE repository_id = $1",
+            "DELETE FROM manifest_references WHERE repository_id = $1",
+            "DELETE FROM repositories WHERE id = $1",
+        ] {
+            sqlx::query(statement).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(DeleteRepositoryOutcome::Deleted(record))
+    }
+
+    async fn update_repository_settings(
+        &self,
+        name: &RepositoryName,
+        image_tag_mutability: Option<&str>,
+        scan_on_push: Option<bool>,
+    ) -> Result<Option<RepositoryRecord>> {
+        let updated = sqlx::query(
+            "UPDATE repositories SET image_tag_mutability = COALESCE($1, image_tag_mutability),
+                                     scan_on_push = COALESCE($2, scan_on_push)
+             WHERE name = $3",
+        )
+        .bind(image_tag_mutability)
+        .bind(scan_on_push)
+        .bind(name.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(None);
+        }
+        self.get_repository(name).await
+    }
+
+    async fn retag_repository(
+        &self,
+        name: &RepositoryName,
+        set: &[(String, String)],
+        remove: &[String],
+        limit: usize,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let Some(id) = Self::repository_id(&mut tx, name).await? else {
+            return Ok(false);
+        };
+        for (key, value) in set {
+            sqlx::query(
+                "INSERT INTO repository_tags (repository_id, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (repository_id, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for key in remove {
+            sqlx::query("DELETE FROM repository_tags WHERE repository_id = $1 AND key = $2")
+                .bind(id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM repository_tags WHERE repository_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if count as usize > limit {
+            return Err(StoreError::TooManyTags); // dropping `tx` rolls back
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_image_ids(
+        &self,
+        repository: &RepositoryName,
+        after: Option<(&str, &str)>,
+        limit: u32,
+        status: TagStatus,
+    ) -> Result<Vec<(Digest, Option<String>)>> {
+        let tag_filter = match status {
+            TagStatus::Tagged => "AND t.name IS NOT NULL",
+            TagStatus::Untagged => "AND t.name IS NULL",
+            TagStatus::Any => "",
+        };
+        let (after_digest, after_tag) = after.unwrap_or(("", ""));
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT m.digest, t.name FROM repositories r
+             JOIN manifests m ON m.repository_id = r.id
+             LEFT JOIN tags t ON t.repository_id = m.repository_id AND t.manifest_digest = m.digest
+             WHERE r.name = $1 AND (m.digest, COALESCE(t.name, '')) > ($2, $3) {tag_filter}
+             ORDER BY m.digest, COALESCE(t.name, '') LIMIT $4"
+        )))
+        .bind(repository.as_str())
+        .bind(after_digest)
+        .bind(after_tag)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(digest, tag)| Ok((parse_digest(&digest)?, tag)))
+            .collect()
+    }
+
+    async fn list_images(
+        &self,
+        repository: &RepositoryName,
+        after: Option<&str>,
+        limit: u32,
+        status: TagStatus,
+    ) -> Result<Vec<ImageRecord>> {
+        let rows: Vec<ImageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at, m.last_pulled_at,
+                    {TAGS_OF_M},
+                    m.content
+             FROM repositories r JOIN manifests m ON m.repository_id = r.id
+             WHERE r.name = $1 AND m.digest > $2 AND {}
+             ORDER BY m.digest LIMIT $3",
+            tag_status_condition(status)
+        )))
+        .bind(repository.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(image_from_row).collect()
+    }
+
+    async fn image(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<ImageRecord>> {
+        let row: Option<ImageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at, m.last_pulled_at,
+                    {TAGS_OF_M},
+                    m.content
+             FROM repositories r JOIN manifests m ON m.repository_id = r.id
+             WHERE r.name = $1 AND m.digest = $2"
+        )))
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(image_from_row).transpose()
+    }
+
+    async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (id, secret, principal, status, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET secret = excluded.secret, principal = excluded.principal,
+                                            status = excluded.status",
+        )
+        .bind(&key.id)
+        .bind(&key.sealed_secret)
+        .bind(&key.principal)
+        .bind(if key.active { "Active" } else { "Inactive" })
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+        let row: Option<(Vec<u8>, String, String, i64)> = sqlx::query_as(
+            "SELECT secret, principal, status, created_at FROM access_keys WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(
+            |(sealed_secret, principal, status, created_at)| AccessKeyRecord {
+                id: id.to_string(),
+                sealed_secret,
+                principal,
+                active: status == "Active",
+                created_at,
+            },
+        ))
+    }
+}
+
+impl PgStore {
+    async fn repository_from_row(&self, row: RepositoryRow) -> Result<RepositoryRecord> {
+        let (id, name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key) =
+            row;
+        let tags: Vec<(String, String)> = sqlx::query_as(
+            "SELECT key, value FROM repository_tags WHERE repository_id = $1 ORDER BY key",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(RepositoryRecord {
+            name: name
+                .parse()
+                .map_err(|_| StoreError::Database(format!("corrupt repository name: {name}")))?,
+            created_at,
+            image_tag_mutability,
+            scan_on_push,
+            encryption_type,
+            kms_key,
+            tags,
+        })
+    }
+}
