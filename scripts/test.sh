@@ -60,6 +60,6 @@ clients
 echo "== the behaviour suite again, with metadata in PostgreSQL"
 BERTH_TEST_DATABASE_URL=$(scripts/postgres.sh 2>/dev/null)
 export BERTH_TEST_DATABASE_URL
-cargo test -p berth --test oci_api --locked
+cargo test -p berth --test oci_api --test multi_node --locked
 CONFORMANCE_RESULTS=target/conformance-postgres scripts/conformance.sh target/debug/berth
 clients

@@ -38,9 +38,41 @@ impl App {
     }
 }
 
+/// `GET /healthz`: the process answers. No dependency is checked.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: the database and the blob storage answer, so a load
+/// balancer may send traffic here (503 otherwise). Also says which
+/// background jobs this node runs.
+async fn readyz(State(app): State<Arc<App>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (database, storage) = app.registry.readiness().await;
+    let status = |r: &Result<(), berth_store::StoreError>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let ready = database.is_ok() && storage.is_ok();
+    let body = serde_json::json!({
+        "database": status(&database),
+        "storage": status(&storage),
+        "node": app.registry.node_id(),
+        "jobs": app.registry.held_leases(),
+    });
+    let code = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
 /// The HTTP application: every front door on one listener.
 pub fn app(app: Arc<App>) -> Router {
     Router::new()
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/readyz", axum::routing::get(readyz))
         .fallback(|State(app): State<Arc<App>>, request: Request| async move {
             if ecr::is_ecr_request(&request) {
                 ecr::serve(app, request).await

@@ -245,6 +245,15 @@ impl BlobStore for FsBlobStore {
         let path = self.blob_path(digest);
         blocking(move || remove_if_present(&path)).await
     }
+
+    async fn ping(&self) -> Result<()> {
+        let probe = self.root.join("uploads").join(".ready");
+        blocking(move || {
+            fs::write(&probe, b"ok")?;
+            fs::remove_file(&probe)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

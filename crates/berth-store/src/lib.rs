@@ -88,6 +88,9 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes a committed blob. Only garbage collection calls this.
     async fn delete(&self, digest: &Digest) -> Result<()>;
+
+    /// Answers if the storage is reachable and writable (for readiness checks).
+    async fn ping(&self) -> Result<()>;
 }
 
 /// An upload session, as recorded after its last successful write.
@@ -345,6 +348,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<ImageRecord>>;
+
+    /// Takes or renews the lease `name` for `holder` until `now + ttl_millis`,
+    /// if it is free, expired, or already `holder`'s. True if `holder` holds it.
+    async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_millis: i64) -> Result<bool>;
+    /// Answers if the database does (for readiness checks).
+    async fn ping(&self) -> Result<()>;
 
     /// Stores an access key, replacing one with the same id.
     async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()>;

@@ -831,6 +831,27 @@ impl MetadataStore for SqliteStore {
         row.map(image_from_row).transpose()
     }
 
+    async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_millis: i64) -> Result<bool> {
+        let taken = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl_millis)
+        .bind(now)
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(taken == 1)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
     async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO access_keys (id, secret, principal, status, created_at) VALUES (?, ?, ?, ?, ?)

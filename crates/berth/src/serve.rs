@@ -65,34 +65,42 @@ const ROOT_CREDENTIALS: &str = "root-credentials";
 /// The install's secret key: seals stored secrets, signs registry tokens.
 const SECRET_KEY: &str = "secret.key";
 
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Publishes `bytes` at `path` (mode 0600) unless a file is already there:
+/// written aside, fsync'd, then linked into place, so nodes sharing the data
+/// directory never read half a file. False if another writer got there first.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<bool> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let aside = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .open(&aside)
+        .with_context(|| format!("creating {}", aside.display()))?;
     file.write_all(bytes)?;
     file.sync_all()?;
-    Ok(())
+    let linked = std::fs::hard_link(&aside, path);
+    std::fs::remove_file(&aside)?;
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
 }
 
 /// The install's secret key, created on first start.
 fn secret_key(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     let path = data_dir.join(SECRET_KEY);
-    match std::fs::read(&path) {
-        Ok(bytes) => bytes
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = berth_server::identity::new_master_key();
-            write_private(&path, &key)?;
-            Ok(key)
-        }
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    let key = berth_server::identity::new_master_key();
+    if !path.exists() && write_private(&path, &key)? {
+        return Ok(key);
     }
+    std::fs::read(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()))
 }
 
 /// The account root's access key: from `BERTH_ROOT_ACCESS_KEY_ID` and
@@ -112,29 +120,35 @@ async fn root_key(identity: &Identity, data_dir: &std::path::Path) -> anyhow::Re
         ));
     }
     let path = data_dir.join(ROOT_CREDENTIALS);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == name))
-                .map(|(_, v)| v.trim().to_string())
-        };
-        if let (Some(id), Some(secret)) =
-            (field("aws_access_key_id"), field("aws_secret_access_key"))
-        {
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == name))
+                    .map(|(_, v)| v.trim().to_string())
+            };
+            let (Some(id), Some(secret)) =
+                (field("aws_access_key_id"), field("aws_secret_access_key"))
+            else {
+                anyhow::bail!("{} does not hold an access key", path.display());
+            };
             if !identity.access_key_exists(&id).await? {
                 identity.put_access_key(&id, &secret, &root).await?;
             }
             return Ok(format!("root access key: {id} (in {})", path.display()));
         }
+        let (id, secret) = Identity::generate_access_key();
+        let file =
+            format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n");
+        // Another node sharing the data directory may have written it first: read theirs.
+        if write_private(&path, file.as_bytes())? {
+            identity.put_access_key(&id, &secret, &root).await?;
+            return Ok(format!(
+                "root access key: {id}, generated; its secret is in {} (mode 0600)",
+                path.display()
+            ));
+        }
     }
-    let (id, secret) = Identity::generate_access_key();
-    identity.put_access_key(&id, &secret, &root).await?;
-    let file = format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n");
-    write_private(&path, file.as_bytes())?;
-    Ok(format!(
-        "root access key: {id}, generated; its secret is in {} (mode 0600)",
-        path.display()
-    ))
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -268,13 +282,23 @@ async fn reload_certificate_on_sighup(config: RustlsConfig, cert: PathBuf, key: 
     }
 }
 
-/// Removes abandoned uploads, checking a few times per upload timeout.
+/// Removes abandoned uploads, checking a few times per upload timeout. With
+/// several nodes on one database, the node holding the job's lease does it;
+/// another takes over when that lease lapses (a node died).
 async fn clean_uploads(registry: Arc<Registry>) {
     let every = (registry.config().upload_timeout / 4)
         .clamp(Duration::from_secs(1), Duration::from_secs(600));
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
+        match registry.hold_lease("upload-cleanup", every * 3).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take the upload clean-up lease");
+                continue;
+            }
+        }
         match registry.clean_stale_uploads().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "removed abandoned uploads"),

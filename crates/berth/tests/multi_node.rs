@@ -1,0 +1,120 @@
+//! Two berth nodes over one database and one blob directory: what one does,
+//! the other sees at once; a background job runs on one node at a time and
+//! moves when its node dies.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+async fn jobs(berth: &Berth) -> Vec<String> {
+    let r = anonymous().get(berth.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["storage"], "ok");
+    serde_json::from_value(body["jobs"].clone()).unwrap()
+}
+
+#[tokio::test]
+async fn two_nodes_share_one_registry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let args = ["--create-on-push", "--upload-timeout", "2s"];
+    let a = Berth::start_in(&data, &args);
+    let b = Berth::start_in(&data, &args);
+
+    // Pushed through one, pulled through the other.
+    let (manifest, digest) = push_image(&a, "shared/app", "v1", "one").await;
+    let r = client()
+        .get(b.url("/v2/shared/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), manifest);
+
+    // A chunked upload whose requests alternate between the nodes.
+    let r = client()
+        .post(a.url("/v2/shared/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    for (node, chunk, range) in [
+        (&b, "hello ", "0-5"),
+        (&a, "multi ", "6-11"),
+        (&b, "node", "12-15"),
+    ] {
+        let r = client()
+            .patch(node.url(&location))
+            .header("content-range", range)
+            .body(chunk)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{range}");
+    }
+    let blob = sha256(b"hello multi node");
+    let r = client()
+        .put(a.url(&format!("{location}?digest={blob}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client()
+        .get(b.url(&format!("/v2/shared/app/blobs/{blob}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"hello multi node");
+
+    // A tag moved on one node is seen at once on the other.
+    let (_, other) = push_image(&b, "shared/app", "v1", "two").await;
+    assert_ne!(other, digest);
+    let r = client()
+        .head(a.url("/v2/shared/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["docker-content-digest"], other.as_str());
+
+    // The upload clean-up runs on exactly one node, and moves when it dies.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let holder_is_a = loop {
+        let (on_a, on_b) = (jobs(&a).await, jobs(&b).await);
+        let (a_holds, b_holds) = (
+            on_a.contains(&"upload-cleanup".into()),
+            on_b.contains(&"upload-cleanup".into()),
+        );
+        assert!(!(a_holds && b_holds), "both nodes hold the lease");
+        if a_holds || b_holds {
+            break a_holds;
+        }
+        assert!(Instant::now() < deadline, "no node took the clean-up job");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let survivor = if holder_is_a {
+        a.kill();
+        b
+    } else {
+        b.kill();
+        a
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !jobs(&survivor).await.contains(&"upload-cleanup".into()) {
+        assert!(
+            Instant::now() < deadline,
+            "the surviving node did not take the job over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness_need_no_credentials() {
+    let berth = Berth::start(&[]);
+    let r = anonymous().get(berth.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(jobs(&berth).await.len() <= 1);
+}
