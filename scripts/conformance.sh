@@ -22,6 +22,9 @@ if [ -n "${BERTH_TEST_DATABASE_URL:-}" ]; then
   case "$BERTH_TEST_DATABASE_URL" in *\?*) sep='&' ;; *) sep='?' ;; esac
   database=(--database "${BERTH_TEST_DATABASE_URL}${sep}schema=conformance_$$")
 fi
+if [ -n "${BERTH_TEST_STORAGE_URL:-}" ]; then
+  database+=(--storage "${BERTH_TEST_STORAGE_URL%/}/conformance_$$")
+fi
 key_id=AKIACONFORMANCE00001
 secret=conformance-secret-access-key-0000000000
 BERTH_ROOT_ACCESS_KEY_ID=$key_id BERTH_ROOT_SECRET_ACCESS_KEY=$secret \

@@ -2,7 +2,7 @@
 # Installs everything the tests need, then runs them all:
 #   formatting and lints, unit and end-to-end tests (cargo), the OCI conformance
 #   suite, and the real-client suite (skopeo, oras, aws CLI, boto3, docker);
-#   then the end-to-end tests, conformance and clients again on PostgreSQL.
+#   then the end-to-end tests, conformance and clients again on PostgreSQL + S3.
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,9 +57,11 @@ clients() { PATH="$PWD/.venv/bin:$PATH" BERTH_BIN="$PWD/target/debug/berth" .ven
 echo "== real clients (skopeo, oras, aws CLI, boto3, docker)"
 clients
 
-echo "== the behaviour suite again, with metadata in PostgreSQL"
+echo "== the behaviour suite again, on PostgreSQL + S3 (s3s-fs)"
 BERTH_TEST_DATABASE_URL=$(scripts/postgres.sh 2>/dev/null)
-export BERTH_TEST_DATABASE_URL
+AWS_ENDPOINT_URL_S3=$(PATH="$HOME/.cargo/bin:$PATH" scripts/s3.sh)
+export BERTH_TEST_DATABASE_URL AWS_ENDPOINT_URL_S3
+export AWS_ACCESS_KEY_ID=s3-test-key AWS_SECRET_ACCESS_KEY=s3-test-secret BERTH_TEST_STORAGE_URL=s3://berth
 cargo test -p berth --test oci_api --test multi_node --locked
-CONFORMANCE_RESULTS=target/conformance-postgres scripts/conformance.sh target/debug/berth
+CONFORMANCE_RESULTS=target/conformance-postgres-s3 scripts/conformance.sh target/debug/berth
 clients

@@ -26,6 +26,10 @@ class Berth:
             url = os.environ["BERTH_TEST_DATABASE_URL"]
             schema = "t" + os.path.basename(self.tmp).replace("-", "_")
             database = ["--database", f"{url}{'&' if '?' in url else '?'}schema={schema}"]
+        if os.environ.get("BERTH_TEST_STORAGE_URL"):
+            # A prefix of its own in the test bucket (S3).
+            prefix = os.path.basename(self.tmp).replace("-", "_")
+            database += ["--storage", os.environ["BERTH_TEST_STORAGE_URL"].rstrip("/") + "/" + prefix]
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data, *database, *extra],
             stdout=subprocess.PIPE,
@@ -46,7 +50,7 @@ class Berth:
 
 
 def root_env():
-    return {"BERTH_ROOT_ACCESS_KEY_ID": ROOT_KEY[0], "BERTH_ROOT_SECRET_ACCESS_KEY": ROOT_KEY[1]}
+    return {"BERTH_ROOT_ACCESS_KEY_ID": ROOT_KEY[0], "BERTH_ROOT_SECRET_ACCESS_KEY": ROOT_KEY[1], "BERTH_REGION": REGION}
 
 
 @pytest.fixture

@@ -184,6 +184,17 @@ def test_signatures_are_verified(ecr_berth):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req)
     assert json.load(e.value)["__type"] == "MissingAuthenticationTokenException"
+    # Signed for another region.
+    request = botocore.awsrequest.AWSRequest(
+        method="POST", url=ecr_berth.url + "/", data=b"{}",
+        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"{TARGET}.DescribeRegistry"},
+    )
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(*ROOT_KEY), "ecr", "ap-south-1").add_auth(request)
+    prepared = request.prepare()
+    req = urllib.request.Request(ecr_berth.url + "/", data=prepared.body, headers=dict(prepared.headers), method="POST")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req)
+    assert json.load(e.value)["__type"] == "InvalidSignatureException"
     # Signed, but an operation ECR does not have.
     assert signed_post(ecr_berth, "FlyToTheMoon")[1]["__type"] == "UnknownOperationException"
     # Signed, but not JSON.
@@ -212,7 +223,10 @@ def test_generated_root_credentials_work_with_the_cli():
         assert oct(os.stat(credentials).st_mode & 0o777) == "0o600"
         code, out, err = aws(
             server, "ecr", "describe-registry",
-            env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": credentials},
+            env={
+                "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": credentials,
+                "AWS_DEFAULT_REGION": "us-east-1",
+            },
         )
         assert code == 0, err
         assert json.loads(out)["registryId"] == "000000000000"
@@ -574,7 +588,7 @@ def test_public_url_and_the_endpoint_environment_variable():
             **os.environ,
             "AWS_ACCESS_KEY_ID": ROOT_KEY[0],
             "AWS_SECRET_ACCESS_KEY": ROOT_KEY[1],
-            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": REGION,
             "AWS_CONFIG_FILE": "/dev/null",
             "AWS_ENDPOINT_URL_ECR": server.url,  # instead of --endpoint-url, as SDKs allow
         }

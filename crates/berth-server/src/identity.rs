@@ -257,6 +257,12 @@ impl Identity {
     ) -> Result<Principal, AuthError> {
         let header = authorization.ok_or(SigV4Error::Missing)?;
         let auth = Authorization::parse(header)?;
+        if auth.region != self.region {
+            return Err(AuthError::InvalidSignature(format!(
+                "Credential should be scoped to a valid region, not '{}'. ",
+                auth.region
+            )));
+        }
         if auth.service != service {
             return Err(AuthError::InvalidSignature(format!(
                 "Credential should be scoped to correct service: '{service}'."

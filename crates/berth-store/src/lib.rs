@@ -18,10 +18,12 @@ use futures_util::Stream;
 
 pub mod fs;
 pub mod postgres;
+pub mod s3;
 pub mod sqlite;
 
 pub use fs::FsBlobStore;
 pub use postgres::PgStore;
+pub use s3::S3BlobStore;
 pub use sqlite::SqliteStore;
 
 /// Bytes arriving from a client, borrowed for the length of one write.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use axum_server::tls_rustls::RustlsConfig;
 use berth_server::{App, Identity, Registry, RegistryConfig};
-use berth_store::{FsBlobStore, MetadataStore, PgStore, SqliteStore};
+use berth_store::{BlobStore, FsBlobStore, MetadataStore, PgStore, S3BlobStore, SqliteStore};
 use clap::Args;
 
 #[derive(Args, Debug)]
@@ -26,6 +26,12 @@ pub struct ServeArgs {
     /// (optionally `?schema=NAME`). Default: SQLite in the data directory.
     #[arg(long, env = "BERTH_DATABASE_URL")]
     database: Option<String>,
+
+    /// Blob storage: a local directory (default: `<data-dir>/blobs`) or
+    /// `s3://BUCKET[/PREFIX]`; S3 endpoint, region and credentials come from
+    /// the AWS environment (`AWS_ENDPOINT_URL_S3`, `AWS_REGION`, …).
+    #[arg(long, env = "BERTH_STORAGE_URL")]
+    storage: Option<String>,
 
     /// An upload not written to for this long is abandoned and its data removed (e.g. `24h`, `90s`).
     #[arg(long, env = "BERTH_UPLOAD_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
@@ -177,13 +183,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             (Arc::new(store), format!("SQLite {}", path.display()))
         }
     };
-    let blobs = FsBlobStore::open(data_dir.join("blobs")).context("opening the blob store")?;
+    let (blobs, storage): (Arc<dyn BlobStore>, String) = match args.storage.as_deref() {
+        Some(url) if url.starts_with("s3://") => (
+            Arc::new(S3BlobStore::open(url).context("opening the S3 blob store")?),
+            url.to_string(),
+        ),
+        other => {
+            let dir = other.map_or_else(|| data_dir.join("blobs"), PathBuf::from);
+            let store = FsBlobStore::open(&dir).context("opening the blob store")?;
+            (Arc::new(store), dir.display().to_string())
+        }
+    };
     let config = RegistryConfig {
         registry_id: args.account_id.clone(),
         upload_timeout: args.upload_timeout,
         create_on_push: args.create_on_push,
     };
-    let registry = Arc::new(Registry::new(metadata.clone(), Arc::new(blobs), config));
+    let registry = Arc::new(Registry::new(metadata.clone(), blobs, config));
     ensure!(
         args.account_id.len() == 12 && args.account_id.bytes().all(|b| b.is_ascii_digit()),
         "the account id must be 12 digits, not '{}'",
@@ -217,7 +233,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
     println!("berth is serving the OCI registry API on {scheme}://{address}/v2/");
-    println!("data: {} (metadata: {database})", data_dir.display());
+    println!(
+        "data: {} (metadata: {database}; blobs: {storage})",
+        data_dir.display()
+    );
     println!("{root_key_line}");
     println!(
         "ECR API: aws ecr describe-repositories --endpoint-url {scheme}://{address} --region {}",

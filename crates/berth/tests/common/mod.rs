@@ -46,6 +46,14 @@ impl Berth {
         if let Ok(url) = std::env::var("BERTH_TEST_DATABASE_URL") {
             command.arg("--database").arg(database_for(&url, data_dir));
         }
+        if let Ok(url) = std::env::var("BERTH_TEST_STORAGE_URL") {
+            // A prefix of its own in the test bucket (S3).
+            command.arg("--storage").arg(format!(
+                "{}/{}",
+                url.trim_end_matches('/'),
+                tag_of(data_dir)
+            ));
+        }
         let mut child = command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -100,11 +108,20 @@ impl Drop for Berth {
     }
 }
 
-/// `url` with a schema unique to `data_dir` (stable across restarts of one test).
+/// A name unique to `data_dir`, stable across restarts of one test.
+fn tag_of(data_dir: &Path) -> String {
+    format!("t{}", &sha256(data_dir.to_string_lossy().as_bytes())[7..23])
+}
+
+/// `url` with a schema of `data_dir`'s own.
 fn database_for(url: &str, data_dir: &Path) -> String {
-    let tag: String = sha256(data_dir.to_string_lossy().as_bytes())[7..23].to_string();
     let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}schema=t{tag}")
+    format!("{url}{sep}schema={}", tag_of(data_dir))
+}
+
+/// Whether blobs are on the local filesystem (not in a test bucket).
+pub fn local_blobs() -> bool {
+    std::env::var_os("BERTH_TEST_STORAGE_URL").is_none()
 }
 
 pub fn sha256(bytes: &[u8]) -> String {

@@ -1,0 +1,296 @@
+//! Blobs in an S3-compatible object store (`--storage s3://bucket/prefix`).
+//!
+//! Layout under the prefix: `uploads/<id>/<offset>` holds each write of an
+//! upload as its own object (S3 cannot append), `blobs/<alg>/<xx>/<hex>` the
+//! committed blobs. A write that fails leaves no object (a multipart upload
+//! completes whole or not at all); the next write at the same offset first
+//! removes anything staged from that offset on. Committing copies a single
+//! staged object server-side, or streams several into one.
+//!
+//! Endpoint, region and credentials come from the standard AWS environment
+//! (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`, `AWS_REGION`,
+//! `AWS_ACCESS_KEY_ID`, …); addressing is path-style, so MinIO-like
+//! endpoints work as they are.
+
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use berth_core::Digest;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+use crate::{BlobStore, BlobStream, ByteStream, Result, StoreError};
+
+/// Writes up to this size go up in one `PUT`; larger ones as multipart
+/// uploads of parts this large.
+const PART: usize = 8 << 20;
+/// Parts of one multipart upload in flight at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+pub struct S3BlobStore {
+    store: Arc<AmazonS3>,
+    prefix: String,
+}
+
+fn storage_error(e: object_store::Error) -> StoreError {
+    match e {
+        object_store::Error::NotFound { .. } => StoreError::NotFound,
+        other => StoreError::Io(io::Error::other(other)),
+    }
+}
+
+impl S3BlobStore {
+    /// Opens `s3://bucket[/prefix]`.
+    pub fn open(url: &str) -> Result<S3BlobStore> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| StoreError::Io(io::Error::other(format!("not an s3:// URL: {url}"))))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        // Static credentials only, for now: without them the client would ask
+        // an instance-metadata service, which is not what a self-hosted
+        // registry wants to reach by surprise.
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+            || std::env::var_os("AWS_SECRET_ACCESS_KEY").is_none()
+        {
+            return Err(StoreError::Io(io::Error::other(
+                "S3 storage needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
+            )));
+        }
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+            .unwrap_or_default();
+        if endpoint.starts_with("http://") {
+            builder = builder.with_allow_http(true);
+        }
+        let store = builder.build().map_err(storage_error)?;
+        Ok(S3BlobStore {
+            store: Arc::new(store),
+            prefix: prefix.trim_matches('/').to_string(),
+        })
+    }
+
+    fn path(&self, key: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(key)
+        } else {
+            Path::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    fn upload_dir(&self, id: &str) -> Path {
+        self.path(&format!("uploads/{id}"))
+    }
+
+    fn blob_path(&self, digest: &Digest) -> Path {
+        let hex = digest.hex();
+        self.path(&format!(
+            "blobs/{}/{}/{hex}",
+            digest.algorithm().name(),
+            &hex[..2]
+        ))
+    }
+
+    /// The staged writes of an upload: (offset, size, path), in offset order.
+    async fn parts(&self, id: &str) -> Result<Vec<(u64, u64, Path)>> {
+        let mut parts: Vec<(u64, u64, Path)> = self
+            .store
+            .list(Some(&self.upload_dir(id)))
+            .map_err(storage_error)
+            .try_filter_map(|meta| async move {
+                let offset = meta.location.filename().and_then(|f| f.parse::<u64>().ok());
+                Ok(offset.map(|o| (o, meta.size, meta.location)))
+            })
+            .try_collect()
+            .await?;
+        parts.sort_by_key(|p| p.0);
+        Ok(parts)
+    }
+
+    /// Streams the first `len` bytes of the staged parts.
+    async fn staged_stream(&self, id: &str, len: u64) -> Result<BlobStream> {
+        let parts = self.parts(id).await?;
+        let store = self.store.clone();
+        let stream = futures_util::stream::iter(parts)
+            .take_while(move |(offset, _, _)| futures_util::future::ready(*offset < len))
+            .then(move |(offset, size, path)| {
+                let store = store.clone();
+                async move {
+                    let end = size.min(len - offset);
+                    let options = GetOptions {
+                        range: Some(GetRange::Bounded(0..end)),
+                        ..Default::default()
+                    };
+                    match store.get_opts(&path, options).await {
+                        Ok(result) => result.into_stream().map_err(io::Error::other).boxed(),
+                        Err(e) => {
+                            futures_util::stream::once(async move { Err(io::Error::other(e)) })
+                                .boxed()
+                        }
+                    }
+                }
+            })
+            .flatten();
+        Ok(Box::pin(stream))
+    }
+
+    /// Writes `data` to `path`: one `PUT` if small, else a multipart upload.
+    /// Returns the bytes written; a body error aborts and writes nothing.
+    async fn put_stream(&self, path: &Path, data: &mut ByteStream<'_>) -> Result<u64> {
+        let mut buffered: Vec<Bytes> = Vec::new();
+        let mut size = 0usize;
+        while size < PART {
+            match data.next().await {
+                Some(Ok(chunk)) => {
+                    size += chunk.len();
+                    buffered.push(chunk);
+                }
+                Some(Err(e)) => return Err(StoreError::Body(e)),
+                None => {
+                    // Empty too: an empty blob is a blob.
+                    self.store
+                        .put(path, PutPayload::from_iter(buffered))
+                        .await
+                        .map_err(storage_error)?;
+                    return Ok(size as u64);
+                }
+            }
+        }
+        let upload = self
+            .store
+            .put_multipart(path)
+            .await
+            .map_err(storage_error)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+        for chunk in buffered {
+            writer.put(chunk);
+        }
+        let mut written = size as u64;
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(chunk) => {
+                    written += chunk.len() as u64;
+                    if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                        return Err(storage_error(e));
+                    }
+                    writer.put(chunk);
+                }
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(StoreError::Body(e));
+                }
+            }
+        }
+        writer.finish().await.map_err(storage_error)?;
+        Ok(written)
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3BlobStore {
+    async fn write_upload(&self, id: &str, offset: u64, data: &mut ByteStream<'_>) -> Result<u64> {
+        for (start, _, path) in self.parts(id).await? {
+            if start >= offset {
+                self.store.delete(&path).await.map_err(storage_error)?;
+            }
+        }
+        let path = self.path(&format!("uploads/{id}/{offset:020}"));
+        self.put_stream(&path, data).await
+    }
+
+    async fn read_upload(&self, id: &str, len: u64) -> Result<BlobStream> {
+        self.staged_stream(id, len).await
+    }
+
+    async fn commit_upload(&self, id: &str, len: u64, digest: &Digest) -> Result<()> {
+        let target = self.blob_path(digest);
+        let exists = match self.store.head(&target).await {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => return Err(storage_error(e)),
+        };
+        if !exists {
+            let parts = self.parts(id).await?;
+            match parts.as_slice() {
+                [(0, size, path)] if *size == len => {
+                    self.store
+                        .copy(path, &target)
+                        .await
+                        .map_err(storage_error)?;
+                }
+                _ => {
+                    let mut staged = self.staged_stream(id, len).await?;
+                    self.put_stream(&target, &mut staged).await?;
+                }
+            }
+        }
+        self.delete_upload(id).await
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<()> {
+        for (_, _, path) in self.parts(id).await? {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(storage_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn stale_uploads(&self, cutoff: SystemTime) -> Result<Vec<String>> {
+        let cutoff = cutoff
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let uploads = self.path("uploads");
+        // The newest write of each upload, in seconds since the epoch.
+        let mut newest: std::collections::HashMap<String, i64> = Default::default();
+        let mut listing = self.store.list(Some(&uploads));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(storage_error)?;
+            let mut parts = meta.location.prefix_match(&uploads).into_iter().flatten();
+            if let Some(id) = parts.next() {
+                let at = meta.last_modified.timestamp();
+                let entry = newest.entry(id.as_ref().to_string()).or_insert(at);
+                *entry = (*entry).max(at);
+            }
+        }
+        Ok(newest
+            .into_iter()
+            .filter(|(_, at)| *at < cutoff)
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<BlobStream> {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .get_opts(&self.blob_path(digest), options)
+            .await
+            .map_err(storage_error)?;
+        Ok(Box::pin(result.into_stream().map_err(io::Error::other)))
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<()> {
+        match self.store.delete(&self.blob_path(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        match self.store.head(&self.path(".berth-ping")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+}
