@@ -562,9 +562,11 @@ def test_layers_through_the_api(ecr_berth, workdir):
     url = client.get_download_url_for_layer(repositoryName="layers", layerDigest=layer_digest)["downloadUrl"]
     with urllib.request.urlopen(url) as r:  # no credentials at all
         assert r.read() == layer
+    # From berth itself, or from the object store (S3 presigned): a changed signature fails.
+    signature = "X-Berth-Signature=" if "X-Berth-Signature=" in url else "X-Amz-Signature="
     with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(url.replace("X-Berth-Signature=", "X-Berth-Signature=x"))
-    assert e.value.code == 401
+        urllib.request.urlopen(url.replace(signature, signature + "0"))
+    assert e.value.code in (400, 401, 403)  # s3s-fs answers 400, S3 403, berth 401
 
     # And skopeo, logged in the ECR way, pulls the image put through the API.
     code, password, err = aws(ecr_berth, "ecr", "get-login-password")

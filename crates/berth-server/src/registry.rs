@@ -90,6 +90,8 @@ pub struct RegistryConfig {
     pub upload_timeout: Duration,
     /// Whether a push to a missing repository creates it (ECR: no).
     pub create_on_push: bool,
+    /// Answer blob `GET`s with a redirect to the object store, where it can sign one.
+    pub redirect_blob_pulls: bool,
 }
 
 impl Default for RegistryConfig {
@@ -98,6 +100,7 @@ impl Default for RegistryConfig {
             registry_id: "000000000000".into(),
             upload_timeout: Duration::from_secs(24 * 3600),
             create_on_push: false,
+            redirect_blob_pulls: false,
         }
     }
 }
@@ -288,6 +291,16 @@ impl Registry {
             Err(StoreError::NotFound) => Err(RegistryError::BlobUnknown),
             other => Ok(other?),
         }
+    }
+
+    /// A URL on the object store from which the blob downloads directly, if
+    /// the store can sign one.
+    pub async fn direct_blob_url(
+        &self,
+        digest: &Digest,
+        valid_for: Duration,
+    ) -> Result<Option<String>> {
+        Ok(self.blobs.direct_url(digest, valid_for).await?)
     }
 
     /// Removes the blob from `repository`. The bytes stay until garbage

@@ -246,6 +246,10 @@ impl BlobStore for FsBlobStore {
         blocking(move || remove_if_present(&path)).await
     }
 
+    async fn direct_url(&self, _: &Digest, _: std::time::Duration) -> Result<Option<String>> {
+        Ok(None) // files are served by berth itself
+    }
+
     async fn ping(&self) -> Result<()> {
         let probe = self.root.join("uploads").join(".ready");
         blocking(move || {

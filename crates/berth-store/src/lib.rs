@@ -93,6 +93,14 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Answers if the storage is reachable and writable (for readiness checks).
     async fn ping(&self) -> Result<()>;
+
+    /// A URL from which `digest` downloads directly, without berth, for
+    /// `valid_for` (an S3 presigned URL); `None` where the store has none.
+    async fn direct_url(
+        &self,
+        digest: &Digest,
+        valid_for: std::time::Duration,
+    ) -> Result<Option<String>>;
 }
 
 /// An upload session, as recorded after its last successful write.

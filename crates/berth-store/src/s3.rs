@@ -287,6 +287,20 @@ impl BlobStore for S3BlobStore {
         }
     }
 
+    async fn direct_url(
+        &self,
+        digest: &Digest,
+        valid_for: std::time::Duration,
+    ) -> Result<Option<String>> {
+        use object_store::signer::{Method, Signer};
+        let url = self
+            .store
+            .signed_url(Method::GET, &self.blob_path(digest), valid_for)
+            .await
+            .map_err(storage_error)?;
+        Ok(Some(url.to_string()))
+    }
+
     async fn ping(&self) -> Result<()> {
         match self.store.head(&self.path(".berth-ping")).await {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -52,6 +52,11 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 
+    /// Answer blob pulls with a redirect to a short-lived presigned URL of the
+    /// object store (S3 storage only), as ECR does, instead of streaming them.
+    #[arg(long, env = "BERTH_REDIRECT_BLOB_PULLS")]
+    redirect_blob_pulls: bool,
+
     /// The 12-digit account id of this registry (in ARNs and `registryId`).
     #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = "000000000000")]
     account_id: String,
@@ -198,6 +203,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         registry_id: args.account_id.clone(),
         upload_timeout: args.upload_timeout,
         create_on_push: args.create_on_push,
+        redirect_blob_pulls: args.redirect_blob_pulls,
     };
     let registry = Arc::new(Registry::new(metadata.clone(), blobs, config));
     ensure!(

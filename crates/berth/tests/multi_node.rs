@@ -118,3 +118,49 @@ async fn health_and_readiness_need_no_credentials() {
     assert_eq!(r.status(), 200);
     assert!(jobs(&berth).await.len() <= 1);
 }
+
+#[tokio::test]
+async fn blob_pulls_redirect_to_the_object_store_when_asked() {
+    let berth = Berth::start(&["--redirect-blob-pulls"]);
+    let digest = push_blob(&berth, "redirect", b"fetched from elsewhere").await;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                client_authorization().parse().unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
+    let r = no_follow
+        .get(berth.url(&format!("/v2/redirect/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    if local_blobs() {
+        // Files have no URL of their own: berth streams them.
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b"fetched from elsewhere");
+        return;
+    }
+    assert_eq!(r.status(), 307);
+    assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(!location.starts_with(&berth.base), "{location}");
+    let fetched = anonymous().get(&location).send().await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(
+        fetched.bytes().await.unwrap().as_ref(),
+        b"fetched from elsewhere"
+    );
+    // HEAD still answers from berth.
+    let r = no_follow
+        .head(berth.url(&format!("/v2/redirect/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -217,13 +217,25 @@ pub async fn download_url(call: &Call<'_>, input: &Value) -> Result<Value, EcrEr
             ),
         ));
     }
-    let path = format!("/v2/{name}/blobs/{digest}");
-    let query = call
-        .app
-        .identity
-        .presign(&path, now_millis() / 1000 + DOWNLOAD_URL_SECONDS);
-    Ok(json!({
-        "downloadUrl": format!("{}{path}?{query}", call.endpoint),
-        "layerDigest": digest.to_string(),
-    }))
+    // From the object store itself where it signs URLs (as ECR hands out S3's),
+    // else from berth, presigned.
+    let direct = registry
+        .direct_blob_url(
+            &digest,
+            std::time::Duration::from_secs(DOWNLOAD_URL_SECONDS as u64),
+        )
+        .await
+        .map_err(|e| call.registry_error(e, name.as_str()))?;
+    let url = match direct {
+        Some(url) => url,
+        None => {
+            let path = format!("/v2/{name}/blobs/{digest}");
+            let query = call
+                .app
+                .identity
+                .presign(&path, now_millis() / 1000 + DOWNLOAD_URL_SECONDS);
+            format!("{}{path}?{query}", call.endpoint)
+        }
+    };
+    Ok(json!({"downloadUrl": url, "layerDigest": digest.to_string()}))
 }

@@ -438,6 +438,18 @@ async fn get_blob(
     head: bool,
 ) -> Answer {
     let size = registry.blob_size(name, digest).await?;
+    if !head
+        && registry.config().redirect_blob_pulls
+        && let Some(url) = registry
+            .direct_blob_url(digest, std::time::Duration::from_secs(15 * 60))
+            .await?
+    {
+        // As ECR does: the client fetches the bytes from the object store.
+        let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+        insert(&mut response, header::LOCATION, url);
+        insert(&mut response, CONTENT_DIGEST, digest.to_string());
+        return Ok(response);
+    }
     let range = match requested_range(headers, size) {
         Ok(range) => range,
         Err(e) => {

@@ -128,15 +128,20 @@ pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// A client that authenticates as the account root (HTTP Basic with the access key).
-pub fn client() -> reqwest::Client {
+/// The root's `Authorization` header value (HTTP Basic with the access key).
+pub fn client_authorization() -> String {
     use base64::Engine as _;
     let basic =
         base64::engine::general_purpose::STANDARD.encode(format!("{ROOT_KEY_ID}:{ROOT_SECRET}"));
+    format!("Basic {basic}")
+}
+
+/// A client that authenticates as the account root.
+pub fn client() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
-        format!("Basic {basic}").parse().unwrap(),
+        client_authorization().parse().unwrap(),
     );
     reqwest::Client::builder()
         .default_headers(headers)
