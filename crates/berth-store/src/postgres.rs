@@ -82,6 +82,16 @@ impl PgStore {
         )
     }
 
+    /// Serializes the writes that check-then-change a repository's manifests,
+    /// tags and blob links (SQLite gets this from its single writer).
+    async fn lock_repository(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<()> {
+        sqlx::query("SELECT id FROM repositories WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     async fn ensure_repository_id(
         tx: &mut Transaction<'_, Postgres>,
         name: &RepositoryName,
@@ -207,14 +217,18 @@ impl MetadataStore for PgStore {
     }
 
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM repository_blobs
-             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
-        )
-        .bind(repository.as_str())
-        .bind(digest.to_string())
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        let Some(repository_id) = Self::repository_id(&mut tx, repository).await? else {
+            return Ok(false);
+        };
+        Self::lock_repository(&mut tx, repository_id).await?;
+        let done =
+            sqlx::query("DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
+                .bind(repository_id)
+                .bind(digest.to_string())
+                .execute(&mut *tx)
+                .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -393,6 +407,7 @@ impl MetadataStore for PgStore {
     ) -> Result<PutManifestOutcome> {
         let mut tx = self.pool.begin().await?;
         let repository_id = Self::ensure_repository_id(&mut tx, repository).await?;
+        Self::lock_repository(&mut tx, repository_id).await?;
 
         let blobs: BTreeSet<String> = manifest.blobs.iter().map(Digest::to_string).collect();
         let children: BTreeSet<String> = manifest.children.iter().map(Digest::to_string).collect();
@@ -513,6 +528,7 @@ impl MetadataStore for PgStore {
         let Some(repository_id) = Self::repository_id(&mut tx, repository).await? else {
             return Ok(DeleteManifestOutcome::NotFound);
         };
+        Self::lock_repository(&mut tx, repository_id).await?;
         let digest = digest.to_string();
         let parent: Option<String> = sqlx::query_scalar(
             "SELECT manifest_digest FROM manifest_references
