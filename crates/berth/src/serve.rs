@@ -2,7 +2,7 @@
 //! work and graceful shutdown.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +79,7 @@ const SECRET_KEY: &str = "secret.key";
 /// Publishes `bytes` at `path` (mode 0600) unless a file is already there:
 /// written aside, fsync'd, then linked into place, so nodes sharing the data
 /// directory never read half a file. False if another writer got there first.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<bool> {
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<bool> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let aside = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -102,7 +102,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<bool> {
 }
 
 /// The install's secret key, created on first start.
-fn secret_key(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+fn secret_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     let path = data_dir.join(SECRET_KEY);
     let key = berth_server::identity::new_master_key();
     if !path.exists() && write_private(&path, &key)? {
@@ -118,7 +118,7 @@ fn secret_key(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
 /// `BERTH_ROOT_SECRET_ACCESS_KEY`, else the one generated on first start
 /// (kept in `<data-dir>/root-credentials`, mode 0600).
 /// Returns a line saying where the key comes from.
-async fn root_key(identity: &Identity, data_dir: &std::path::Path) -> anyhow::Result<String> {
+async fn root_key(identity: &Identity, data_dir: &Path) -> anyhow::Result<String> {
     let root = identity.root_arn();
     let from_env = (
         std::env::var("BERTH_ROOT_ACCESS_KEY_ID").ok(),
@@ -162,11 +162,13 @@ async fn root_key(identity: &Identity, data_dir: &std::path::Path) -> anyhow::Re
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
-    let data_dir = args.data_dir.canonicalize()?;
-    let (metadata, database): (Arc<dyn MetadataStore>, String) = match args.database.as_deref() {
+/// The metadata store `url` names (default: SQLite in the data directory),
+/// and how to describe it.
+async fn open_metadata(
+    url: Option<&str>,
+    data_dir: &Path,
+) -> anyhow::Result<(Arc<dyn MetadataStore>, String)> {
+    Ok(match url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => (
             Arc::new(
                 PgStore::connect(url)
@@ -187,8 +189,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("opening the metadata database {}", path.display()))?;
             (Arc::new(store), format!("SQLite {}", path.display()))
         }
-    };
-    let (blobs, storage): (Arc<dyn BlobStore>, String) = match args.storage.as_deref() {
+    })
+}
+
+/// The blob store `url` names (default: `<data-dir>/blobs`), and how to describe it.
+fn open_blobs(url: Option<&str>, data_dir: &Path) -> anyhow::Result<(Arc<dyn BlobStore>, String)> {
+    Ok(match url {
         Some(url) if url.starts_with("s3://") => (
             Arc::new(S3BlobStore::open(url).context("opening the S3 blob store")?),
             url.to_string(),
@@ -198,7 +204,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             let store = FsBlobStore::open(&dir).context("opening the blob store")?;
             (Arc::new(store), dir.display().to_string())
         }
-    };
+    })
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    ensure!(
+        args.account_id.len() == 12 && args.account_id.bytes().all(|b| b.is_ascii_digit()),
+        "the account id must be 12 digits, not '{}'",
+        args.account_id
+    );
+    let (metadata, database) = open_metadata(args.database.as_deref(), &data_dir).await?;
+    let (blobs, storage) = open_blobs(args.storage.as_deref(), &data_dir)?;
     let config = RegistryConfig {
         registry_id: args.account_id.clone(),
         upload_timeout: args.upload_timeout,
@@ -206,11 +225,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         redirect_blob_pulls: args.redirect_blob_pulls,
     };
     let registry = Arc::new(Registry::new(metadata.clone(), blobs, config));
-    ensure!(
-        args.account_id.len() == 12 && args.account_id.bytes().all(|b| b.is_ascii_digit()),
-        "the account id must be 12 digits, not '{}'",
-        args.account_id
-    );
     let identity = Arc::new(Identity::new(
         metadata,
         secret_key(&data_dir)?,
