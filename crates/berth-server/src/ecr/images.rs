@@ -1,18 +1,14 @@
 //! `ListImages`, `DescribeImages`, `BatchGetImage`, `BatchDeleteImage`,
 //! `PutImage`: the ECR view of the registry's manifests and tags.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use berth_core::{Digest, Reference, RepositoryName, Tag};
 use berth_store::{ImageRecord, TagStatus};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::repositories::name_of;
-use super::{Call, EcrError};
+use super::{Call, EcrError, page, token};
 use crate::RegistryError;
-
-const DEFAULT_PAGE: u32 = 100;
 
 fn tag_status(input: &Value) -> TagStatus {
     match input["filter"]["tagStatus"].as_str() {
@@ -20,32 +16,6 @@ fn tag_status(input: &Value) -> TagStatus {
         Some("UNTAGGED") => TagStatus::Untagged,
         _ => TagStatus::Any,
     }
-}
-
-/// `maxResults`/`nextToken` of a listing; with explicit `imageIds` they are refused.
-fn page(input: &Value) -> Result<(u32, Option<String>), EcrError> {
-    let limit = input["maxResults"]
-        .as_u64()
-        .map_or(DEFAULT_PAGE, |n| n as u32);
-    let after = match input["nextToken"].as_str() {
-        Some(token) => Some(
-            URL_SAFE_NO_PAD
-                .decode(token)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    EcrError::invalid_parameter(
-                        "Invalid parameter at 'nextToken': the token is not valid",
-                    )
-                })?,
-        ),
-        None => None,
-    };
-    Ok((limit, after))
-}
-
-fn token(position: &str) -> Value {
-    json!(URL_SAFE_NO_PAD.encode(position))
 }
 
 fn image_id(digest: &Digest, tag: Option<&str>) -> Value {

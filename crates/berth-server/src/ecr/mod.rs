@@ -145,6 +145,39 @@ impl Call<'_> {
     }
 }
 
+/// Page size of listings when `maxResults` is not given.
+const DEFAULT_PAGE: u32 = 100;
+
+/// `maxResults` and the position a `nextToken` holds. Tokens are opaque to
+/// clients: the last key returned, so a page is stable whatever changes.
+pub fn page(input: &Value) -> Result<(u32, Option<String>), EcrError> {
+    use base64::Engine as _;
+    let limit = input["maxResults"]
+        .as_u64()
+        .map_or(DEFAULT_PAGE, |n| n as u32);
+    let after = match input["nextToken"].as_str() {
+        Some(token) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    EcrError::invalid_parameter(
+                        "Invalid parameter at 'nextToken': the token is not valid",
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    Ok((limit, after))
+}
+
+/// The `nextToken` of a page ending at `position`.
+pub fn token(position: &str) -> Value {
+    use base64::Engine as _;
+    json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(position))
+}
+
 /// True for requests addressed to this front door.
 pub fn is_ecr_request(request: &Request) -> bool {
     request.uri().path() == "/"

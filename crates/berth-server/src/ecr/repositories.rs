@@ -1,14 +1,10 @@
 //! `CreateRepository`, `DescribeRepositories`, `DeleteRepository`.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use berth_core::RepositoryName;
 use berth_store::{RepositoryRecord, now_millis};
 use serde_json::{Value, json};
 
 use super::{Call, EcrError};
-
-const DEFAULT_PAGE: u32 = 100;
 
 pub fn name_of(input: &Value) -> Result<RepositoryName, EcrError> {
     let name = input["repositoryName"].as_str().unwrap_or_default();
@@ -112,23 +108,7 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
         }
         return Ok(json!({"repositories": found}));
     }
-    let limit = input["maxResults"]
-        .as_u64()
-        .map_or(DEFAULT_PAGE, |n| n as u32);
-    let after = match input["nextToken"].as_str() {
-        Some(token) => Some(
-            URL_SAFE_NO_PAD
-                .decode(token)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    EcrError::invalid_parameter(
-                        "Invalid parameter at 'nextToken': the token is not valid",
-                    )
-                })?,
-        ),
-        None => None,
-    };
+    let (limit, after) = super::page(input)?;
     let (page, more) = call
         .app
         .registry
@@ -139,7 +119,7 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
         json!({"repositories": page.iter().map(|r| describe_record(call, r)).collect::<Vec<_>>()});
     if more && let Some(last) = page.last() {
         // The token is the last name returned: stable whatever is created or deleted meanwhile.
-        output["nextToken"] = json!(URL_SAFE_NO_PAD.encode(last.name.as_str()));
+        output["nextToken"] = super::token(last.name.as_str());
     }
     Ok(output)
 }
