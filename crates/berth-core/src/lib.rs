@@ -2,6 +2,7 @@
 //! with no I/O, so that every front door and backend shares one definition.
 
 pub mod digest;
+pub mod lifecycle;
 pub mod manifest;
 pub mod name;
 pub mod sigv4;
