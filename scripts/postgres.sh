@@ -5,11 +5,12 @@ set -euo pipefail
 cluster=$(pg_lsclusters -h | head -n 1)
 if [ -z "$cluster" ]; then
   version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
-  pg_createcluster "$version" main > /dev/null
+  pg_createcluster "$version" main >&2
   cluster=$(pg_lsclusters -h | head -n 1)
 fi
 read -r version name port status _ <<< "$cluster"
-[ "$status" = online ] || pg_ctlcluster "$version" "$name" start
+# pg_ctlcluster talks on stdout ("Removed stale pid file."); only the URL may go there.
+[ "$status" = online ] || pg_ctlcluster "$version" "$name" start >&2
 for _ in $(seq 50); do pg_isready -q -p "$port" && break; sleep 0.2; done
 as_postgres() { su postgres -c "psql -q -p $port -c \"$1\"" > /dev/null; }
 as_postgres "ALTER USER postgres PASSWORD 'berth'"

@@ -58,7 +58,7 @@ echo "== real clients (skopeo, oras, aws CLI, boto3, docker)"
 clients
 
 echo "== the behaviour suite again, on PostgreSQL + S3 (s3s-fs)"
-BERTH_TEST_DATABASE_URL=$(scripts/postgres.sh 2>/dev/null)
+BERTH_TEST_DATABASE_URL=$(scripts/postgres.sh)
 AWS_ENDPOINT_URL_S3=$(PATH="$HOME/.cargo/bin:$PATH" scripts/s3.sh)
 export BERTH_TEST_DATABASE_URL AWS_ENDPOINT_URL_S3
 export AWS_ACCESS_KEY_ID=s3-test-key AWS_SECRET_ACCESS_KEY=s3-test-secret BERTH_TEST_STORAGE_URL=s3://berth
