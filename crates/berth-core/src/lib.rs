@@ -5,6 +5,7 @@ pub mod digest;
 pub mod lifecycle;
 pub mod manifest;
 pub mod name;
+pub mod policy;
 pub mod sigv4;
 
 pub use digest::{Algorithm, Digest, Hasher};
