@@ -327,7 +327,7 @@ fn per_user_repositories_from_one_policy() {
     let nobody = Context::new();
     assert_eq!(
         decide(
-            &[policy.clone()],
+            std::slice::from_ref(&policy),
             &[],
             None,
             Some(&alice),
@@ -560,7 +560,7 @@ proptest! {
     ) {
         let mut statements: Vec<String> =
             allows.iter().map(|p| statement_json("Allow", false, p)).collect();
-        statements.push(statement_json("Deny", false, &[action.clone()]));
+        statements.push(statement_json("Deny", false, std::slice::from_ref(&action)));
         let policy = identity(&format!(
             r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
             statements.join(",")
