@@ -11,7 +11,7 @@ use berth_store::{AccessKeyRecord, MetadataStore, StoreError, now_millis};
 use chacha20poly1305::aead::{Aead, KeyInit as _};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hmac::{KeyInit as _, Mac};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 /// How long a registry token from `GetAuthorizationToken` lasts, as on ECR.
@@ -24,19 +24,85 @@ pub const PRESIGN_SIGNATURE: &str = "X-Berth-Signature";
 /// Who made a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
-    /// `arn:aws:iam::<account>:root`, `…:user/<name>`, …
+    /// `arn:aws:iam::<account>:root`, `…:user/<path><name>`,
+    /// `arn:aws:sts::<account>:assumed-role/<role>/<session>`.
     pub arn: String,
     pub access_key_id: String,
+    pub kind: PrincipalKind,
+    /// Temporary credentials: the session policy that narrows them.
+    pub session_policy: Option<String>,
+    /// Temporary credentials: when they stop working (Unix seconds).
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// The account's root user: allowed everything but explicit denies.
+    Root,
+    User {
+        name: String,
+    },
+    RoleSession {
+        role: String,
+        session: String,
+    },
+    /// The bearer of a presigned URL: authorized when the URL was issued.
+    Presigned,
 }
 
 impl Principal {
-    /// The bearer of a presigned URL: authorized when the URL was issued.
     pub fn presigned() -> Principal {
         Principal {
             arn: "presigned-url".into(),
             access_key_id: String::new(),
+            kind: PrincipalKind::Presigned,
+            session_policy: None,
+            expires_at: None,
         }
     }
+
+    /// Who an access key stands for, from the principal ARN it records.
+    fn of_key(key: AccessKeyRecord) -> Principal {
+        let resource = key.principal.splitn(6, ':').nth(5).unwrap_or_default();
+        let kind = if resource == "root" {
+            PrincipalKind::Root
+        } else if let Some(path) = resource.strip_prefix("user/") {
+            PrincipalKind::User {
+                name: path.rsplit('/').next().unwrap_or(path).to_string(),
+            }
+        } else if let Some((role, session)) = resource
+            .strip_prefix("assumed-role/")
+            .and_then(|r| r.split_once('/'))
+        {
+            PrincipalKind::RoleSession {
+                role: role.to_string(),
+                session: session.to_string(),
+            }
+        } else {
+            PrincipalKind::Presigned
+        };
+        Principal {
+            arn: key.principal,
+            access_key_id: key.id,
+            kind,
+            session_policy: key.session_policy,
+            expires_at: key.expires_at.map(|ms| ms / 1000),
+        }
+    }
+
+    /// Whether these are temporary credentials (from STS).
+    pub fn is_temporary(&self) -> bool {
+        self.expires_at.is_some()
+    }
+}
+
+/// Temporary credentials from STS, as handed to the caller once.
+pub struct TemporaryCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// Unix seconds.
+    pub expiration: i64,
 }
 
 /// Why a caller was not authenticated, each with the AWS error type clients expect.
@@ -50,7 +116,7 @@ pub enum AuthError {
     UnrecognizedClient,
     #[error("{0}")]
     InvalidSignature(String),
-    #[error("Your authorization token has expired. Reauthenticate and try again.")]
+    #[error("The security token included in the request is expired")]
     ExpiredToken,
     #[error("internal error: {0}")]
     Internal(#[from] StoreError),
@@ -165,16 +231,63 @@ impl Identity {
                 principal: principal.to_string(),
                 active: true,
                 created_at: now_millis(),
+                expires_at: None,
+                session_token_hash: None,
+                session_policy: None,
             })
             .await
+    }
+
+    /// A new long-term access key for `principal`: its id and secret, shown once.
+    pub async fn create_access_key(&self, principal: &str) -> Result<(String, String), StoreError> {
+        let (id, secret) = Identity::generate_access_key("AKIA");
+        self.put_access_key(&id, &secret, principal).await?;
+        Ok((id, secret))
+    }
+
+    /// Temporary credentials acting as `principal` until `expiration` (Unix
+    /// seconds), narrowed by `session_policy`.
+    pub async fn issue_temporary_credentials(
+        &self,
+        principal: &str,
+        expiration: i64,
+        session_policy: Option<&str>,
+    ) -> Result<TemporaryCredentials, StoreError> {
+        let (id, secret) = Identity::generate_access_key("ASIA");
+        let session_token = STANDARD.encode(random::<96>());
+        self.metadata
+            .put_access_key(&AccessKeyRecord {
+                id: id.clone(),
+                sealed_secret: self.seal(&secret),
+                principal: principal.to_string(),
+                active: true,
+                created_at: now_millis(),
+                expires_at: Some(expiration * 1000),
+                session_token_hash: Some(hex::encode(Sha256::digest(session_token.as_bytes()))),
+                session_policy: session_policy.map(str::to_string),
+            })
+            .await?;
+        Ok(TemporaryCredentials {
+            access_key_id: id,
+            secret_access_key: secret,
+            session_token,
+            expiration,
+        })
+    }
+
+    /// Forgets every credential checked recently, so that a change to keys or
+    /// policies made on this node shows at once.
+    pub fn forget_checked(&self) {
+        self.checked.lock().expect("cache lock").clear();
     }
 
     pub async fn access_key_exists(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.metadata.get_access_key(id).await?.is_some())
     }
 
-    /// A new access key id and secret in AWS's shapes (`AKIA…`, 40 characters).
-    pub fn generate_access_key() -> (String, String) {
+    /// A new access key id and secret in AWS's shapes (`AKIA…` or `ASIA…`
+    /// for temporary ones, 20 characters; secret 40 characters).
+    pub fn generate_access_key(prefix: &str) -> (String, String) {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         let id_bytes: [u8; 16] = random();
         let id: String = id_bytes
@@ -182,25 +295,24 @@ impl Identity {
             .map(|b| ALPHABET[(*b % 32) as usize] as char)
             .collect();
         let secret = STANDARD.encode(random::<30>());
-        (format!("AKIA{id}"), secret)
+        (format!("{prefix}{id}"), secret)
     }
 
-    /// The active key `id`: its secret and principal.
-    async fn active_key(&self, id: &str) -> Result<(String, Principal), AuthError> {
+    /// The active, unexpired key `id`: its secret, principal, and the hash of
+    /// its session token if it is temporary.
+    async fn active_key(&self, id: &str) -> Result<(String, Principal, Option<String>), AuthError> {
         let key = self
             .metadata
             .get_access_key(id)
             .await?
             .filter(|k| k.active)
             .ok_or(AuthError::UnrecognizedClient)?;
+        if key.expires_at.is_some_and(|at| at <= now_millis()) {
+            return Err(AuthError::ExpiredToken);
+        }
         let secret = self.unseal(&key.sealed_secret)?;
-        Ok((
-            secret,
-            Principal {
-                arn: key.principal,
-                access_key_id: key.id,
-            },
-        ))
+        let token_hash = key.session_token_hash.clone();
+        Ok((secret, Principal::of_key(key), token_hash))
     }
 
     /// Authenticates HTTP Basic credentials of `/v2/`: user `AWS` with a
@@ -240,15 +352,17 @@ impl Identity {
         id: &str,
         secret: &str,
     ) -> Result<Principal, AuthError> {
-        let (expected, principal) = self.active_key(id).await?;
-        if bool::from(expected.as_bytes().ct_eq(secret.as_bytes())) {
+        let (expected, principal, token_hash) = self.active_key(id).await?;
+        // Temporary credentials need their session token, which Basic cannot carry.
+        if token_hash.is_none() && bool::from(expected.as_bytes().ct_eq(secret.as_bytes())) {
             Ok(principal)
         } else {
             Err(AuthError::UnrecognizedClient)
         }
     }
 
-    /// Authenticates a SigV4-signed request for `service`.
+    /// Authenticates a SigV4-signed request for `service`. IAM and STS also
+    /// accept `us-east-1`, where their global endpoints sign.
     pub async fn authenticate(
         &self,
         request: &sigv4::Request<'_>,
@@ -257,7 +371,8 @@ impl Identity {
     ) -> Result<Principal, AuthError> {
         let header = authorization.ok_or(SigV4Error::Missing)?;
         let auth = Authorization::parse(header)?;
-        if auth.region != self.region {
+        let global = matches!(service, "iam" | "sts") && auth.region == "us-east-1";
+        if auth.region != self.region && !global {
             return Err(AuthError::InvalidSignature(format!(
                 "Credential should be scoped to a valid region, not '{}'. ",
                 auth.region
@@ -268,7 +383,19 @@ impl Identity {
                 "Credential should be scoped to correct service: '{service}'."
             )));
         }
-        let (secret, principal) = self.active_key(&auth.access_key_id).await?;
+        let (secret, principal, token_hash) = self.active_key(&auth.access_key_id).await?;
+        if let Some(expected) = token_hash {
+            let token = request
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-security-token"))
+                .map(|(_, value)| value.as_str())
+                .ok_or(AuthError::UnrecognizedClient)?;
+            let given = hex::encode(Sha256::digest(token.as_bytes()));
+            if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                return Err(AuthError::UnrecognizedClient);
+            }
+        }
         sigv4::verify(request, &auth, &secret, now_millis() / 1000)?;
         Ok(principal)
     }
@@ -307,9 +434,14 @@ impl Identity {
         now < expires && bool::from(expected.as_slice().ct_eq(&signature))
     }
 
-    /// A registry password for `principal`, and when it expires (Unix seconds).
+    /// A registry password for `principal`, and when it expires (Unix
+    /// seconds): in 12 hours, or with the temporary credentials it came from.
     pub fn issue_registry_token(&self, principal: &Principal, now: i64) -> (String, i64) {
-        let expires = now + TOKEN_LIFETIME_SECONDS;
+        let expires = principal
+            .expires_at
+            .map_or(now + TOKEN_LIFETIME_SECONDS, |at| {
+                at.min(now + TOKEN_LIFETIME_SECONDS)
+            });
         let payload = URL_SAFE_NO_PAD.encode(format!("{}:{expires}", principal.access_key_id));
         let mac = URL_SAFE_NO_PAD.encode(hmac_sha256(&self.token_key, payload.as_bytes()));
         (format!("{TOKEN_PREFIX}.{payload}.{mac}"), expires)
@@ -471,7 +603,7 @@ mod tests {
 
     #[test]
     fn generated_keys_have_aws_shapes() {
-        let (id, secret) = Identity::generate_access_key();
+        let (id, secret) = Identity::generate_access_key("AKIA");
         assert!(id.starts_with("AKIA") && id.len() == 20);
         assert_eq!(secret.len(), 40);
     }

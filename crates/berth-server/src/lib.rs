@@ -1,5 +1,6 @@
 //! berth's services and front doors.
 
+pub mod access;
 pub mod ecr;
 pub mod identity;
 pub mod oci;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Request, State};
 
+pub use access::Access;
 pub use identity::Identity;
 pub use registry::{Registry, RegistryConfig, RegistryError};
 
@@ -17,6 +19,7 @@ pub use registry::{Registry, RegistryConfig, RegistryError};
 pub struct App {
     pub registry: Arc<Registry>,
     pub identity: Arc<Identity>,
+    pub access: Arc<Access>,
     /// `scheme://host[:port]` clients reach berth at, when not the request's `Host`.
     pub public_url: Option<String>,
     /// `http` or `https`: how this listener is reached.
@@ -24,6 +27,19 @@ pub struct App {
 }
 
 impl App {
+    /// The facts about a request that policy conditions test.
+    pub fn request_facts(&self, request: &Request) -> access::RequestFacts {
+        access::RequestFacts {
+            source_ip: request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+            secure: self.scheme == "https",
+            request_tags: Vec::new(),
+            tag_keys: Vec::new(),
+        }
+    }
+
     /// `scheme://host[:port]` clients reach this registry at: the configured
     /// public URL, or the request's own `Host`.
     pub fn endpoint(&self, headers: &axum::http::HeaderMap) -> String {

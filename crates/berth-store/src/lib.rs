@@ -16,11 +16,16 @@ use berth_core::{Digest, RepositoryName, Tag};
 use bytes::Bytes;
 use futures_util::Stream;
 
+pub mod access;
 pub mod fs;
 pub mod postgres;
 pub mod s3;
 pub mod sqlite;
 
+pub use access::{
+    AccessKeyRecord, AccessStore, DeleteEntityOutcome, Dependent, IamEntity, IamKind, IamLink,
+    LinkKind,
+};
 pub use fs::FsBlobStore;
 pub use postgres::PgStore;
 pub use s3::S3BlobStore;
@@ -202,18 +207,6 @@ pub enum DeleteRepositoryOutcome {
     NotEmpty,
 }
 
-/// An access key: its sealed secret and the principal it authenticates.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccessKeyRecord {
-    pub id: String,
-    /// The secret, sealed by the identity service; the store never sees it in clear.
-    pub sealed_secret: Vec<u8>,
-    /// The principal's ARN.
-    pub principal: String,
-    pub active: bool,
-    pub created_at: i64,
-}
-
 /// One entry of the referrers API's index.
 #[derive(Clone, Debug)]
 pub struct Referrer {
@@ -224,9 +217,10 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
-/// Registry metadata. Every method is one atomic step.
+/// Registry metadata. Every method is one atomic step. Identities and
+/// policies live in the same database, behind [`AccessStore`].
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataStore: AccessStore + Send + Sync + 'static {
     /// Creates the repository if it does not exist.
     async fn ensure_repository(&self, name: &RepositoryName) -> Result<()>;
     async fn repository_exists(&self, name: &RepositoryName) -> Result<bool>;
@@ -364,8 +358,4 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_millis: i64) -> Result<bool>;
     /// Answers if the database does (for readiness checks).
     async fn ping(&self) -> Result<()>;
-
-    /// Stores an access key, replacing one with the same id.
-    async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()>;
-    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>>;
 }

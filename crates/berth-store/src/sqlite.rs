@@ -16,9 +16,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    AccessKeyRecord, DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, MetadataStore,
-    NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError,
-    StoredManifest, TagStatus, Upload, now_millis,
+    DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, MetadataStore, NewManifest,
+    PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError, StoredManifest, TagStatus,
+    Upload, now_millis,
 };
 
 /// The SQL condition on manifest `m` for a tag status.
@@ -851,41 +851,9 @@ impl MetadataStore for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
     }
-
-    async fn put_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO access_keys (id, secret, principal, status, created_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (id) DO UPDATE SET secret = excluded.secret, principal = excluded.principal,
-                                            status = excluded.status",
-        )
-        .bind(&key.id)
-        .bind(&key.sealed_secret)
-        .bind(&key.principal)
-        .bind(if key.active { "Active" } else { "Inactive" })
-        .bind(key.created_at)
-        .execute(&self.write)
-        .await?;
-        Ok(())
-    }
-
-    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
-        let row: Option<(Vec<u8>, String, String, i64)> = sqlx::query_as(
-            "SELECT secret, principal, status, created_at FROM access_keys WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(row.map(
-            |(sealed_secret, principal, status, created_at)| AccessKeyRecord {
-                id: id.to_string(),
-                sealed_secret,
-                principal,
-                active: status == "Active",
-                created_at,
-            },
-        ))
-    }
 }
+
+crate::access::impl_access_store!(SqliteStore, write, read);
 
 impl SqliteStore {
     async fn repository_from_row(&self, row: RepositoryRow) -> Result<RepositoryRecord> {

@@ -148,7 +148,7 @@ async fn root_key(identity: &Identity, data_dir: &Path) -> anyhow::Result<String
             }
             return Ok(format!("root access key: {id} (in {})", path.display()));
         }
-        let (id, secret) = Identity::generate_access_key();
+        let (id, secret) = Identity::generate_access_key("AKIA");
         let file =
             format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n");
         // Another node sharing the data directory may have written it first: read theirs.
@@ -225,6 +225,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         redirect_blob_pulls: args.redirect_blob_pulls,
     };
     let registry = Arc::new(Registry::new(metadata.clone(), blobs, config));
+    let access = Arc::new(berth_server::Access::new(
+        metadata.clone(),
+        args.account_id.clone(),
+        args.region.clone(),
+    ));
     let identity = Arc::new(Identity::new(
         metadata,
         secret_key(&data_dir)?,
@@ -273,15 +278,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let app = Arc::new(App {
         registry: registry.clone(),
         identity,
+        access,
         public_url: args.public_url.clone(),
         scheme,
     });
     let router = berth_server::app(app);
     match tls {
         None => {
-            axum::serve(tokio::net::TcpListener::from_std(listener)?, router)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?
+            axum::serve(
+                tokio::net::TcpListener::from_std(listener)?,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await?
         }
         Some(config) => {
             let handle = axum_server::Handle::new();
@@ -298,7 +307,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             });
             axum_server::from_tcp_rustls(listener, config)?
                 .handle(handle)
-                .serve(router.into_make_service())
+                .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await?
         }
     }

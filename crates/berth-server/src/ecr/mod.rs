@@ -6,6 +6,7 @@
 mod images;
 mod layers;
 pub mod model;
+mod policies;
 mod repositories;
 mod settings;
 
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::App;
+use crate::access::{AccessError, RequestFacts, actions};
 use crate::identity::{AuthError, Principal};
 use crate::registry::RegistryError;
 use model::{InputError, MODEL};
@@ -58,6 +60,18 @@ impl EcrError {
 
     pub fn invalid_parameter(message: impl Into<String>) -> EcrError {
         EcrError::new("InvalidParameterException", message)
+    }
+}
+
+impl From<AccessError> for EcrError {
+    fn from(e: AccessError) -> EcrError {
+        match e {
+            AccessError::Denied(message) => EcrError::new("AccessDeniedException", message),
+            AccessError::Internal(inner) => {
+                tracing::error!(error = %inner, "authorization failed on storage");
+                EcrError::new("ServerException", "internal server error")
+            }
+        }
     }
 }
 
@@ -219,6 +233,7 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
+    let mut facts = app.request_facts(&request);
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(Body::new(body), MAX_BODY)
         .await
@@ -283,6 +298,7 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
         endpoint: app.endpoint(&parts.headers),
     };
     call.check_registry_id(&input)?;
+    authorize(&call, name, &input, &mut facts).await?;
     tracing::debug!(operation = name, principal = %call.principal.arn, "ecr call");
     match name {
         "CreateRepository" => repositories::create(&call, &input).await,
@@ -310,11 +326,66 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
         "TagResource" => settings::tag_resource(&call, &input).await,
         "UntagResource" => settings::untag_resource(&call, &input).await,
         "ListTagsForResource" => settings::list_tags_for_resource(&call, &input).await,
+        "SetRepositoryPolicy" => policies::set_repository_policy(&call, &input).await,
+        "GetRepositoryPolicy" => policies::get_repository_policy(&call, &input).await,
+        "DeleteRepositoryPolicy" => policies::delete_repository_policy(&call, &input).await,
+        "PutRegistryPolicy" => policies::put_registry_policy(&call, &input).await,
+        "GetRegistryPolicy" => policies::get_registry_policy(&call).await,
+        "DeleteRegistryPolicy" => policies::delete_registry_policy(&call).await,
         other => Err(EcrError::new(
             "UnsupportedOperationException",
             format!("berth does not support the ECR operation {other} yet"),
         )),
     }
+}
+
+/// Checks that the caller may make this call: the operation's IAM action on
+/// each repository it names, or on `"*"` for registry-level operations.
+async fn authorize(
+    call: &Call<'_>,
+    operation: &str,
+    input: &Value,
+    facts: &mut RequestFacts,
+) -> Result<(), EcrError> {
+    let access = &call.app.access;
+    let action = actions::ecr_action(operation);
+    let mut names: Vec<String> = Vec::new();
+    if !actions::is_registry_level(operation) {
+        if let Some(name) = input["repositoryName"].as_str() {
+            names.push(name.to_string());
+        } else if let Some(arn) = input["resourceArn"].as_str() {
+            let prefix = access.repository_arn("");
+            names.push(arn.strip_prefix(&prefix).unwrap_or(arn).to_string());
+        } else if let Some(list) = input["repositoryNames"].as_array() {
+            names.extend(list.iter().filter_map(Value::as_str).map(String::from));
+        } else if operation == "DescribeRepositories" {
+            names.push("*".to_string());
+        }
+    }
+    for tag in input["tags"].as_array().into_iter().flatten() {
+        if let (Some(key), Some(value)) = (tag["Key"].as_str(), tag["Value"].as_str()) {
+            facts
+                .request_tags
+                .push((key.to_string(), value.to_string()));
+        }
+    }
+    for key in input["tagKeys"].as_array().into_iter().flatten() {
+        if let Some(key) = key.as_str() {
+            facts.tag_keys.push(key.to_string());
+        }
+    }
+    let principal = Some(&call.principal);
+    if names.is_empty() {
+        return Ok(access.check(principal, &action, "*", None, facts).await?);
+    }
+    for name in names {
+        let repository = name.parse::<berth_core::RepositoryName>().ok();
+        let arn = access.repository_arn(&name);
+        access
+            .check(principal, &action, &arn, repository.as_ref(), facts)
+            .await?;
+    }
+    Ok(())
 }
 
 /// `GetAuthorizationToken`: a registry password for the caller, valid 12 hours,

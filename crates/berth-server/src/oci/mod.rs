@@ -19,6 +19,7 @@ use futures_util::TryStreamExt;
 use serde_json::json;
 
 use crate::App;
+use crate::access::{self, AccessError, RequestFacts};
 use crate::identity::{AuthError, Principal};
 use crate::registry::{Registry, RegistryError};
 use base64::Engine as _;
@@ -37,38 +38,130 @@ type Answer = Result<Response, OciError>;
 
 /// Serves every `/v2/` request.
 pub async fn serve(app: Arc<App>, request: Request) -> Response {
-    let presigned = matches!(*request.method(), Method::GET | Method::HEAD)
-        && request.uri().query().is_some_and(|q| {
-            app.identity
-                .check_presigned(request.uri().path(), q, now_millis() / 1000)
-        });
-    let authenticated = if presigned {
-        Ok(Principal::presigned())
-    } else {
-        authenticate(&app, request.headers()).await
-    };
-    let mut response = match authenticated {
-        Err(refusal) => refusal,
-        Ok(_principal) => match route::parse(request.uri().path()) {
-            Ok(Some(route)) => dispatch(&app.registry, route, request)
-                .await
-                .unwrap_or_else(IntoResponse::into_response),
-            Ok(None) => OciError::not_found().into_response(),
-            Err(e) => e.into_response(),
-        },
-    };
+    let mut response = handle(&app, request)
+        .await
+        .unwrap_or_else(|refusal| refusal);
     response
         .headers_mut()
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     response
 }
 
+/// Who asks, as far as the handlers need to know.
+struct Asker<'a> {
+    principal: Option<&'a Principal>,
+    facts: &'a RequestFacts,
+}
+
+async fn handle(app: &App, request: Request) -> Result<Response, Response> {
+    let presigned = matches!(*request.method(), Method::GET | Method::HEAD)
+        && request.uri().query().is_some_and(|q| {
+            app.identity
+                .check_presigned(request.uri().path(), q, now_millis() / 1000)
+        });
+    let principal = if presigned {
+        Some(Principal::presigned())
+    } else {
+        authenticate(app, request.headers()).await?
+    };
+    let route = match route::parse(request.uri().path()) {
+        Ok(Some(route)) => route,
+        // Anonymous callers learn nothing before they log in.
+        _ if principal.is_none() => return Err(challenge(app, request.headers())),
+        Ok(None) => return Err(OciError::not_found().into_response()),
+        Err(e) => return Err(e.into_response()),
+    };
+    let facts = app.request_facts(&request);
+    authorize(app, principal.as_ref(), &route, request.method(), &facts)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::LogIn => challenge(app, request.headers()),
+            Refusal::Error(e) => e.into_response(),
+        })?;
+    let asker = Asker {
+        principal: principal.as_ref(),
+        facts: &facts,
+    };
+    Ok(dispatch(app, &asker, route, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response))
+}
+
+enum Refusal {
+    /// Anonymous and not let in: ask for credentials.
+    LogIn,
+    Error(OciError),
+}
+
+/// Checks the IAM actions the request needs on its repository (README,
+/// "Access control"). Anonymous callers may pull where a repository policy
+/// lets everyone; everything else asks them to log in.
+async fn authorize(
+    app: &App,
+    principal: Option<&Principal>,
+    route: &Route,
+    method: &Method,
+    facts: &RequestFacts,
+) -> Result<(), Refusal> {
+    let Some(actions) = access::actions::oci_actions(route, method) else {
+        return match principal {
+            Some(_) => Ok(()),
+            None => Err(Refusal::LogIn),
+        };
+    };
+    if principal.is_none() && !access::actions::is_pull(method) {
+        return Err(Refusal::LogIn);
+    }
+    let name = route.repository().expect("repository routes name one");
+    let arn = app.access.repository_arn(name.as_str());
+    for action in actions {
+        match app
+            .access
+            .check(principal, action, &arn, Some(name), facts)
+            .await
+        {
+            Ok(()) => {}
+            Err(_) if principal.is_none() => return Err(Refusal::LogIn),
+            Err(AccessError::Denied(message)) => {
+                return Err(Refusal::Error(OciError::new(
+                    StatusCode::FORBIDDEN,
+                    "DENIED",
+                    message,
+                )));
+            }
+            Err(AccessError::Internal(inner)) => {
+                return Err(Refusal::Error(RegistryError::Internal(inner).into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// ECR's Basic challenge, which clients answer with credentials.
+fn challenge(app: &App, headers: &HeaderMap) -> Response {
+    let mut response = OciError::new(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        "authentication required: log in with `aws ecr get-login-password`, user AWS",
+    )
+    .into_response();
+    let challenge = format!(
+        "Basic realm=\"{}/\",service=\"ecr.amazonaws.com\"",
+        app.endpoint(headers)
+    );
+    insert(&mut response, header::WWW_AUTHENTICATE, challenge);
+    response
+}
+
 /// HTTP Basic, as ECR takes it: user `AWS` with a password from
-/// `GetAuthorizationToken`, or an access key id with its secret. Anything
-/// else gets ECR's challenge.
-async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Response> {
-    let credentials = header_str(headers, header::AUTHORIZATION)
-        .and_then(|h| h.strip_prefix("Basic "))
+/// `GetAuthorizationToken`, or an access key id with its secret. `None`
+/// when the request carries no credentials; wrong ones get ECR's challenge.
+async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Option<Principal>, Response> {
+    let Some(authorization) = header_str(headers, header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let credentials = authorization
+        .strip_prefix("Basic ")
         .and_then(|b| {
             base64::engine::general_purpose::STANDARD
                 .decode(b.trim())
@@ -85,35 +178,26 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Respo
             "authentication required".into(),
         )),
     };
-    outcome.map_err(|e| match e {
-        AuthError::ExpiredToken => {
-            OciError::new(StatusCode::FORBIDDEN, "DENIED", e.to_string()).into_response()
-        }
+    outcome.map(Some).map_err(|e| match e {
+        AuthError::ExpiredToken => OciError::new(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            "Your authorization token has expired. Reauthenticate and try again.",
+        )
+        .into_response(),
         AuthError::Internal(inner) => {
             OciError::from(RegistryError::Internal(inner)).into_response()
         }
-        _ => {
-            let mut response = OciError::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "authentication required: log in with `aws ecr get-login-password`, user AWS",
-            )
-            .into_response();
-            let challenge = format!(
-                "Basic realm=\"{}/\",service=\"ecr.amazonaws.com\"",
-                app.endpoint(headers)
-            );
-            insert(&mut response, header::WWW_AUTHENTICATE, challenge);
-            response
-        }
+        _ => challenge(app, headers),
     })
 }
 
-async fn dispatch(registry: &Registry, route: Route, request: Request) -> Answer {
+async fn dispatch(app: &App, asker: &Asker<'_>, route: Route, request: Request) -> Answer {
+    let registry = &*app.registry;
     let method = request.method().clone();
     match (route, method) {
         (Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, json!({}))),
-        (Route::Catalog, Method::GET) => catalog(registry, request.uri().query()).await,
+        (Route::Catalog, Method::GET) => catalog(app, asker, request.uri().query()).await,
         (Route::Tags(name), Method::GET) => tags(registry, &name, request.uri().query()).await,
         (Route::Manifest(name, reference), Method::GET | Method::HEAD) => {
             let manifest = registry.get_manifest(&name, &reference).await?;
@@ -168,7 +252,7 @@ async fn dispatch(registry: &Registry, route: Route, request: Request) -> Answer
             registry.delete_blob(&name, &digest).await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
-        (Route::Uploads(name), Method::POST) => start_upload(registry, &name, request).await,
+        (Route::Uploads(name), Method::POST) => start_upload(app, asker, &name, request).await,
         (Route::Upload(name, id), Method::GET) => {
             let upload = registry.upload_status(&name, &id).await?;
             Ok(upload_response(
@@ -348,9 +432,33 @@ async fn tags(registry: &Registry, name: &RepositoryName, query: Option<&str>) -
     Ok(response)
 }
 
-async fn catalog(registry: &Registry, query: Option<&str>) -> Answer {
+/// `GET /v2/_catalog`: the repositories the caller may describe
+/// (`ecr:DescribeRepositories`); a page may hold fewer than `n` of them.
+async fn catalog(app: &App, asker: &Asker<'_>, query: Option<&str>) -> Answer {
     let (n, last) = page(query)?;
-    let (names, more) = registry.catalog(last.as_deref(), n).await?;
+    let (all, more) = app.registry.catalog(last.as_deref(), n).await?;
+    let mut names = Vec::with_capacity(all.len());
+    for name in all {
+        let Ok(repository) = name.parse::<RepositoryName>() else {
+            continue;
+        };
+        let arn = app.access.repository_arn(&name);
+        match app
+            .access
+            .check(
+                asker.principal,
+                "ecr:DescribeRepositories",
+                &arn,
+                Some(&repository),
+                asker.facts,
+            )
+            .await
+        {
+            Ok(()) => names.push(name),
+            Err(AccessError::Denied(_)) => {}
+            Err(AccessError::Internal(inner)) => return Err(RegistryError::Internal(inner).into()),
+        }
+    }
     let next = more.then(|| link_next("/v2/_catalog", n, names.last().map_or("", |t| t)));
     let mut response = json_response(StatusCode::OK, json!({"repositories": names}));
     if let Some(next) = next {
@@ -491,15 +599,41 @@ async fn get_blob(
 }
 
 /// `POST …/blobs/uploads/`: a mount, a whole blob (`?digest=`), or a new session.
-async fn start_upload(registry: &Registry, name: &RepositoryName, request: Request) -> Answer {
+/// A mount needs the pull permission on the source repository too; without
+/// it the client pushes the blob in a normal upload.
+async fn start_upload(
+    app: &App,
+    asker: &Asker<'_>,
+    name: &RepositoryName,
+    request: Request,
+) -> Answer {
+    let registry = &*app.registry;
     let query = request.uri().query().map(String::from);
     let query = query.as_deref();
     if let Some(mount) = query_param(query, "mount") {
         let from = query_param(query, "from").and_then(|f| f.parse::<RepositoryName>().ok());
-        if let (Ok(digest), Some(from)) = (mount.parse::<Digest>(), from)
-            && registry.mount_blob(name, &from, &digest).await?.is_some()
-        {
-            return Ok(created(format!("/v2/{name}/blobs/{digest}"), &digest));
+        if let (Ok(digest), Some(from)) = (mount.parse::<Digest>(), from) {
+            let source = app.access.repository_arn(from.as_str());
+            let readable = match app
+                .access
+                .check(
+                    asker.principal,
+                    "ecr:GetDownloadUrlForLayer",
+                    &source,
+                    Some(&from),
+                    asker.facts,
+                )
+                .await
+            {
+                Ok(()) => true,
+                Err(AccessError::Denied(_)) => false,
+                Err(AccessError::Internal(inner)) => {
+                    return Err(RegistryError::Internal(inner).into());
+                }
+            };
+            if readable && registry.mount_blob(name, &from, &digest).await?.is_some() {
+                return Ok(created(format!("/v2/{name}/blobs/{digest}"), &digest));
+            }
         }
         // Nothing to mount from: the client pushes the blob in a normal upload.
     } else if let Some(digest) = query_digest(query)? {

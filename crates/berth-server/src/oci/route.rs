@@ -20,6 +20,21 @@ pub enum Route {
     Referrers(RepositoryName, Digest),
 }
 
+impl Route {
+    /// The repository the request is about, if any.
+    pub fn repository(&self) -> Option<&RepositoryName> {
+        match self {
+            Route::Base | Route::Catalog => None,
+            Route::Tags(name)
+            | Route::Manifest(name, _)
+            | Route::Blob(name, _)
+            | Route::Uploads(name)
+            | Route::Upload(name, _)
+            | Route::Referrers(name, _) => Some(name),
+        }
+    }
+}
+
 /// Maps a path to its endpoint; `Ok(None)` when it is no `/v2/` endpoint.
 pub fn parse(path: &str) -> Result<Option<Route>, OciError> {
     let Some(rest) = path.strip_prefix("/v2") else {

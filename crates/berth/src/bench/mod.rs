@@ -272,7 +272,7 @@ impl Target {
                 work_dir,
             });
         }
-        let (key_id, secret) = berth_server::Identity::generate_access_key();
+        let (key_id, secret) = berth_server::Identity::generate_access_key("AKIA");
         let mut child = Command::new(std::env::current_exe()?)
             .args([
                 "serve",
