@@ -154,6 +154,20 @@ fn random<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// `prefix` followed by random characters of AWS's id alphabet, `len` in all.
+pub fn random_id(prefix: &str, len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let bytes: [u8; 32] = random();
+    let mut id = prefix.to_string();
+    id.extend(
+        bytes
+            .iter()
+            .take(len.saturating_sub(prefix.len()))
+            .map(|b| ALPHABET[(*b % 32) as usize] as char),
+    );
+    id
+}
+
 /// A new secret key for sealing secrets and signing tokens.
 pub fn new_master_key() -> [u8; 32] {
     random()
@@ -288,14 +302,8 @@ impl Identity {
     /// A new access key id and secret in AWS's shapes (`AKIA…` or `ASIA…`
     /// for temporary ones, 20 characters; secret 40 characters).
     pub fn generate_access_key(prefix: &str) -> (String, String) {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-        let id_bytes: [u8; 16] = random();
-        let id: String = id_bytes
-            .iter()
-            .map(|b| ALPHABET[(*b % 32) as usize] as char)
-            .collect();
         let secret = STANDARD.encode(random::<30>());
-        (format!("{prefix}{id}"), secret)
+        (random_id(prefix, 20), secret)
     }
 
     /// The active, unexpired key `id`: its secret, principal, and the hash of

@@ -3,7 +3,9 @@
 pub mod access;
 pub mod ecr;
 pub mod identity;
+pub mod model;
 pub mod oci;
+pub mod query;
 pub mod registry;
 
 use std::sync::Arc;
@@ -92,6 +94,8 @@ pub fn app(app: Arc<App>) -> Router {
         .fallback(|State(app): State<Arc<App>>, request: Request| async move {
             if ecr::is_ecr_request(&request) {
                 ecr::serve(app, request).await
+            } else if query::is_query_request(&request) {
+                query::serve(app, request).await
             } else {
                 oci::serve(app, request).await
             }

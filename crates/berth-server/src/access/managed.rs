@@ -20,6 +20,13 @@ pub const AWS_POLICY_PREFIX: &str = "arn:aws:iam::aws:policy/";
 
 pub const MANAGED_POLICIES: &[ManagedPolicy] = &[
     ManagedPolicy {
+        name: "AdministratorAccess",
+        id: "ANPAIWMBCKSKIEE64ZLYK",
+        description: "Provides full access to AWS services and resources.",
+        version: "v1",
+        document: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+    },
+    ManagedPolicy {
         name: "AmazonEC2ContainerRegistryFullAccess",
         id: "ANPAIESRL7KD7IIVF6V4W",
         description: "Provides administrative access to Amazon ECR resources",

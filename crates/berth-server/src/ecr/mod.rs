@@ -5,7 +5,6 @@
 
 mod images;
 mod layers;
-pub mod model;
 mod policies;
 mod repositories;
 mod settings;
@@ -24,8 +23,8 @@ use sha2::{Digest as _, Sha256};
 use crate::App;
 use crate::access::{AccessError, RequestFacts, actions};
 use crate::identity::{AuthError, Principal};
+use crate::model::{ECR as MODEL, InputError};
 use crate::registry::RegistryError;
-use model::{InputError, MODEL};
 
 /// The largest request body: an `UploadLayerPart` of 20 MiB, base64'd, with room.
 const MAX_BODY: usize = 32 << 20;
