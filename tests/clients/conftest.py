@@ -20,12 +20,13 @@ class Berth:
     def __init__(self, extra=(), env=None):
         self.tmp = tempfile.mkdtemp(prefix="berth-clients-")
         self.data = os.path.join(self.tmp, "data")
+        self.schema = None
         database = []
         if os.environ.get("BERTH_TEST_DATABASE_URL"):
             # A schema of its own in the test database (PostgreSQL).
             url = os.environ["BERTH_TEST_DATABASE_URL"]
-            schema = "t" + os.path.basename(self.tmp).replace("-", "_")
-            database = ["--database", f"{url}{'&' if '?' in url else '?'}schema={schema}"]
+            self.schema = "t" + os.path.basename(self.tmp).replace("-", "_")
+            database = ["--database", f"{url}{'&' if '?' in url else '?'}schema={self.schema}"]
         if os.environ.get("BERTH_TEST_STORAGE_URL"):
             # A prefix of its own in the test bucket (S3).
             prefix = os.path.basename(self.tmp).replace("-", "_")
@@ -42,6 +43,21 @@ class Berth:
         scheme, rest = url.split("://", 1)
         self.host = rest.split("/", 1)[0]
         self.url = f"{scheme}://{self.host}"
+
+    def sql(self, statement: str):
+        """Runs one statement on berth's database: how tests move time forward
+        for state with an expiry (temporary credentials)."""
+        if self.schema:
+            url = os.environ["BERTH_TEST_DATABASE_URL"].split("?", 1)[0]
+            subprocess.run(
+                ["psql", "-q", url, "-c", f"SET search_path TO {self.schema}; {statement}"],
+                check=True, capture_output=True, timeout=30,
+            )
+        else:
+            import sqlite3
+
+            with sqlite3.connect(os.path.join(self.data, "metadata.db"), timeout=10) as db:
+                db.execute(statement)
 
     def stop(self):
         self.proc.terminate()
