@@ -31,6 +31,9 @@ class Berth:
             # A prefix of its own in the test bucket (S3).
             prefix = os.path.basename(self.tmp).replace("-", "_")
             database += ["--storage", os.environ["BERTH_TEST_STORAGE_URL"].rstrip("/") + "/" + prefix]
+        # What `berth admin` needs to reach the same install.
+        self.install_args = ["--data-dir", self.data, *database[:2]]
+        self.env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data, *database, *extra],
             stdout=subprocess.PIPE,
@@ -43,6 +46,15 @@ class Berth:
         scheme, rest = url.split("://", 1)
         self.host = rest.split("/", 1)[0]
         self.url = f"{scheme}://{self.host}"
+
+    def admin(self, *args) -> str:
+        """Runs `berth admin …` on this install; returns its output."""
+        result = subprocess.run(
+            [BINARY, "admin", *self.install_args, *args],
+            capture_output=True, text=True, env=self.env, timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
 
     def sql(self, statement: str):
         """Runs one statement on berth's database: how tests move time forward

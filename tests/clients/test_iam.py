@@ -445,3 +445,36 @@ def test_session_tokens_and_deactivated_keys(berth):
     with pytest.raises(ClientError) as e:
         client(berth, "ecr", key).describe_repositories()
     assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
+
+
+def test_robot_accounts_from_berth_admin(berth, workdir):
+    for repo in ("team/app", "team/other", "base/debian"):
+        ok(aws(berth, "ecr", "create-repository", "--repository-name", repo))
+    layout = image_layout(workdir, "robot")
+    root_auth = skopeo_login(berth, workdir, {}, "root")
+    pushed = copy(f"oci:{layout}:v1", f"docker://{berth.host}/base/debian:v1", root_auth)
+    assert pushed.returncode == 0, pushed.stderr
+
+    out = berth.admin("create-robot", "ci-app", "--push", "team/app", "--pull", "base/*")
+    fields = dict(line.split(" = ") for line in out.splitlines() if " = " in line)
+    robot = as_key((fields["aws_access_key_id"], fields["aws_secret_access_key"]))
+    assert fields["region"] == REGION
+    assert ok(aws(berth, "sts", "get-caller-identity", env=robot))["Arn"] == \
+        f"arn:aws:iam::{ACCOUNT}:user/robots/ci-app"
+    auth = skopeo_login(berth, workdir, robot, "robot")
+    assert copy(f"oci:{layout}:v1", f"docker://{berth.host}/team/app:v1", auth).returncode == 0
+    denied = copy(f"oci:{layout}:v1", f"docker://{berth.host}/team/other:v1", auth)
+    assert denied.returncode != 0
+    pulled = copy(f"docker://{berth.host}/base/debian:v1", f"oci:{workdir}/base:v1", auth)
+    assert pulled.returncode == 0, pulled.stderr
+    denied = copy(f"oci:{layout}:v1", f"docker://{berth.host}/base/debian:v2", auth)
+    assert denied.returncode != 0
+    failure(aws(berth, "ecr", "delete-repository", "--repository-name", "team/app", "--force", env=robot),
+            "AccessDeniedException")
+
+    out = berth.admin("create-user", "viewer", "--policy-arn", f"{AWS_POLICY}/AmazonEC2ContainerRegistryReadOnly")
+    fields = dict(line.split(" = ") for line in out.splitlines() if " = " in line)
+    viewer = as_key((fields["aws_access_key_id"], fields["aws_secret_access_key"]))
+    repos = ok(aws(berth, "ecr", "describe-repositories", env=viewer))["repositories"]
+    assert len(repos) == 3
+    failure(aws(berth, "ecr", "create-repository", "--repository-name", "xy", env=viewer), "AccessDeniedException")

@@ -1,5 +1,7 @@
-//! The `berth` command: `berth serve` runs the registry, `berth bench` measures one.
+//! The `berth` command: `berth serve` runs the registry, `berth bench` measures
+//! one, `berth admin` manages users and robot accounts.
 
+mod admin;
 mod bench;
 mod serve;
 
@@ -22,6 +24,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Measure a registry's push and pull speed against this machine's limits.
     Bench(bench::BenchArgs),
+    /// Manage users and robot accounts directly in an install's database.
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +41,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Admin(args) => runtime.block_on(admin::run(args)),
     }
 }

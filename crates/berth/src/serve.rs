@@ -18,14 +18,8 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:5000")]
     listen: SocketAddr,
 
-    /// Directory holding the metadata database and the blobs.
-    #[arg(long, env = "BERTH_DATA_DIR", default_value = "./berth-data")]
-    data_dir: PathBuf,
-
-    /// Metadata database: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`
-    /// (optionally `?schema=NAME`). Default: SQLite in the data directory.
-    #[arg(long, env = "BERTH_DATABASE_URL")]
-    database: Option<String>,
+    #[command(flatten)]
+    install: InstallArgs,
 
     /// Blob storage: a local directory (default: `<data-dir>/blobs`) or
     /// `s3://BUCKET[/PREFIX]`; S3 endpoint, region and credentials come from
@@ -57,18 +51,69 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_REDIRECT_BLOB_PULLS")]
     redirect_blob_pulls: bool,
 
-    /// The 12-digit account id of this registry (in ARNs and `registryId`).
-    #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = "000000000000")]
-    account_id: String,
-
-    /// The region berth reports and expects in signatures.
-    #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
-    region: String,
-
     /// The URL clients reach berth at (`repositoryUri`, `proxyEndpoint`);
     /// default: the `Host` of each request, over http.
     #[arg(long, env = "BERTH_PUBLIC_URL")]
     public_url: Option<String>,
+}
+
+/// What identifies an install and where its state lives: shared by `serve`
+/// and `admin`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct InstallArgs {
+    /// Directory holding the metadata database and the blobs.
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = "./berth-data")]
+    pub data_dir: PathBuf,
+
+    /// Metadata database: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`
+    /// (optionally `?schema=NAME`). Default: SQLite in the data directory.
+    #[arg(long, env = "BERTH_DATABASE_URL")]
+    pub database: Option<String>,
+
+    /// The 12-digit account id of this registry (in ARNs and `registryId`).
+    #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+
+    /// The region berth reports and expects in signatures.
+    #[arg(long, env = "BERTH_REGION", default_value = "us-east-1")]
+    pub region: String,
+}
+
+/// An install's metadata store and identity service, opened.
+pub struct Install {
+    pub data_dir: PathBuf,
+    pub metadata: Arc<dyn MetadataStore>,
+    /// How the metadata store is described to the operator.
+    pub database: String,
+    pub identity: Arc<Identity>,
+}
+
+impl InstallArgs {
+    /// Opens (creating if needed) the data directory, the metadata store and
+    /// the secret key.
+    pub async fn open(&self) -> anyhow::Result<Install> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating data directory {}", self.data_dir.display()))?;
+        let data_dir = self.data_dir.canonicalize()?;
+        ensure!(
+            self.account_id.len() == 12 && self.account_id.bytes().all(|b| b.is_ascii_digit()),
+            "the account id must be 12 digits, not '{}'",
+            self.account_id
+        );
+        let (metadata, database) = open_metadata(self.database.as_deref(), &data_dir).await?;
+        let identity = Arc::new(Identity::new(
+            metadata.clone(),
+            secret_key(&data_dir)?,
+            self.account_id.clone(),
+            self.region.clone(),
+        ));
+        Ok(Install {
+            data_dir,
+            metadata,
+            database,
+            identity,
+        })
+    }
 }
 
 /// Where the account root's generated access key is written.
@@ -208,18 +253,16 @@ fn open_blobs(url: Option<&str>, data_dir: &Path) -> anyhow::Result<(Arc<dyn Blo
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
-    let data_dir = args.data_dir.canonicalize()?;
-    ensure!(
-        args.account_id.len() == 12 && args.account_id.bytes().all(|b| b.is_ascii_digit()),
-        "the account id must be 12 digits, not '{}'",
-        args.account_id
-    );
-    let (metadata, database) = open_metadata(args.database.as_deref(), &data_dir).await?;
+    let Install {
+        data_dir,
+        metadata,
+        database,
+        identity,
+    } = args.install.open().await?;
+    let (account_id, region) = (&args.install.account_id, &args.install.region);
     let (blobs, storage) = open_blobs(args.storage.as_deref(), &data_dir)?;
     let config = RegistryConfig {
-        registry_id: args.account_id.clone(),
+        registry_id: account_id.clone(),
         upload_timeout: args.upload_timeout,
         create_on_push: args.create_on_push,
         redirect_blob_pulls: args.redirect_blob_pulls,
@@ -227,14 +270,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let registry = Arc::new(Registry::new(metadata.clone(), blobs, config));
     let access = Arc::new(berth_server::Access::new(
         metadata.clone(),
-        args.account_id.clone(),
-        args.region.clone(),
-    ));
-    let identity = Arc::new(Identity::new(
-        metadata,
-        secret_key(&data_dir)?,
-        args.account_id.clone(),
-        args.region.clone(),
+        account_id.clone(),
+        region.clone(),
     ));
 
     let root_key_line = root_key(&identity, &data_dir).await?;
@@ -265,7 +302,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("{root_key_line}");
     println!(
         "ECR API: aws ecr describe-repositories --endpoint-url {scheme}://{address} --region {}",
-        args.region
+        region
     );
     let insecure = if tls.is_some() {
         ""

@@ -411,6 +411,34 @@ impl Access {
     }
 }
 
+/// A new IAM entity of account `account`, with a fresh id in IAM's shape
+/// (`AIDA…`, `AGPA…`, `AROA…`, `ANPA…`; 21 characters) and its ARN.
+pub fn new_entity(
+    account: &str,
+    kind: IamKind,
+    name: &str,
+    path: &str,
+    document: Option<String>,
+    attributes: serde_json::Value,
+) -> berth_store::IamEntity {
+    let prefix = match kind {
+        IamKind::User => "AIDA",
+        IamKind::Group => "AGPA",
+        IamKind::Role => "AROA",
+        IamKind::Policy => "ANPA",
+    };
+    berth_store::IamEntity {
+        kind,
+        name: name.to_string(),
+        id: crate::identity::random_id(prefix, 21),
+        arn: format!("arn:aws:iam::{account}:{}{path}{name}", kind.as_str()),
+        path: path.to_string(),
+        created_at: berth_store::now_millis(),
+        document,
+        attributes: attributes.to_string(),
+    }
+}
+
 /// `aws:PrincipalTag/…` from an entity's attributes (`{"tags": [[k, v], …]}`).
 fn set_principal_tags(context: &mut Context, attributes: &str) {
     let Ok(attributes) = serde_json::from_str::<serde_json::Value>(attributes) else {

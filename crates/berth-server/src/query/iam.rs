@@ -6,12 +6,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use berth_core::policy::{Policy, PolicyKind};
 use berth_store::{
     AccessKeyRecord, DeleteEntityOutcome, Dependent, IamEntity, IamKind, IamLink, LinkKind,
-    now_millis,
 };
 use serde_json::{Value, json};
 
 use super::{Call, QueryError};
 use crate::access::managed::{AWS_POLICY_PREFIX, MANAGED_POLICIES, managed_policy};
+use crate::access::new_entity;
 use crate::identity::PrincipalKind;
 
 /// Long-term access keys per user, as on IAM.
@@ -102,11 +102,6 @@ fn kind_title(kind: IamKind) -> &'static str {
 
 fn str_of<'a>(input: &'a Value, member: &str) -> &'a str {
     input[member].as_str().unwrap_or_default()
-}
-
-/// An entity id in IAM's shape: `AIDA…`, 21 characters.
-fn new_id(prefix: &str) -> String {
-    crate::identity::random_id(prefix, 21)
 }
 
 fn seconds(millis: i64) -> Value {
@@ -293,22 +288,7 @@ async fn create_entity(
     document: Option<String>,
     attributes: Value,
 ) -> Result<IamEntity, QueryError> {
-    let prefix = match kind {
-        IamKind::User => "AIDA",
-        IamKind::Group => "AGPA",
-        IamKind::Role => "AROA",
-        IamKind::Policy => "ANPA",
-    };
-    let entity = IamEntity {
-        kind,
-        name: name.to_string(),
-        id: new_id(prefix),
-        arn: call.arn(kind, &path, name),
-        path,
-        created_at: now_millis(),
-        document,
-        attributes: attributes.to_string(),
-    };
+    let entity = new_entity(call.account(), kind, name, &path, document, attributes);
     if !call.app.access.store().create_iam_entity(&entity).await? {
         let message = match kind {
             IamKind::Policy => {
