@@ -369,6 +369,33 @@ impl Identity {
         }
     }
 
+    /// Authenticates an HTTP request with body `body`, SigV4-signed for `service`.
+    pub async fn authenticate_http(
+        &self,
+        parts: &axum::http::request::Parts,
+        body: &[u8],
+        service: &str,
+    ) -> Result<Principal, AuthError> {
+        let headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let payload_sha256 = hex::encode(Sha256::digest(body));
+        let signed = sigv4::Request {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &headers,
+            payload_sha256: &payload_sha256,
+        };
+        let authorization = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        self.authenticate(&signed, authorization, service).await
+    }
+
     /// Authenticates a SigV4-signed request for `service`. IAM and STS also
     /// accept `us-east-1`, where their global endpoints sign.
     pub async fn authenticate(

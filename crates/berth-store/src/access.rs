@@ -445,8 +445,8 @@ macro_rules! impl_access_store {
             ) -> $crate::Result<bool> {
                 let mut tx = self.$write.begin().await?;
                 for (kind, name) in requires {
-                    let found: Option<(i64,)> =
-                        sqlx::query_as("SELECT 1 FROM iam_entities WHERE kind = $1 AND key = $2")
+                    let found: Option<(String,)> =
+                        sqlx::query_as("SELECT kind FROM iam_entities WHERE kind = $1 AND key = $2")
                             .bind(kind.as_str())
                             .bind(name.to_lowercase())
                             .fetch_optional(&mut *tx)

@@ -13,12 +13,10 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_core::sigv4;
 use berth_store::now_millis;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
 use crate::App;
 use crate::access::{AccessError, RequestFacts, actions};
@@ -224,13 +222,6 @@ pub async fn serve(app: Arc<App>, request: Request) -> Response {
     response
 }
 
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect()
-}
-
 async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
     let mut facts = app.request_facts(&request);
     let (parts, body) = request.into_parts();
@@ -243,23 +234,7 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
             )
         })?;
 
-    let headers = header_pairs(&parts.headers);
-    let payload_sha256 = hex::encode(Sha256::digest(&body));
-    let signed = sigv4::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: &headers,
-        payload_sha256: &payload_sha256,
-    };
-    let authorization = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let principal = app
-        .identity
-        .authenticate(&signed, authorization, "ecr")
-        .await?;
+    let principal = app.identity.authenticate_http(&parts, &body, "ecr").await?;
 
     let target = parts
         .headers

@@ -13,9 +13,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_core::sigv4::{self, Authorization};
+use berth_core::sigv4::Authorization;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 use crate::App;
 use crate::access::{AccessError, RequestFacts};
@@ -177,23 +176,6 @@ async fn handle(
                 format!("request body is larger than {MAX_BODY} bytes"),
             )
         })?;
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
-    let payload_sha256 = hex::encode(Sha256::digest(&body));
-    let signed = sigv4::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: &headers,
-        payload_sha256: &payload_sha256,
-    };
-    let authorization = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
     let service = match service {
         Some(s @ ("iam" | "sts")) => s,
         Some(other) => {
@@ -207,7 +189,7 @@ async fn handle(
     };
     let principal = app
         .identity
-        .authenticate(&signed, authorization, service)
+        .authenticate_http(&parts, &body, service)
         .await?;
 
     let params: HashMap<String, String> = form_urlencoded::parse(&body)
