@@ -32,7 +32,7 @@ class Berth:
             prefix = os.path.basename(self.tmp).replace("-", "_")
             database += ["--storage", os.environ["BERTH_TEST_STORAGE_URL"].rstrip("/") + "/" + prefix]
         # What `berth admin` needs to reach the same install.
-        self.install_args = ["--data-dir", self.data, *database[:2]]
+        self.install_args = ["--data-dir", self.data, *database]
         self.env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data, *database, *extra],

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod ecr;
 pub mod identity;
+pub mod lifecycle;
 pub mod model;
 pub mod oci;
 pub mod query;
@@ -22,6 +23,7 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub identity: Arc<Identity>,
     pub access: Arc<Access>,
+    pub lifecycle: Arc<lifecycle::Lifecycle>,
     /// `scheme://host[:port]` clients reach berth at, when not the request's `Host`.
     pub public_url: Option<String>,
     /// `http` or `https`: how this listener is reached.

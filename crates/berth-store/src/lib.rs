@@ -18,6 +18,7 @@ use futures_util::Stream;
 
 pub mod access;
 pub mod fs;
+pub mod lifecycle;
 pub mod postgres;
 pub mod s3;
 pub mod sqlite;
@@ -27,6 +28,7 @@ pub use access::{
     LinkKind,
 };
 pub use fs::FsBlobStore;
+pub use lifecycle::{LifecycleImage, LifecyclePolicyRecord, LifecycleStore};
 pub use postgres::PgStore;
 pub use s3::S3BlobStore;
 pub use sqlite::SqliteStore;
@@ -218,9 +220,10 @@ pub struct Referrer {
 }
 
 /// Registry metadata. Every method is one atomic step. Identities and
-/// policies live in the same database, behind [`AccessStore`].
+/// policies live in the same database, behind [`AccessStore`]; lifecycle
+/// policies behind [`LifecycleStore`].
 #[async_trait]
-pub trait MetadataStore: AccessStore + Send + Sync + 'static {
+pub trait MetadataStore: AccessStore + LifecycleStore + Send + Sync + 'static {
     /// Creates the repository if it does not exist.
     async fn ensure_repository(&self, name: &RepositoryName) -> Result<()>;
     async fn repository_exists(&self, name: &RepositoryName) -> Result<bool>;

@@ -873,6 +873,7 @@ impl MetadataStore for PgStore {
 }
 
 crate::access::impl_access_store!(PgStore, pool, pool);
+crate::lifecycle::impl_lifecycle_store!(PgStore, pool, pool);
 
 impl PgStore {
     async fn repository_from_row(&self, row: RepositoryRow) -> Result<RepositoryRecord> {

@@ -854,6 +854,7 @@ impl MetadataStore for SqliteStore {
 }
 
 crate::access::impl_access_store!(SqliteStore, write, read);
+crate::lifecycle::impl_lifecycle_store!(SqliteStore, write, read);
 
 impl SqliteStore {
     async fn repository_from_row(&self, row: RepositoryRow) -> Result<RepositoryRecord> {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod jobs;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Manage users and robot accounts directly in an install's database.
     Admin(admin::AdminArgs),
+    /// Apply lifecycle policies now (`serve` applies them every `--lifecycle-interval`).
+    Lifecycle(jobs::LifecycleArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Admin(args) => runtime.block_on(admin::run(args)),
+        Command::Lifecycle(args) => runtime.block_on(jobs::lifecycle(args)),
     }
 }

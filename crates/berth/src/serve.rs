@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use axum_server::tls_rustls::RustlsConfig;
+use berth_server::lifecycle::Lifecycle;
 use berth_server::{App, Identity, Registry, RegistryConfig};
 use berth_store::{BlobStore, FsBlobStore, MetadataStore, PgStore, S3BlobStore, SqliteStore};
 use clap::Args;
@@ -21,15 +22,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     install: InstallArgs,
 
-    /// Blob storage: a local directory (default: `<data-dir>/blobs`) or
-    /// `s3://BUCKET[/PREFIX]`; S3 endpoint, region and credentials come from
-    /// the AWS environment (`AWS_ENDPOINT_URL_S3`, `AWS_REGION`, …).
-    #[arg(long, env = "BERTH_STORAGE_URL")]
-    storage: Option<String>,
-
     /// An upload not written to for this long is abandoned and its data removed (e.g. `24h`, `90s`).
     #[arg(long, env = "BERTH_UPLOAD_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
     upload_timeout: Duration,
+
+    /// How often lifecycle policies are applied (e.g. `24h`, `2s`). ECR
+    /// applies them within a day.
+    #[arg(long, env = "BERTH_LIFECYCLE_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
+    lifecycle_interval: Duration,
 
     /// Create a repository when something is pushed to one that does not
     /// exist. Off by default, as on ECR: create repositories with
@@ -70,6 +70,12 @@ pub struct InstallArgs {
     #[arg(long, env = "BERTH_DATABASE_URL")]
     pub database: Option<String>,
 
+    /// Blob storage: a local directory (default: `<data-dir>/blobs`) or
+    /// `s3://BUCKET[/PREFIX]`; S3 endpoint, region and credentials come from
+    /// the AWS environment (`AWS_ENDPOINT_URL_S3`, `AWS_REGION`, …).
+    #[arg(long, env = "BERTH_STORAGE_URL")]
+    pub storage: Option<String>,
+
     /// The 12-digit account id of this registry (in ARNs and `registryId`).
     #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = "000000000000")]
     pub account_id: String,
@@ -85,6 +91,9 @@ pub struct Install {
     pub metadata: Arc<dyn MetadataStore>,
     /// How the metadata store is described to the operator.
     pub database: String,
+    pub blobs: Arc<dyn BlobStore>,
+    /// How the blob store is described to the operator.
+    pub storage: String,
     pub identity: Arc<Identity>,
 }
 
@@ -101,6 +110,7 @@ impl InstallArgs {
             self.account_id
         );
         let (metadata, database) = open_metadata(self.database.as_deref(), &data_dir).await?;
+        let (blobs, storage) = open_blobs(self.storage.as_deref(), &data_dir)?;
         let identity = Arc::new(Identity::new(
             metadata.clone(),
             secret_key(&data_dir)?,
@@ -111,6 +121,8 @@ impl InstallArgs {
             data_dir,
             metadata,
             database,
+            blobs,
+            storage,
             identity,
         })
     }
@@ -257,10 +269,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         data_dir,
         metadata,
         database,
+        blobs,
+        storage,
         identity,
     } = args.install.open().await?;
     let (account_id, region) = (&args.install.account_id, &args.install.region);
-    let (blobs, storage) = open_blobs(args.storage.as_deref(), &data_dir)?;
     let config = RegistryConfig {
         registry_id: account_id.clone(),
         upload_timeout: args.upload_timeout,
@@ -311,11 +324,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     println!("push: skopeo copy {insecure}oci:DIR:TAG docker://{address}/REPOSITORY:TAG");
 
-    let cleaner = tokio::spawn(clean_uploads(registry.clone()));
+    let lifecycle = Arc::new(Lifecycle::new(metadata.clone(), registry.clone()));
+    let upload_interval =
+        (args.upload_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+    let jobs = [
+        tokio::spawn(periodic(
+            registry.clone(),
+            "upload-cleanup",
+            upload_interval,
+            {
+                let registry = registry.clone();
+                move || clean_uploads(registry.clone())
+            },
+        )),
+        tokio::spawn(periodic(
+            registry.clone(),
+            "lifecycle",
+            args.lifecycle_interval,
+            {
+                let lifecycle = lifecycle.clone();
+                move || enforce_lifecycle(lifecycle.clone())
+            },
+        )),
+    ];
     let app = Arc::new(App {
         registry: registry.clone(),
         identity,
         access,
+        lifecycle,
         public_url: args.public_url.clone(),
         scheme,
     });
@@ -348,7 +384,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .await?
         }
     }
-    cleaner.abort();
+    for job in jobs {
+        job.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -370,25 +408,54 @@ async fn reload_certificate_on_sighup(config: RustlsConfig, cert: PathBuf, key: 
 /// Removes abandoned uploads, checking a few times per upload timeout. With
 /// several nodes on one database, the node holding the job's lease does it;
 /// another takes over when that lease lapses (a node died).
-async fn clean_uploads(registry: Arc<Registry>) {
-    let every = (registry.config().upload_timeout / 4)
-        .clamp(Duration::from_secs(1), Duration::from_secs(600));
-    let mut ticks = tokio::time::interval(every);
+/// Runs `job` every `interval` on the one node that holds lease `name`. The
+/// lease is renewed at least every minute, so that another node takes the job
+/// over within minutes of this one's death.
+async fn periodic<F, Fut>(registry: Arc<Registry>, name: &'static str, interval: Duration, job: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let tick = interval.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut ticks = tokio::time::interval(tick);
+    let mut last_run: Option<tokio::time::Instant> = None;
     loop {
         ticks.tick().await;
-        match registry.hold_lease("upload-cleanup", every * 3).await {
+        match registry.hold_lease(name, tick * 3).await {
             Ok(true) => {}
-            Ok(false) => continue,
+            Ok(false) => {
+                last_run = None;
+                continue;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "could not take the upload clean-up lease");
+                tracing::warn!(job = name, error = %e, "could not take the job's lease");
                 continue;
             }
         }
-        match registry.clean_stale_uploads().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "removed abandoned uploads"),
-            Err(e) => tracing::warn!(error = %e, "upload clean-up failed"),
+        if last_run.is_some_and(|at| at.elapsed() < interval) {
+            continue;
         }
+        last_run = Some(tokio::time::Instant::now());
+        job().await;
+    }
+}
+
+async fn clean_uploads(registry: Arc<Registry>) {
+    match registry.clean_stale_uploads().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed abandoned uploads"),
+        Err(e) => tracing::warn!(error = %e, "upload clean-up failed"),
+    }
+}
+
+async fn enforce_lifecycle(lifecycle: Arc<Lifecycle>) {
+    match lifecycle
+        .enforce_all(berth_store::now_millis(), false)
+        .await
+    {
+        Ok(expired) if expired.is_empty() => {}
+        Ok(expired) => tracing::info!(expired = expired.len(), "lifecycle policies applied"),
+        Err(e) => tracing::warn!(error = %e, "lifecycle enforcement failed"),
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod images;
 mod layers;
+mod lifecycle;
 mod policies;
 mod repositories;
 mod settings;
@@ -57,6 +58,12 @@ impl EcrError {
 
     pub fn invalid_parameter(message: impl Into<String>) -> EcrError {
         EcrError::new("InvalidParameterException", message)
+    }
+
+    /// A storage failure: logged, and `ServerException` to the caller.
+    pub fn internal(e: berth_store::StoreError) -> EcrError {
+        tracing::error!(error = %e, "storage failure");
+        EcrError::new("ServerException", "internal server error")
     }
 }
 
@@ -111,6 +118,16 @@ impl Call<'_> {
         self.endpoint
             .split_once("://")
             .map_or(&self.endpoint, |(_, host)| host)
+    }
+
+    pub fn repository_not_found(&self, name: &str) -> EcrError {
+        EcrError::new(
+            "RepositoryNotFoundException",
+            format!(
+                "The repository with name '{name}' does not exist in the registry with id '{}'",
+                self.account()
+            ),
+        )
     }
 
     /// Maps a registry error for repository `name` to ECR's error and wording.
@@ -300,6 +317,11 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
         "TagResource" => settings::tag_resource(&call, &input).await,
         "UntagResource" => settings::untag_resource(&call, &input).await,
         "ListTagsForResource" => settings::list_tags_for_resource(&call, &input).await,
+        "PutLifecyclePolicy" => lifecycle::put(&call, &input).await,
+        "GetLifecyclePolicy" => lifecycle::get(&call, &input).await,
+        "DeleteLifecyclePolicy" => lifecycle::delete(&call, &input).await,
+        "StartLifecyclePolicyPreview" => lifecycle::start_preview(&call, &input).await,
+        "GetLifecyclePolicyPreview" => lifecycle::get_preview(&call, &input).await,
         "SetRepositoryPolicy" => policies::set_repository_policy(&call, &input).await,
         "GetRepositoryPolicy" => policies::get_repository_policy(&call, &input).await,
         "DeleteRepositoryPolicy" => policies::delete_repository_policy(&call, &input).await,

@@ -4,16 +4,10 @@
 //! `crate::access`.
 
 use berth_core::policy::{Policy, PolicyKind};
-use berth_store::StoreError;
 use serde_json::{Value, json};
 
 use super::{Call, EcrError, repositories::name_of};
 use crate::access::REGISTRY_POLICY;
-
-fn internal(e: StoreError) -> EcrError {
-    tracing::error!(error = %e, "storage failure");
-    EcrError::new("ServerException", "internal server error")
-}
 
 /// The policy text of a request, if it is a valid resource policy.
 fn policy_text<'a>(input: &'a Value, what: &str) -> Result<&'a str, EcrError> {
@@ -26,16 +20,6 @@ fn policy_text<'a>(input: &'a Value, what: &str) -> Result<&'a str, EcrError> {
     Ok(text)
 }
 
-fn repository_not_found(call: &Call<'_>, name: &str) -> EcrError {
-    EcrError::new(
-        "RepositoryNotFoundException",
-        format!(
-            "The repository with name '{name}' does not exist in the registry with id '{}'",
-            call.account()
-        ),
-    )
-}
-
 pub async fn set_repository_policy(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
     let text = policy_text(input, "repository")?;
@@ -43,9 +27,9 @@ pub async fn set_repository_policy(call: &Call<'_>, input: &Value) -> Result<Val
     if !store
         .set_repository_policy(&name, Some(text))
         .await
-        .map_err(internal)?
+        .map_err(EcrError::internal)?
     {
-        return Err(repository_not_found(call, name.as_str()));
+        return Err(call.repository_not_found(name.as_str()));
     }
     call.app.access.forget();
     Ok(json!({
@@ -61,8 +45,12 @@ async fn current_repository_policy(
     name: &berth_core::RepositoryName,
 ) -> Result<String, EcrError> {
     let store = call.app.access.store();
-    match store.get_repository_policy(name).await.map_err(internal)? {
-        None => Err(repository_not_found(call, name.as_str())),
+    match store
+        .get_repository_policy(name)
+        .await
+        .map_err(EcrError::internal)?
+    {
+        None => Err(call.repository_not_found(name.as_str())),
         Some(None) => Err(EcrError::new(
             "RepositoryPolicyNotFoundException",
             format!(
@@ -92,7 +80,7 @@ pub async fn delete_repository_policy(call: &Call<'_>, input: &Value) -> Result<
         .store()
         .set_repository_policy(&name, None)
         .await
-        .map_err(internal)?;
+        .map_err(EcrError::internal)?;
     call.app.access.forget();
     Ok(json!({
         "registryId": call.account(),
@@ -108,7 +96,7 @@ pub async fn put_registry_policy(call: &Call<'_>, input: &Value) -> Result<Value
         .store()
         .put_setting(REGISTRY_POLICY, Some(text))
         .await
-        .map_err(internal)?;
+        .map_err(EcrError::internal)?;
     call.app.access.forget();
     Ok(json!({"registryId": call.account(), "policyText": text}))
 }
@@ -119,7 +107,7 @@ async fn current_registry_policy(call: &Call<'_>) -> Result<String, EcrError> {
         .store()
         .get_setting(REGISTRY_POLICY)
         .await
-        .map_err(internal)?
+        .map_err(EcrError::internal)?
         .ok_or_else(|| {
             EcrError::new(
                 "RegistryPolicyNotFoundException",
@@ -143,7 +131,7 @@ pub async fn delete_registry_policy(call: &Call<'_>) -> Result<Value, EcrError> 
         .store()
         .put_setting(REGISTRY_POLICY, None)
         .await
-        .map_err(internal)?;
+        .map_err(EcrError::internal)?;
     call.app.access.forget();
     Ok(json!({"registryId": call.account(), "policyText": text}))
 }

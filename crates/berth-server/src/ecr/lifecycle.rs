@@ -1,0 +1,201 @@
+//! Lifecycle policies: `PutLifecyclePolicy`, `GetLifecyclePolicy`,
+//! `DeleteLifecyclePolicy`, `StartLifecyclePolicyPreview`,
+//! `GetLifecyclePolicyPreview`. A preview is evaluated when asked for, by the
+//! same code enforcement runs, so it is complete at once.
+
+use berth_core::RepositoryName;
+use berth_core::lifecycle::Policy;
+use berth_store::{LifecyclePolicyRecord, now_millis};
+use serde_json::{Value, json};
+
+use super::{Call, EcrError, page, repositories::name_of, token};
+
+fn parse(text: &str) -> Result<Policy, EcrError> {
+    Policy::parse(text).map_err(|e| EcrError::invalid_parameter(e.to_string()))
+}
+
+/// The repository's policy, or ECR's errors for a missing repository or policy.
+async fn current(
+    call: &Call<'_>,
+    name: &RepositoryName,
+) -> Result<LifecyclePolicyRecord, EcrError> {
+    match call
+        .app
+        .lifecycle
+        .store()
+        .get_lifecycle_policy(name)
+        .await
+        .map_err(EcrError::internal)?
+    {
+        None => Err(call.repository_not_found(name.as_str())),
+        Some(None) => Err(EcrError::new(
+            "LifecyclePolicyNotFoundException",
+            format!(
+                "Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{}'",
+                call.account()
+            ),
+        )),
+        Some(Some(record)) => Ok(record),
+    }
+}
+
+fn answer(call: &Call<'_>, name: &RepositoryName, record: &LifecyclePolicyRecord) -> Value {
+    let mut output = json!({
+        "registryId": call.account(),
+        "repositoryName": name.as_str(),
+        "lifecyclePolicyText": record.text,
+    });
+    if let Some(at) = record.evaluated_at {
+        output["lastEvaluatedAt"] = json!(at as f64 / 1000.0);
+    }
+    output
+}
+
+pub async fn put(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = name_of(input)?;
+    let text = input["lifecyclePolicyText"].as_str().unwrap_or_default();
+    parse(text)?;
+    let stored = call
+        .app
+        .lifecycle
+        .store()
+        .set_lifecycle_policy(&name, Some(text))
+        .await
+        .map_err(EcrError::internal)?;
+    if !stored {
+        return Err(call.repository_not_found(name.as_str()));
+    }
+    Ok(json!({
+        "registryId": call.account(),
+        "repositoryName": name.as_str(),
+        "lifecyclePolicyText": text,
+    }))
+}
+
+pub async fn get(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = name_of(input)?;
+    let record = current(call, &name).await?;
+    Ok(answer(call, &name, &record))
+}
+
+pub async fn delete(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = name_of(input)?;
+    let record = current(call, &name).await?;
+    call.app
+        .lifecycle
+        .store()
+        .set_lifecycle_policy(&name, None)
+        .await
+        .map_err(EcrError::internal)?;
+    Ok(answer(call, &name, &record))
+}
+
+pub async fn start_preview(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = name_of(input)?;
+    let text = match input["lifecyclePolicyText"].as_str() {
+        Some(text) => text.to_string(),
+        None => current(call, &name).await?.text,
+    };
+    parse(&text)?;
+    let started = call
+        .app
+        .lifecycle
+        .store()
+        .set_lifecycle_preview(&name, &text)
+        .await
+        .map_err(EcrError::internal)?;
+    if !started {
+        return Err(call.repository_not_found(name.as_str()));
+    }
+    Ok(json!({
+        "registryId": call.account(),
+        "repositoryName": name.as_str(),
+        "lifecyclePolicyText": text,
+        "status": "IN_PROGRESS",
+    }))
+}
+
+pub async fn get_preview(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = name_of(input)?;
+    let text = match call
+        .app
+        .lifecycle
+        .store()
+        .get_lifecycle_preview(&name)
+        .await
+        .map_err(EcrError::internal)?
+    {
+        None => return Err(call.repository_not_found(name.as_str())),
+        Some(None) => {
+            return Err(EcrError::new(
+                "LifecyclePolicyPreviewNotFoundException",
+                format!(
+                    "There is no dry run for the repository with name '{name}' in the registry with id '{}'",
+                    call.account()
+                ),
+            ));
+        }
+        Some(Some(text)) => text,
+    };
+    let policy = parse(&text)?;
+    let expired = call
+        .app
+        .lifecycle
+        .evaluate(&name, &policy, now_millis())
+        .await
+        .map_err(EcrError::internal)?;
+    let total = expired.len();
+
+    let wanted: Vec<(Option<&str>, Option<&str>)> = input["imageIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|id| (id["imageDigest"].as_str(), id["imageTag"].as_str()))
+        .collect();
+    let tag_status = input["filter"]["tagStatus"].as_str().unwrap_or("ANY");
+    let results: Vec<Value> = expired
+        .into_iter()
+        .filter(|e| match tag_status {
+            "TAGGED" => !e.image.tags.is_empty(),
+            "UNTAGGED" => e.image.tags.is_empty(),
+            _ => true,
+        })
+        .filter(|e| {
+            wanted.is_empty()
+                || wanted.iter().any(|(digest, tag)| {
+                    digest.is_none_or(|d| d == e.image.digest)
+                        && tag.is_none_or(|t| e.image.tags.iter().any(|x| x == t))
+                })
+        })
+        .map(|e| {
+            json!({
+                "imageTags": e.image.tags,
+                "imageDigest": e.image.digest,
+                "imagePushedAt": e.image.pushed_at as f64 / 1000.0,
+                "action": {"type": "EXPIRE"},
+                "appliedRulePriority": e.rule_priority,
+            })
+        })
+        .collect();
+
+    let (limit, after) = page(input)?;
+    let start = match after {
+        Some(position) => position
+            .parse::<usize>()
+            .map_err(|_| EcrError::invalid_parameter("Invalid parameter at 'nextToken'"))?,
+        None => 0,
+    };
+    let end = (start + limit as usize).min(results.len());
+    let mut output = json!({
+        "registryId": call.account(),
+        "repositoryName": name.as_str(),
+        "lifecyclePolicyText": text,
+        "status": "COMPLETE",
+        "previewResults": results.get(start..end).unwrap_or_default(),
+        "summary": {"expiringImageTotalCount": total},
+    });
+    if end < results.len() {
+        output["nextToken"] = token(&end.to_string());
+    }
+    Ok(output)
+}
