@@ -2,8 +2,10 @@
 
 pub mod access;
 pub mod ecr;
+pub mod gc;
 pub mod identity;
 pub mod lifecycle;
+pub mod metrics;
 pub mod model;
 pub mod oci;
 pub mod query;
@@ -93,6 +95,10 @@ pub fn app(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(healthz))
         .route("/readyz", axum::routing::get(readyz))
+        .route(
+            "/metrics",
+            axum::routing::get(|| async { metrics::METRICS.render() }),
+        )
         .fallback(|State(app): State<Arc<App>>, request: Request| async move {
             if ecr::is_ecr_request(&request) {
                 ecr::serve(app, request).await

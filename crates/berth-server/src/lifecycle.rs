@@ -108,6 +108,7 @@ impl Lifecycle {
                         rule = item.rule_priority,
                         "lifecycle policy expired an image"
                     );
+                    crate::metrics::METRICS.lifecycle_expired.inc();
                     done.push(item);
                 }
                 // Gone meanwhile, or newly listed by an index: nothing to do.

@@ -461,6 +461,8 @@ impl Registry {
         let (blobs, metadata) = (self.blobs.clone(), self.metadata.clone());
         let (id, digest) = (id.to_string(), digest.clone());
         tokio::spawn(async move {
+            // Wanted from now on: garbage collection leaves the bytes alone.
+            metadata.touch_blob(&digest, upload.size).await?;
             blobs.commit_upload(&id, upload.size, &digest).await?;
             metadata.complete_upload(&upload, &digest).await
         })

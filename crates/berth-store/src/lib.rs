@@ -18,6 +18,7 @@ use futures_util::Stream;
 
 pub mod access;
 pub mod fs;
+pub mod gc;
 pub mod lifecycle;
 pub mod postgres;
 pub mod s3;
@@ -28,6 +29,7 @@ pub use access::{
     LinkKind,
 };
 pub use fs::FsBlobStore;
+pub use gc::GcStore;
 pub use lifecycle::{LifecycleImage, LifecyclePolicyRecord, LifecycleStore};
 pub use postgres::PgStore;
 pub use s3::S3BlobStore;
@@ -223,7 +225,7 @@ pub struct Referrer {
 /// policies live in the same database, behind [`AccessStore`]; lifecycle
 /// policies behind [`LifecycleStore`].
 #[async_trait]
-pub trait MetadataStore: AccessStore + LifecycleStore + Send + Sync + 'static {
+pub trait MetadataStore: AccessStore + GcStore + LifecycleStore + Send + Sync + 'static {
     /// Creates the repository if it does not exist.
     async fn ensure_repository(&self, name: &RepositoryName) -> Result<()>;
     async fn repository_exists(&self, name: &RepositoryName) -> Result<bool>;

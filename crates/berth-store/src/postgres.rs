@@ -189,6 +189,13 @@ impl MetadataStore for PgStore {
         digest: &Digest,
     ) -> Result<Option<u64>> {
         let mut tx = self.pool.begin().await?;
+        // Marks the blob wanted (and locks its row) before looking: garbage
+        // collection either reclaimed it already or now leaves it alone.
+        sqlx::query("UPDATE blobs SET last_linked_at = $1 WHERE digest = $2")
+            .bind(now_millis())
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
         let size: Option<i64> = sqlx::query_scalar(
             "SELECT b.size FROM repositories r
              JOIN repository_blobs rb ON rb.repository_id = r.id
@@ -302,7 +309,8 @@ impl MetadataStore for PgStore {
         let repository_id = Self::ensure_repository_id(&mut tx, &upload.repository).await?;
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "INSERT INTO blobs (digest, size, created_at, last_linked_at) VALUES ($1, $2, $3, $3)
+             ON CONFLICT (digest) DO UPDATE SET last_linked_at = excluded.last_linked_at",
         )
         .bind(digest.to_string())
         .bind(upload.size as i64)
@@ -412,7 +420,15 @@ impl MetadataStore for PgStore {
         let blobs: BTreeSet<String> = manifest.blobs.iter().map(Digest::to_string).collect();
         let children: BTreeSet<String> = manifest.children.iter().map(Digest::to_string).collect();
         let mut missing_blobs = Vec::new();
+        let now = now_millis();
         for digest in &blobs {
+            // Marks the blob wanted (and locks its row) before looking, as
+            // garbage collection expects (see `gc`).
+            sqlx::query("UPDATE blobs SET last_linked_at = $1 WHERE digest = $2")
+                .bind(now)
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?;
             let linked: Option<i64> = sqlx::query_scalar(
                 "SELECT 1::BIGINT FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
             )
@@ -541,6 +557,17 @@ impl MetadataStore for PgStore {
         if let Some(parent) = parent {
             return Ok(DeleteManifestOutcome::ReferencedBy(parse_digest(&parent)?));
         }
+        // Its blobs get a grace period from now before garbage collection may take them.
+        sqlx::query(
+            "UPDATE blobs SET last_linked_at = $1 WHERE digest IN
+               (SELECT child_digest FROM manifest_references
+                WHERE repository_id = $2 AND manifest_digest = $3 AND child_kind = 'blob')",
+        )
+        .bind(now_millis())
+        .bind(repository_id)
+        .bind(&digest)
+        .execute(&mut *tx)
+        .await?;
         let deleted = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
             .bind(repository_id)
             .bind(&digest)
@@ -699,6 +726,15 @@ impl MetadataStore for PgStore {
                 return Ok(DeleteRepositoryOutcome::NotEmpty);
             }
         }
+        // Its blobs get a grace period from now before garbage collection may take them.
+        sqlx::query(
+            "UPDATE blobs SET last_linked_at = $1 WHERE digest IN
+               (SELECT digest FROM repository_blobs WHERE repository_id = $2)",
+        )
+        .bind(now_millis())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         // Tags and references point at manifests; remove them first so the
         // cascade never meets a dangling row.
         for statement in [
@@ -873,6 +909,7 @@ impl MetadataStore for PgStore {
 }
 
 crate::access::impl_access_store!(PgStore, pool, pool);
+crate::gc::impl_gc_store!(PgStore, pool, pool);
 crate::lifecycle::impl_lifecycle_store!(PgStore, pool, pool);
 
 impl PgStore {

@@ -1,10 +1,12 @@
 //! On-demand runs of the background jobs `berth serve` runs on its own:
-//! `berth lifecycle` applies lifecycle policies now.
+//! `berth lifecycle` applies lifecycle policies now, `berth gc` reclaims
+//! unreferenced blobs now. Both are safe while servers run.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use berth_core::RepositoryName;
+use berth_server::gc::Collector;
 use berth_server::lifecycle::{Expired, Lifecycle};
 use berth_server::{Registry, RegistryConfig};
 use clap::Args;
@@ -23,6 +25,40 @@ pub struct LifecycleArgs {
     /// Say what would expire; delete nothing.
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    #[command(flatten)]
+    install: InstallArgs,
+
+    /// How long a blob stays after nothing references it any more.
+    #[arg(long, env = "BERTH_GC_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    grace: std::time::Duration,
+
+    /// Say what would be reclaimed; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub async fn gc(args: GcArgs) -> anyhow::Result<()> {
+    let install = args.install.open().await?;
+    let collector = Collector::new(install.metadata.clone(), install.blobs.clone());
+    let report = collector.collect(args.grace, args.dry_run).await?;
+    let verb = if args.dry_run {
+        "would reclaim"
+    } else {
+        "reclaimed"
+    };
+    for (digest, size) in &report.blobs {
+        println!("{verb} {digest} ({size} bytes)");
+    }
+    println!(
+        "{verb} {} blob(s), {} bytes",
+        report.blobs.len(),
+        report.bytes()
+    );
+    Ok(())
 }
 
 fn registry(install: &Install, args: &InstallArgs) -> Arc<Registry> {

@@ -29,6 +29,8 @@ enum Command {
     Admin(admin::AdminArgs),
     /// Apply lifecycle policies now (`serve` applies them every `--lifecycle-interval`).
     Lifecycle(jobs::LifecycleArgs),
+    /// Reclaim blobs nothing references now (`serve` does every `--gc-interval`).
+    Gc(jobs::GcArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Admin(args) => runtime.block_on(admin::run(args)),
         Command::Lifecycle(args) => runtime.block_on(jobs::lifecycle(args)),
+        Command::Gc(args) => runtime.block_on(jobs::gc(args)),
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use axum_server::tls_rustls::RustlsConfig;
+use berth_server::gc::Collector;
 use berth_server::lifecycle::Lifecycle;
 use berth_server::{App, Identity, Registry, RegistryConfig};
 use berth_store::{BlobStore, FsBlobStore, MetadataStore, PgStore, S3BlobStore, SqliteStore};
@@ -30,6 +31,15 @@ pub struct ServeArgs {
     /// applies them within a day.
     #[arg(long, env = "BERTH_LIFECYCLE_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
     lifecycle_interval: Duration,
+
+    /// How often garbage collection runs (e.g. `1h`, `2s`).
+    #[arg(long, env = "BERTH_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    gc_interval: Duration,
+
+    /// How long a blob stays after nothing references it any more (an
+    /// upload's blob waits this long for its manifest).
+    #[arg(long, env = "BERTH_GC_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    gc_grace: Duration,
 
     /// Create a repository when something is pushed to one that does not
     /// exist. Off by default, as on ECR: create repositories with
@@ -280,7 +290,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         create_on_push: args.create_on_push,
         redirect_blob_pulls: args.redirect_blob_pulls,
     };
-    let registry = Arc::new(Registry::new(metadata.clone(), blobs, config));
+    let registry = Arc::new(Registry::new(metadata.clone(), blobs.clone(), config));
     let access = Arc::new(berth_server::Access::new(
         metadata.clone(),
         account_id.clone(),
@@ -346,6 +356,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 move || enforce_lifecycle(lifecycle.clone())
             },
         )),
+        tokio::spawn(periodic(registry.clone(), "gc", args.gc_interval, {
+            let collector = Arc::new(Collector::new(metadata.clone(), blobs.clone()));
+            let grace = args.gc_grace;
+            move || collect_garbage(collector.clone(), grace)
+        })),
     ];
     let app = Arc::new(App {
         registry: registry.clone(),
@@ -443,8 +458,25 @@ where
 async fn clean_uploads(registry: Arc<Registry>) {
     match registry.clean_stale_uploads().await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, "removed abandoned uploads"),
+        Ok(n) => {
+            berth_server::metrics::METRICS
+                .uploads_abandoned
+                .add(n as u64);
+            tracing::info!(removed = n, "removed abandoned uploads")
+        }
         Err(e) => tracing::warn!(error = %e, "upload clean-up failed"),
+    }
+}
+
+async fn collect_garbage(collector: Arc<Collector>, grace: Duration) {
+    match collector.collect(grace, false).await {
+        Ok(report) if report.blobs.is_empty() => {}
+        Ok(report) => tracing::info!(
+            blobs = report.blobs.len(),
+            bytes = report.bytes(),
+            "garbage collection reclaimed blobs"
+        ),
+        Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
     }
 }
 

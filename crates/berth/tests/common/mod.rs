@@ -222,3 +222,61 @@ pub async fn error_code(response: reqwest::Response) -> String {
     let body: serde_json::Value = response.json().await.expect("JSON error body");
     body["errors"][0]["code"].as_str().unwrap().to_string()
 }
+
+/// Calls an ECR operation as the account root, SigV4-signed for us-east-1
+/// (the default region).
+pub async fn ecr_call(berth: &Berth, operation: &str, body: &str) -> reqwest::Response {
+    use berth_core::sigv4;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let amz_date = sigv4::format_amz_date(now);
+    let host = berth.base.trim_start_matches("http://").to_string();
+    let target = format!("AmazonEC2ContainerRegistry_V20150921.{operation}");
+    let payload = hex::encode(Sha256::digest(body.as_bytes()));
+    let headers = vec![
+        ("host".to_string(), host),
+        ("x-amz-date".to_string(), amz_date.clone()),
+        ("x-amz-target".to_string(), target.clone()),
+    ];
+    let signed: Vec<String> = headers.iter().map(|(n, _)| n.clone()).collect();
+    let request = sigv4::Request {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        payload_sha256: &payload,
+    };
+    let auth = sigv4::Authorization {
+        access_key_id: ROOT_KEY_ID.into(),
+        date: amz_date[..8].to_string(),
+        region: "us-east-1".into(),
+        service: "ecr".into(),
+        signed_headers: signed.clone(),
+        signature: String::new(),
+    };
+    let canonical = sigv4::canonical_request(&request, &signed);
+    let signature = sigv4::sign(
+        ROOT_SECRET,
+        &auth,
+        &sigv4::string_to_sign(&amz_date, &auth.scope(), &canonical),
+    );
+    reqwest::Client::new()
+        .post(berth.url("/"))
+        .header("x-amz-date", amz_date)
+        .header("x-amz-target", target)
+        .header("content-type", "application/x-amz-json-1.1")
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential={ROOT_KEY_ID}/{}, SignedHeaders={}, Signature={signature}",
+                auth.scope(),
+                signed.join(";")
+            ),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}

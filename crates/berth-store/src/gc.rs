@@ -1,0 +1,123 @@
+//! Online garbage collection's view of the metadata: which blobs no manifest
+//! references, and reclaiming one safely while pushes go on.
+//!
+//! Safety rests on one row: every path that makes a blob wanted (an upload
+//! about to commit its bytes, a mount, a manifest push, a manifest or
+//! repository deletion that leaves it unreferenced) first writes the blob's
+//! `last_linked_at`, which locks the row. [`GcStore::collect_blob`] deletes
+//! the row only if it is still unreferenced and untouched for the grace
+//! period, and removes the bytes before it commits: whoever touches the row
+//! meanwhile waits, then finds it gone (and uploads the bytes again) or finds
+//! it kept. SQLite's single writer gives the same order.
+
+use async_trait::async_trait;
+use berth_core::Digest;
+use futures_util::future::BoxFuture;
+
+use crate::Result;
+
+/// Removes a blob's bytes; called by [`GcStore::collect_blob`] inside its transaction.
+pub type DeleteBytes<'a> = &'a (dyn Fn(Digest) -> BoxFuture<'static, Result<()>> + Send + Sync);
+
+#[async_trait]
+pub trait GcStore: Send + Sync + 'static {
+    /// Marks the blob wanted now, creating its row if needed (before its
+    /// bytes are committed, so a collection cannot remove them underneath).
+    async fn touch_blob(&self, digest: &Digest, size: u64) -> Result<()>;
+    /// Blobs no manifest references and nothing touched since `cutoff` (ms),
+    /// after `after` in digest order, at most `limit`, with their sizes.
+    async fn gc_candidates(
+        &self,
+        cutoff: i64,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(Digest, u64)>>;
+    /// Reclaims one blob if it is still a candidate: its links and row go,
+    /// and `delete_bytes` runs before the change commits (a failure keeps
+    /// everything). True if it was reclaimed.
+    async fn collect_blob(
+        &self,
+        digest: &Digest,
+        cutoff: i64,
+        delete_bytes: DeleteBytes<'_>,
+    ) -> Result<bool>;
+}
+
+/// Implements [`GcStore`] for a backend whose pools are `$write` and `$read`.
+macro_rules! impl_gc_store {
+    ($store:ty, $write:ident, $read:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::gc::GcStore for $store {
+            async fn touch_blob(&self, digest: &berth_core::Digest, size: u64) -> $crate::Result<()> {
+                let now = $crate::now_millis();
+                sqlx::query(
+                    "INSERT INTO blobs (digest, size, created_at, last_linked_at) VALUES ($1, $2, $3, $3)
+                     ON CONFLICT (digest) DO UPDATE SET last_linked_at = excluded.last_linked_at",
+                )
+                .bind(digest.to_string())
+                .bind(size as i64)
+                .bind(now)
+                .execute(&self.$write)
+                .await?;
+                Ok(())
+            }
+
+            async fn gc_candidates(
+                &self,
+                cutoff: i64,
+                after: Option<&str>,
+                limit: u32,
+            ) -> $crate::Result<Vec<(berth_core::Digest, u64)>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT b.digest, b.size FROM blobs b
+                     WHERE b.last_linked_at < $1 AND b.digest > $2
+                       AND NOT EXISTS (SELECT 1 FROM manifest_references r
+                                       WHERE r.child_digest = b.digest AND r.child_kind = 'blob')
+                     ORDER BY b.digest LIMIT $3",
+                )
+                .bind(cutoff)
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.$read)
+                .await?;
+                rows.into_iter()
+                    .map(|(digest, size)| Ok(($crate::sqlite::parse_digest(&digest)?, size as u64)))
+                    .collect()
+            }
+
+            async fn collect_blob(
+                &self,
+                digest: &berth_core::Digest,
+                cutoff: i64,
+                delete_bytes: $crate::gc::DeleteBytes<'_>,
+            ) -> $crate::Result<bool> {
+                let mut tx = self.$write.begin().await?;
+                sqlx::query("DELETE FROM repository_blobs WHERE digest = $1")
+                    .bind(digest.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                // Deleting takes the row's lock and checks the condition again
+                // on the row as it is then.
+                let gone: Option<(String,)> = sqlx::query_as(
+                    "DELETE FROM blobs WHERE digest = $1 AND last_linked_at < $2
+                       AND NOT EXISTS (SELECT 1 FROM manifest_references r
+                                       WHERE r.child_digest = $1 AND r.child_kind = 'blob')
+                     RETURNING digest",
+                )
+                .bind(digest.to_string())
+                .bind(cutoff)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if gone.is_none() {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                delete_bytes(digest.clone()).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_gc_store;
