@@ -292,6 +292,44 @@ def test_immutable_tags_cannot_move(ecr_berth):
     push_image(ecr_berth, "frozen", "v2", seed="b")  # a new tag is fine
 
 
+def test_tag_mutability_exclusion_filters(ecr_berth):
+    client = ecr(ecr_berth)
+    filters = [{"filterType": "WILDCARD", "filter": "latest"}, {"filterType": "WILDCARD", "filter": "dev-*"}]
+    created = client.create_repository(repositoryName="mostly-frozen", imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+                                       imageTagMutabilityExclusionFilters=filters)["repository"]
+    assert created["imageTagMutabilityExclusionFilters"] == filters
+    for tag in ("latest", "dev-7"):  # excluded: these move freely
+        push_image(ecr_berth, "mostly-frozen", tag, seed="a")
+        push_image(ecr_berth, "mostly-frozen", tag, seed="b")
+    push_image(ecr_berth, "mostly-frozen", "v1", seed="a")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        push_image(ecr_berth, "mostly-frozen", "v1", seed="b")
+    assert e.value.code == 400
+
+    release = [{"filterType": "WILDCARD", "filter": "release-*"}]
+    put = client.put_image_tag_mutability(repositoryName="mostly-frozen", imageTagMutability="MUTABLE_WITH_EXCLUSION",
+                                          imageTagMutabilityExclusionFilters=release)
+    assert put["imageTagMutability"] == "MUTABLE_WITH_EXCLUSION"
+    assert put["imageTagMutabilityExclusionFilters"] == release
+    push_image(ecr_berth, "mostly-frozen", "v1", seed="b")  # mutable now
+    push_image(ecr_berth, "mostly-frozen", "release-1", seed="a")
+    with pytest.raises(urllib.error.HTTPError):
+        push_image(ecr_berth, "mostly-frozen", "release-1", seed="b")
+    described = client.describe_repositories(repositoryNames=["mostly-frozen"])["repositories"][0]
+    assert described["imageTagMutabilityExclusionFilters"] == release
+
+    for setting, given in [("IMMUTABLE_WITH_EXCLUSION", None), ("IMMUTABLE", release), ("MUTABLE", release)]:
+        args = {"repositoryName": "mostly-frozen", "imageTagMutability": setting}
+        if given:
+            args["imageTagMutabilityExclusionFilters"] = given
+        with pytest.raises(ClientError) as e:
+            client.put_image_tag_mutability(**args)
+        assert error_code(e) == "InvalidParameterException", setting
+    client.put_image_tag_mutability(repositoryName="mostly-frozen", imageTagMutability="MUTABLE")
+    assert "imageTagMutabilityExclusionFilters" not in \
+        client.describe_repositories(repositoryNames=["mostly-frozen"])["repositories"][0]
+
+
 def test_repository_settings_and_resource_tags(ecr_berth):
     client = ecr(ecr_berth)
     arn = client.create_repository(repositoryName="tagged", tags=[{"Key": "team", "Value": "a"}])["repository"][

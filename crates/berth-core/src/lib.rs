@@ -4,6 +4,7 @@
 pub mod digest;
 pub mod lifecycle;
 pub mod manifest;
+pub mod mutability;
 pub mod name;
 pub mod policy;
 pub mod sigv4;

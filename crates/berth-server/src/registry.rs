@@ -229,7 +229,7 @@ impl Registry {
     pub async fn update_repository_settings(
         &self,
         name: &RepositoryName,
-        image_tag_mutability: Option<&str>,
+        image_tag_mutability: Option<(&str, &[String])>,
         scan_on_push: Option<bool>,
     ) -> Result<RepositoryRecord> {
         self.metadata

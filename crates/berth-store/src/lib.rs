@@ -194,8 +194,10 @@ pub struct ImageRecord {
 pub struct RepositoryRecord {
     pub name: RepositoryName,
     pub created_at: i64,
-    /// `MUTABLE` or `IMMUTABLE` (ECR's enum).
+    /// `MUTABLE`, `IMMUTABLE`, `IMMUTABLE_WITH_EXCLUSION` or `MUTABLE_WITH_EXCLUSION`.
     pub image_tag_mutability: String,
+    /// Wildcard filters of the `_WITH_EXCLUSION` settings.
+    pub tag_mutability_exclusions: Vec<String>,
     pub scan_on_push: bool,
     /// `AES256`, `KMS` or `KMS_DSSE`.
     pub encryption_type: String,
@@ -318,11 +320,12 @@ pub trait MetadataStore: AccessStore + GcStore + LifecycleStore + Send + Sync + 
         force: bool,
     ) -> Result<DeleteRepositoryOutcome>;
 
-    /// Changes a repository's settings (those given); `None` if it does not exist.
+    /// Changes a repository's settings (those given; tag mutability with its
+    /// exclusion filters); `None` if it does not exist.
     async fn update_repository_settings(
         &self,
         name: &RepositoryName,
-        image_tag_mutability: Option<&str>,
+        image_tag_mutability: Option<(&str, &[String])>,
         scan_on_push: Option<bool>,
     ) -> Result<Option<RepositoryRecord>>;
     /// Adds or overwrites resource tags, and removes the `remove` keys; false

@@ -461,14 +461,18 @@ impl MetadataStore for PgStore {
         }
 
         let digest = manifest.digest.to_string();
-        let immutable: bool = sqlx::query_scalar(
-            "SELECT image_tag_mutability = 'IMMUTABLE' FROM repositories WHERE id = $1",
+        let (mutability, exclusions): (String, Option<String>) = sqlx::query_as(
+            "SELECT image_tag_mutability, tag_mutability_exclusions FROM repositories WHERE id = $1",
         )
         .bind(repository_id)
         .fetch_one(&mut *tx)
         .await?;
-        if immutable {
+        let exclusions = crate::sqlite::exclusions_from_column(exclusions);
+        {
             for tag in tags {
+                if !berth_core::mutability::is_immutable(&mutability, &exclusions, tag.as_str()) {
+                    continue;
+                }
                 let current: Option<String> = sqlx::query_scalar(
                     "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2",
                 )
@@ -644,8 +648,9 @@ impl MetadataStore for PgStore {
     ) -> Result<Option<RepositoryRecord>> {
         let mut tx = self.pool.begin().await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO repositories (name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING id",
+            "INSERT INTO repositories (name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key,
+                                       tag_mutability_exclusions)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING RETURNING id",
         )
         .bind(record.name.as_str())
         .bind(record.created_at)
@@ -653,6 +658,9 @@ impl MetadataStore for PgStore {
         .bind(record.scan_on_push)
         .bind(&record.encryption_type)
         .bind(&record.kms_key)
+        .bind(crate::sqlite::exclusions_to_column(
+            &record.tag_mutability_exclusions,
+        ))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = id else {
@@ -751,23 +759,36 @@ impl MetadataStore for PgStore {
     async fn update_repository_settings(
         &self,
         name: &RepositoryName,
-        image_tag_mutability: Option<&str>,
+        image_tag_mutability: Option<(&str, &[String])>,
         scan_on_push: Option<bool>,
     ) -> Result<Option<RepositoryRecord>> {
-        let updated = sqlx::query(
-            "UPDATE repositories SET image_tag_mutability = COALESCE($1, image_tag_mutability),
-                                     scan_on_push = COALESCE($2, scan_on_push)
-             WHERE name = $3",
-        )
-        .bind(image_tag_mutability)
-        .bind(scan_on_push)
-        .bind(name.as_str())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if updated == 0 {
+        let mut tx = self.pool.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
             return Ok(None);
         }
+        if let Some((setting, exclusions)) = image_tag_mutability {
+            sqlx::query(
+                "UPDATE repositories SET image_tag_mutability = $1, tag_mutability_exclusions = $2
+                 WHERE name = $3",
+            )
+            .bind(setting)
+            .bind(crate::sqlite::exclusions_to_column(exclusions))
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(scan_on_push) = scan_on_push {
+            sqlx::query("UPDATE repositories SET scan_on_push = $1 WHERE name = $2")
+                .bind(scan_on_push)
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         self.get_repository(name).await
     }
 
@@ -914,8 +935,16 @@ crate::lifecycle::impl_lifecycle_store!(PgStore, pool, pool);
 
 impl PgStore {
     async fn repository_from_row(&self, row: RepositoryRow) -> Result<RepositoryRecord> {
-        let (id, name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key) =
-            row;
+        let (
+            id,
+            name,
+            created_at,
+            image_tag_mutability,
+            scan_on_push,
+            encryption_type,
+            kms_key,
+            exclusions,
+        ) = row;
         let tags: Vec<(String, String)> = sqlx::query_as(
             "SELECT key, value FROM repository_tags WHERE repository_id = $1 ORDER BY key",
         )
@@ -928,6 +957,7 @@ impl PgStore {
                 .map_err(|_| StoreError::Database(format!("corrupt repository name: {name}")))?,
             created_at,
             image_tag_mutability,
+            tag_mutability_exclusions: crate::sqlite::exclusions_from_column(exclusions),
             scan_on_push,
             encryption_type,
             kms_key,

@@ -45,9 +45,28 @@ pub(crate) type ImageRow = (
 );
 
 /// Columns of a repository row, in the order `repository_from_row` reads them.
-pub(crate) const REPOSITORY_COLUMNS: &str =
-    "id, name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key";
-pub(crate) type RepositoryRow = (i64, String, i64, String, bool, String, Option<String>);
+pub(crate) const REPOSITORY_COLUMNS: &str = "id, name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key, tag_mutability_exclusions";
+pub(crate) type RepositoryRow = (
+    i64,
+    String,
+    i64,
+    String,
+    bool,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+/// Exclusion filters as stored (one per line: filters hold no spaces), and back.
+pub(crate) fn exclusions_to_column(filters: &[String]) -> Option<String> {
+    (!filters.is_empty()).then(|| filters.join("\n"))
+}
+
+pub(crate) fn exclusions_from_column(column: Option<String>) -> Vec<String> {
+    column
+        .map(|text| text.lines().map(String::from).collect())
+        .unwrap_or_default()
+}
 
 /// Reader connections. Each is a thread in sqlx's SQLite driver; on two cores
 /// more than four brought nothing in `berth bench --scenario metadata`.
@@ -444,14 +463,18 @@ impl MetadataStore for SqliteStore {
         }
 
         let digest = manifest.digest.to_string();
-        let immutable: bool = sqlx::query_scalar(
-            "SELECT image_tag_mutability = 'IMMUTABLE' FROM repositories WHERE id = ?",
+        let (mutability, exclusions): (String, Option<String>) = sqlx::query_as(
+            "SELECT image_tag_mutability, tag_mutability_exclusions FROM repositories WHERE id = ?",
         )
         .bind(repository_id)
         .fetch_one(&mut *tx)
         .await?;
-        if immutable {
+        let exclusions = crate::sqlite::exclusions_from_column(exclusions);
+        {
             for tag in tags {
+                if !berth_core::mutability::is_immutable(&mutability, &exclusions, tag.as_str()) {
+                    continue;
+                }
                 let current: Option<String> = sqlx::query_scalar(
                     "SELECT manifest_digest FROM tags WHERE repository_id = ? AND name = ?",
                 )
@@ -626,8 +649,9 @@ impl MetadataStore for SqliteStore {
     ) -> Result<Option<RepositoryRecord>> {
         let mut tx = self.write.begin().await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO repositories (name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key)
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING id",
+            "INSERT INTO repositories (name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key,
+                                       tag_mutability_exclusions)
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING id",
         )
         .bind(record.name.as_str())
         .bind(record.created_at)
@@ -635,6 +659,9 @@ impl MetadataStore for SqliteStore {
         .bind(record.scan_on_push)
         .bind(&record.encryption_type)
         .bind(&record.kms_key)
+        .bind(crate::sqlite::exclusions_to_column(
+            &record.tag_mutability_exclusions,
+        ))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = id else {
@@ -731,23 +758,36 @@ impl MetadataStore for SqliteStore {
     async fn update_repository_settings(
         &self,
         name: &RepositoryName,
-        image_tag_mutability: Option<&str>,
+        image_tag_mutability: Option<(&str, &[String])>,
         scan_on_push: Option<bool>,
     ) -> Result<Option<RepositoryRecord>> {
-        let updated = sqlx::query(
-            "UPDATE repositories SET image_tag_mutability = COALESCE(?, image_tag_mutability),
-                                     scan_on_push = COALESCE(?, scan_on_push)
-             WHERE name = ?",
-        )
-        .bind(image_tag_mutability)
-        .bind(scan_on_push)
-        .bind(name.as_str())
-        .execute(&self.write)
-        .await?
-        .rows_affected();
-        if updated == 0 {
+        let mut tx = self.write.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
             return Ok(None);
         }
+        if let Some((setting, exclusions)) = image_tag_mutability {
+            sqlx::query(
+                "UPDATE repositories SET image_tag_mutability = ?, tag_mutability_exclusions = ?
+                 WHERE name = ?",
+            )
+            .bind(setting)
+            .bind(crate::sqlite::exclusions_to_column(exclusions))
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(scan_on_push) = scan_on_push {
+            sqlx::query("UPDATE repositories SET scan_on_push = ? WHERE name = ?")
+                .bind(scan_on_push)
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         self.get_repository(name).await
     }
 
@@ -896,8 +936,16 @@ crate::lifecycle::impl_lifecycle_store!(SqliteStore, write, read);
 
 impl SqliteStore {
     async fn repository_from_row(&self, row: RepositoryRow) -> Result<RepositoryRecord> {
-        let (id, name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key) =
-            row;
+        let (
+            id,
+            name,
+            created_at,
+            image_tag_mutability,
+            scan_on_push,
+            encryption_type,
+            kms_key,
+            exclusions,
+        ) = row;
         let tags: Vec<(String, String)> = sqlx::query_as(
             "SELECT key, value FROM repository_tags WHERE repository_id = ? ORDER BY key",
         )
@@ -910,6 +958,7 @@ impl SqliteStore {
                 .map_err(|_| StoreError::Database(format!("corrupt repository name: {name}")))?,
             created_at,
             image_tag_mutability,
+            tag_mutability_exclusions: crate::sqlite::exclusions_from_column(exclusions),
             scan_on_push,
             encryption_type,
             kms_key,

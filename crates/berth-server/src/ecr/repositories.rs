@@ -15,13 +15,33 @@ pub fn name_of(input: &Value) -> Result<RepositoryName, EcrError> {
     })
 }
 
+/// The exclusion filters of a request, checked against its mutability setting.
+pub fn tag_mutability(input: &Value, setting: &str) -> Result<Vec<String>, EcrError> {
+    let filters: Vec<String> = input["imageTagMutabilityExclusionFilters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["filter"].as_str().map(String::from))
+        .collect();
+    berth_core::mutability::check(setting, &filters).map_err(EcrError::invalid_parameter)?;
+    Ok(filters)
+}
+
+/// Exclusion filters as ECR shows them.
+pub fn exclusion_filters(filters: &[String]) -> Value {
+    filters
+        .iter()
+        .map(|f| json!({"filterType": "WILDCARD", "filter": f}))
+        .collect()
+}
+
 /// A repository as ECR describes it.
 pub fn describe_record(call: &Call<'_>, r: &RepositoryRecord) -> Value {
     let mut encryption = json!({"encryptionType": r.encryption_type});
     if let Some(key) = &r.kms_key {
         encryption["kmsKey"] = json!(key);
     }
-    json!({
+    let mut repository = json!({
         "repositoryArn": format!("arn:aws:ecr:{}:{}:repository/{}", call.app.identity.region, call.account(), r.name),
         "registryId": call.account(),
         "repositoryName": r.name.as_str(),
@@ -30,22 +50,18 @@ pub fn describe_record(call: &Call<'_>, r: &RepositoryRecord) -> Value {
         "imageTagMutability": r.image_tag_mutability,
         "imageScanningConfiguration": {"scanOnPush": r.scan_on_push},
         "encryptionConfiguration": encryption,
-    })
+    });
+    if !r.tag_mutability_exclusions.is_empty() {
+        repository["imageTagMutabilityExclusionFilters"] =
+            exclusion_filters(&r.tag_mutability_exclusions);
+    }
+    repository
 }
 
 pub async fn create(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
     let mutability = input["imageTagMutability"].as_str().unwrap_or("MUTABLE");
-    if !matches!(mutability, "MUTABLE" | "IMMUTABLE")
-        || input["imageTagMutabilityExclusionFilters"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty())
-    {
-        return Err(EcrError::new(
-            "UnsupportedOperationException",
-            "berth does not support image tag mutability exclusion filters yet",
-        ));
-    }
+    let exclusions = tag_mutability(input, mutability)?;
     let encryption_type = input["encryptionConfiguration"]["encryptionType"]
         .as_str()
         .unwrap_or("AES256")
@@ -63,6 +79,7 @@ pub async fn create(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
         name: name.clone(),
         created_at: now_millis(),
         image_tag_mutability: mutability.to_string(),
+        tag_mutability_exclusions: exclusions,
         scan_on_push: input["imageScanningConfiguration"]["scanOnPush"]
             .as_bool()
             .unwrap_or(false),

@@ -56,23 +56,23 @@ pub fn tag_pairs(tags: &Value) -> Result<Vec<(String, String)>, EcrError> {
 pub async fn put_image_tag_mutability(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = repository(input)?;
     let mutability = input["imageTagMutability"].as_str().unwrap_or_default();
-    if !matches!(mutability, "MUTABLE" | "IMMUTABLE") {
-        return Err(EcrError::new(
-            "UnsupportedOperationException",
-            "berth does not support image tag mutability exclusion filters yet",
-        ));
-    }
+    let exclusions = super::repositories::tag_mutability(input, mutability)?;
     let record = call
         .app
         .registry
-        .update_repository_settings(&name, Some(mutability), None)
+        .update_repository_settings(&name, Some((mutability, &exclusions)), None)
         .await
         .map_err(|e| call.registry_error(e, name.as_str()))?;
-    Ok(json!({
+    let mut output = json!({
         "registryId": call.account(),
         "repositoryName": name.as_str(),
         "imageTagMutability": record.image_tag_mutability,
-    }))
+    });
+    if !record.tag_mutability_exclusions.is_empty() {
+        output["imageTagMutabilityExclusionFilters"] =
+            super::repositories::exclusion_filters(&record.tag_mutability_exclusions);
+    }
+    Ok(output)
 }
 
 pub async fn put_image_scanning_configuration(
