@@ -66,6 +66,9 @@ pub enum RegistryError {
     TooManyTags(usize),
     #[error("repository already exists")]
     RepositoryAlreadyExists,
+    /// A quota would be exceeded (ECR: `LimitExceededException`).
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("repository still contains images")]
     RepositoryNotEmpty,
     #[error("internal error: {0}")]
@@ -92,6 +95,28 @@ pub struct RegistryConfig {
     pub create_on_push: bool,
     /// Answer blob `GET`s with a redirect to the object store, where it can sign one.
     pub redirect_blob_pulls: bool,
+    pub quotas: Quotas,
+}
+
+/// Limits on what the registry holds, with ECR's default service quotas.
+/// Checked before each write: writers racing at the limit may overshoot it
+/// by their number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quotas {
+    pub repositories: u64,
+    pub images_per_repository: u64,
+    /// Bytes of one layer (blob).
+    pub layer_size: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            repositories: 100_000,
+            images_per_repository: 20_000,
+            layer_size: 52_000 << 20,
+        }
+    }
 }
 
 impl Default for RegistryConfig {
@@ -101,6 +126,7 @@ impl Default for RegistryConfig {
             upload_timeout: Duration::from_secs(24 * 3600),
             create_on_push: false,
             redirect_blob_pulls: false,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -187,16 +213,34 @@ impl Registry {
         }
     }
 
-    /// Refuses a push to a missing repository unless repositories are created on push.
+    /// Refuses a push to a missing repository unless repositories are
+    /// created on push (within the repository quota).
     async fn check_pushable(&self, repository: &RepositoryName) -> Result<()> {
-        if self.config.create_on_push || self.metadata.repository_exists(repository).await? {
+        if self.metadata.repository_exists(repository).await? {
             Ok(())
+        } else if self.config.create_on_push {
+            self.check_repository_quota().await
         } else {
             Err(self.name_unknown(repository))
         }
     }
 
+    async fn check_repository_quota(&self) -> Result<()> {
+        let limit = self.config.quotas.repositories;
+        if self.metadata.repository_count().await? >= limit {
+            return Err(RegistryError::LimitExceeded(format!(
+                "The maximum number of repositories ({limit}) in the registry with id '{}' has been reached",
+                self.config.registry_id
+            )));
+        }
+        Ok(())
+    }
+
     pub async fn create_repository(&self, record: RepositoryRecord) -> Result<RepositoryRecord> {
+        if self.metadata.repository_exists(&record.name).await? {
+            return Err(RegistryError::RepositoryAlreadyExists);
+        }
+        self.check_repository_quota().await?;
         self.metadata
             .create_repository(&record)
             .await?
@@ -395,12 +439,19 @@ impl Registry {
         let mut hashing = Hashing {
             inner: data,
             hasher: &mut hasher,
+            allowed: self.config.quotas.layer_size.saturating_sub(upload.size),
         };
         let written = match self
             .blobs
             .write_upload(&upload.id, upload.size, &mut hashing)
             .await
         {
+            Err(StoreError::Body(e)) if e.kind() == io::ErrorKind::FileTooLarge => {
+                return Err(RegistryError::LimitExceeded(format!(
+                    "a layer may be at most {} bytes",
+                    self.config.quotas.layer_size
+                )));
+            }
             Err(StoreError::Body(e)) => {
                 return Err(RegistryError::UploadInvalid(format!(
                     "request body ended early: {e}"
@@ -616,6 +667,14 @@ impl Registry {
             }
             Reference::Tag(tag) => (Digest::of(Algorithm::Sha256, &content), vec![tag.clone()]),
         };
+        let limit = self.config.quotas.images_per_repository;
+        if !self.metadata.has_image(repository, &digest).await?
+            && self.metadata.image_count(repository).await? >= limit
+        {
+            return Err(RegistryError::LimitExceeded(format!(
+                "The maximum number of images ({limit}) in the repository '{repository}' has been reached"
+            )));
+        }
         let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
         let record = NewManifest {
             digest: digest.clone(),
@@ -857,10 +916,12 @@ impl Registry {
     }
 }
 
-/// Feeds every frame that passes through to a hasher.
+/// Feeds every frame that passes through to a hasher, and fails the stream
+/// (`FileTooLarge`) past `allowed` bytes.
 struct Hashing<'a, 'b> {
     inner: &'a mut ByteStream<'b>,
     hasher: &'a mut Hasher,
+    allowed: u64,
 }
 
 impl Stream for Hashing<'_, '_> {
@@ -870,6 +931,13 @@ impl Stream for Hashing<'_, '_> {
         let this = &mut *self;
         let polled = Pin::new(&mut *this.inner).poll_next(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
+            let Some(left) = this.allowed.checked_sub(frame.len() as u64) else {
+                return Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::FileTooLarge,
+                    "the layer size quota is exceeded",
+                ))));
+            };
+            this.allowed = left;
             this.hasher.update(frame);
         }
         polled

@@ -21,6 +21,7 @@ pub mod fs;
 pub mod gc;
 pub mod lifecycle;
 pub mod postgres;
+pub mod quota;
 pub mod s3;
 pub mod sqlite;
 
@@ -32,6 +33,7 @@ pub use fs::FsBlobStore;
 pub use gc::GcStore;
 pub use lifecycle::{LifecycleImage, LifecyclePolicyRecord, LifecycleStore};
 pub use postgres::PgStore;
+pub use quota::QuotaStore;
 pub use s3::S3BlobStore;
 pub use sqlite::SqliteStore;
 
@@ -227,7 +229,9 @@ pub struct Referrer {
 /// policies live in the same database, behind [`AccessStore`]; lifecycle
 /// policies behind [`LifecycleStore`].
 #[async_trait]
-pub trait MetadataStore: AccessStore + GcStore + LifecycleStore + Send + Sync + 'static {
+pub trait MetadataStore:
+    AccessStore + GcStore + LifecycleStore + QuotaStore + Send + Sync + 'static
+{
     /// Creates the repository if it does not exist.
     async fn ensure_repository(&self, name: &RepositoryName) -> Result<()>;
     async fn repository_exists(&self, name: &RepositoryName) -> Result<bool>;

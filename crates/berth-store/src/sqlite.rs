@@ -932,6 +932,7 @@ impl MetadataStore for SqliteStore {
 
 crate::access::impl_access_store!(SqliteStore, write, read);
 crate::gc::impl_gc_store!(SqliteStore, write, read);
+crate::quota::impl_quota_store!(SqliteStore, read);
 crate::lifecycle::impl_lifecycle_store!(SqliteStore, write, read);
 
 impl SqliteStore {

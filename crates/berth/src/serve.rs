@@ -10,6 +10,7 @@ use anyhow::{Context, ensure};
 use axum_server::tls_rustls::RustlsConfig;
 use berth_server::gc::Collector;
 use berth_server::lifecycle::Lifecycle;
+use berth_server::registry::Quotas;
 use berth_server::{App, Identity, Registry, RegistryConfig};
 use berth_store::{BlobStore, FsBlobStore, MetadataStore, PgStore, S3BlobStore, SqliteStore};
 use clap::Args;
@@ -40,6 +41,22 @@ pub struct ServeArgs {
     /// upload's blob waits this long for its manifest).
     #[arg(long, env = "BERTH_GC_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
     gc_grace: Duration,
+
+    /// Repositories the registry may hold (ECR's default quota).
+    #[arg(long, env = "BERTH_MAX_REPOSITORIES", default_value_t = 100_000)]
+    max_repositories: u64,
+
+    /// Images (manifests) one repository may hold (ECR's default quota).
+    #[arg(
+        long,
+        env = "BERTH_MAX_IMAGES_PER_REPOSITORY",
+        default_value_t = 20_000
+    )]
+    max_images_per_repository: u64,
+
+    /// The largest layer (blob), e.g. `52000MiB` (ECR's quota), `10GiB`.
+    #[arg(long, env = "BERTH_MAX_LAYER_SIZE", default_value = "52000MiB", value_parser = crate::bench::parse_size)]
+    max_layer_size: u64,
 
     /// Create a repository when something is pushed to one that does not
     /// exist. Off by default, as on ECR: create repositories with
@@ -289,6 +306,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         upload_timeout: args.upload_timeout,
         create_on_push: args.create_on_push,
         redirect_blob_pulls: args.redirect_blob_pulls,
+        quotas: Quotas {
+            repositories: args.max_repositories,
+            images_per_repository: args.max_images_per_repository,
+            layer_size: args.max_layer_size,
+        },
     };
     let registry = Arc::new(Registry::new(metadata.clone(), blobs.clone(), config));
     let access = Arc::new(berth_server::Access::new(

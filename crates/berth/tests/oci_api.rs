@@ -871,3 +871,58 @@ fn futures_stream(
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[tokio::test]
+async fn quotas_refuse_what_would_exceed_them() {
+    let berth = Berth::start(&[
+        "--max-repositories",
+        "2",
+        "--max-images-per-repository",
+        "2",
+        "--max-layer-size",
+        "1KiB",
+    ]);
+    // Layers: a blob past the size limit is refused, monolithic or chunked.
+    let big = vec![7u8; 1500];
+    let r = client()
+        .post(berth.url(&format!("/v2/q/blobs/uploads/?digest={}", sha256(&big))))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(error_code(r).await, "DENIED");
+    let location = start_upload(&berth, "q").await;
+    let r = patch(&location, &[1u8; 1000], Some("0-999")).await;
+    assert_eq!(r.status(), 202);
+    let r = patch(&location, &[1u8; 100], Some("1000-1099")).await;
+    assert_eq!(r.status(), 403);
+
+    // Images per repository: a third is refused, the same one again is not.
+    let (first, _) = push_image(&berth, "q", "v1", "one").await;
+    push_image(&berth, "q", "v2", "two").await;
+    assert_eq!(
+        put_manifest(&berth, "q", "again", &first, OCI_MANIFEST)
+            .await
+            .status(),
+        201
+    );
+    let config = push_blob(&berth, "q", b"{\"n\":3}").await;
+    let third = image_manifest((&config, 7), &[], "");
+    let r = put_manifest(&berth, "q", "v3", &third, OCI_MANIFEST).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(error_code(r).await, "DENIED");
+
+    // Repositories: created on push up to the limit, then refused; ECR too.
+    push_image(&berth, "q2", "v1", "other").await;
+    let r = client()
+        .post(berth.url("/v2/q3/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = ecr_call(&berth, "CreateRepository", r#"{"repositoryName":"q4"}"#).await;
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["__type"], "LimitExceededException");
+}

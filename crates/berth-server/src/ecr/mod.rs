@@ -149,6 +149,9 @@ impl Call<'_> {
                     "The repository with name '{name}' in registry with id '{account}' cannot be deleted because it still contains images"
                 ),
             ),
+            RegistryError::LimitExceeded(message) => {
+                EcrError::new("LimitExceededException", message)
+            }
             RegistryError::TooManyTags(limit) => EcrError::new(
                 "TooManyTagsException",
                 format!("A repository may carry at most {limit} tags"),

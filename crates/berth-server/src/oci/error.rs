@@ -81,6 +81,7 @@ impl From<RegistryError> for OciError {
             E::RepositoryAlreadyExists | E::RepositoryNotEmpty => (StatusCode::CONFLICT, "DENIED"),
             E::TagImmutable { .. } => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
             E::TooManyTags(_) => (StatusCode::BAD_REQUEST, "DENIED"),
+            E::LimitExceeded(_) => (StatusCode::FORBIDDEN, "DENIED"),
             E::Internal(inner) => {
                 tracing::error!(error = %inner, "storage failure");
                 return OciError::new(
