@@ -52,6 +52,8 @@ target/debug/berth bench --scenario blob,push,pull,metadata,scale \
   --blob-size 16MiB --chunk-size 4MiB --layers 3x64KiB,1x6MiB --clients 2 --images 1 --rounds 2 \
   --duration 1s --metadata-clients 4 --scale-tags 2000 --scale-repos 150 \
   --history target/bench-history.json
+target/debug/berth bench --scenario housekeeping --housekeeping-images 2000 --housekeeping-blobs 20000 \
+  --work-dir target
 
 clients() { PATH="$PWD/.venv/bin:$PATH" BERTH_BIN="$PWD/target/debug/berth" .venv/bin/pytest -q tests/clients; }
 echo "== real clients (skopeo, oras, aws CLI, boto3, docker)"

@@ -60,7 +60,7 @@ impl Collector {
                     async move { blobs.delete(&d).await }.boxed()
                 };
                 if self.store.collect_blob(&digest, cutoff, &delete).await? {
-                    tracing::info!(digest = %digest, size, "garbage collection reclaimed a blob");
+                    tracing::debug!(digest = %digest, size, "garbage collection reclaimed a blob");
                     report.blobs.push((digest, size));
                 }
             }

@@ -51,10 +51,15 @@ impl Lifecycle {
                 referenced: i.referenced,
             })
             .collect();
+        let position: std::collections::HashMap<&str, usize> = images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| (image.digest.as_str(), i))
+            .collect();
         let mut expired: Vec<Expired> = lifecycle::evaluate(policy, &view, now)
             .into_iter()
             .filter_map(|expiry| {
-                let image = images.iter().find(|i| i.digest == expiry.digest)?.clone();
+                let image = images[*position.get(expiry.digest.as_str())?].clone();
                 Some(Expired {
                     repository: repository.clone(),
                     image,

@@ -7,8 +7,11 @@
 //! (concurrent clients pulling one new image at once), `metadata` (small
 //! requests as fast as the target answers) and `scale` (listing and lookup
 //! cost as tags and repositories grow). Every pulled byte is verified.
+//! `housekeeping` measures berth's own lifecycle evaluation and garbage
+//! collection at scale, in-process.
 
 mod client;
+mod housekeeping;
 mod images;
 mod limits;
 mod metadata;
@@ -41,6 +44,8 @@ pub enum Scenario {
     Pull,
     Metadata,
     Scale,
+    /// berth only, in-process: lifecycle evaluation and a GC pass at scale.
+    Housekeeping,
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +100,14 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1_000)]
     scale_repos: u64,
 
+    /// Images in the repository the housekeeping scenario evaluates.
+    #[arg(long, default_value_t = 100_000)]
+    housekeeping_images: u64,
+
+    /// Blobs the housekeeping scenario's garbage collection goes over (1% garbage).
+    #[arg(long, default_value_t = 1_000_000)]
+    housekeeping_blobs: u64,
+
     /// Size of the blob of the blob scenario (e.g. `1GiB`, `256MiB`).
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     blob_size: u64,
@@ -130,6 +143,50 @@ const DEFAULT_MIX: [Scenario; 4] = [
 ];
 /// The blob of the default mix, smaller than `--blob-size`'s default.
 const DEFAULT_MIX_BLOB: u64 = 512 << 20;
+
+async fn run_housekeeping(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.target.is_some() || args.scenario.len() > 1 {
+        bail!(
+            "the housekeeping scenario runs alone, on berth's own embedded backends (no --target)"
+        );
+    }
+    let work = tempfile::Builder::new()
+        .prefix(".berth-bench-")
+        .tempdir_in(args.work_dir.as_deref().unwrap_or(Path::new(".")))
+        .context("creating a work directory")?;
+    let report = housekeeping::run(
+        work.path(),
+        args.housekeeping_images,
+        args.housekeeping_blobs,
+        args.json,
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "scenario                          count    seconds   per second   result           peak RSS MiB"
+    );
+    println!(
+        "lifecycle evaluation        {:>10} {:>10.2} {:>12.0}   {:>6} expire    {:.0} (from {:.0})",
+        report.images,
+        report.lifecycle_seconds,
+        report.images as f64 / report.lifecycle_seconds,
+        report.lifecycle_expired,
+        report.peak_rss_mib_after_lifecycle,
+        report.peak_rss_mib_before
+    );
+    println!(
+        "garbage collection pass     {:>10} {:>10.2} {:>12.0}   {:>6} reclaimed {:.0}",
+        report.blobs,
+        report.gc_seconds,
+        report.blobs as f64 / report.gc_seconds,
+        report.gc_reclaimed,
+        report.peak_rss_mib_after_gc
+    );
+    Ok(())
+}
 
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -578,6 +635,9 @@ impl Session<'_> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.scenario.contains(&Scenario::Housekeeping) {
+        return run_housekeeping(&args).await;
+    }
     let target = Target::open(&args)?;
     let client = Client::new(&target.base, target.credentials.clone());
     client.ping().await.map_err(|f| {
@@ -620,6 +680,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Scenario::Pull => session.pull().await,
             Scenario::Metadata => session.metadata().await,
             Scenario::Scale => session.scale().await,
+            Scenario::Housekeeping => unreachable!("run alone by run_housekeeping"),
         };
         if let Err(e) = outcome {
             failure = Some(e);
