@@ -1,5 +1,6 @@
 """Starts the real berth binary for the client tests."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -104,6 +105,21 @@ def aws(berth, *args, env=None):
         ["aws", "--endpoint-url", berth.url, *args], capture_output=True, text=True, env=full_env, timeout=60
     )
     return result.returncode, result.stdout, result.stderr
+
+
+def ok(result):
+    """The parsed JSON output of a successful `aws` call."""
+    code, out, err = result
+    assert code == 0, err
+    return json.loads(out) if out.strip() else None
+
+
+def failure(result, error_type):
+    """The error output of an `aws` call that failed with `error_type`."""
+    code, _, err = result
+    assert code != 0
+    assert f"({error_type})" in err, err
+    return err
 
 
 def basic_auth(user=ROOT_KEY[0], password=ROOT_KEY[1]) -> str:

@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, REGION, ROOT_KEY, Berth, aws, basic_auth, root_env
+from conftest import ACCOUNT, REGION, ROOT_KEY, Berth, aws, basic_auth, failure, ok, root_env
 from oci_layout import Layout, sample_files
 
 REPO_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository"
@@ -57,19 +57,6 @@ def client(berth, service, key=ROOT_KEY, token=None, validate=True):
         aws_session_token=token,
         config=Config(retries={"max_attempts": 1}, parameter_validation=validate),
     )
-
-
-def ok(result):
-    code, out, err = result
-    assert code == 0, err
-    return json.loads(out) if out.strip() else None
-
-
-def failure(result, error_type):
-    code, _, err = result
-    assert code != 0
-    assert f"({error_type})" in err, err
-    return err
 
 
 def as_key(key, token=None):

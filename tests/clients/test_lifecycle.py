@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ACCOUNT, Berth, aws, basic_auth, root_env
+from conftest import ACCOUNT, Berth, aws, basic_auth, failure, ok, root_env
 
 KEEP_800 = {"rules": [{"rulePriority": 10, "description": "Expire old images",
                        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 800},
@@ -29,19 +29,6 @@ def idle_berth():
     server = Berth(env={"BERTH_ACCOUNT_ID": ACCOUNT, "BERTH_LIFECYCLE_INTERVAL": "24h", **root_env()})
     yield server
     server.stop()
-
-
-def ok(result):
-    code, out, err = result
-    assert code == 0, err
-    return json.loads(out) if out.strip() else None
-
-
-def failure(result, error_type):
-    code, _, err = result
-    assert code != 0
-    assert f"({error_type})" in err, err
-    return err
 
 
 def request(berth, method, path, data=None, headers=None):
