@@ -4,11 +4,13 @@
 //! Safety rests on one row: every path that makes a blob wanted (an upload
 //! about to commit its bytes, a mount, a manifest push, a manifest or
 //! repository deletion that leaves it unreferenced) first writes the blob's
-//! `last_linked_at`, which locks the row. [`GcStore::collect_blob`] deletes
-//! the row only if it is still unreferenced and untouched for the grace
-//! period, and removes the bytes before it commits: whoever touches the row
-//! meanwhile waits, then finds it gone (and uploads the bytes again) or finds
-//! it kept. SQLite's single writer gives the same order.
+//! `last_linked_at`, which locks the row. [`GcStore::collect_blob`] works only
+//! while the blob is still unreferenced and untouched for the grace period,
+//! re-checked under that lock: it first unlinks the blob from every
+//! repository (committed), then deletes the row and removes the bytes before
+//! committing. Whoever touches the row meanwhile waits, then finds it unlinked
+//! or gone (and uploads the bytes again) or finds it kept. SQLite's single
+//! writer gives the same order.
 
 use async_trait::async_trait;
 use berth_core::Digest;
@@ -32,9 +34,9 @@ pub trait GcStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<(Digest, u64)>>;
-    /// Reclaims one blob if it is still a candidate: its links and row go,
-    /// and `delete_bytes` runs before the change commits (a failure keeps
-    /// everything). True if it was reclaimed.
+    /// Reclaims one blob if it is still a candidate: its links go, then its
+    /// row, with `delete_bytes` run before that commits (a failure keeps the
+    /// row for the next pass). True if it was reclaimed.
     async fn collect_blob(
         &self,
         digest: &Digest,
@@ -91,24 +93,43 @@ macro_rules! impl_gc_store {
                 cutoff: i64,
                 delete_bytes: $crate::gc::DeleteBytes<'_>,
             ) -> $crate::Result<bool> {
+                const STILL_GARBAGE: &str = "digest = $1 AND last_linked_at < $2
+                    AND NOT EXISTS (SELECT 1 FROM manifest_references r
+                                    WHERE r.child_digest = $1 AND r.child_kind = 'blob')";
+                // First unlink it from every repository, committed on its own:
+                // from then on nothing can reference it without uploading it
+                // again. The no-op UPDATE takes the row's lock and checks the
+                // condition on the row as it is then.
                 let mut tx = self.$write.begin().await?;
+                let locked: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE blobs SET last_linked_at = last_linked_at WHERE {STILL_GARBAGE} RETURNING digest"
+                )))
+                .bind(digest.to_string())
+                .bind(cutoff)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if locked.is_none() {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
                 sqlx::query("DELETE FROM repository_blobs WHERE digest = $1")
                     .bind(digest.to_string())
                     .execute(&mut *tx)
                     .await?;
-                // Deleting takes the row's lock and checks the condition again
-                // on the row as it is then.
-                let gone: Option<(String,)> = sqlx::query_as(
-                    "DELETE FROM blobs WHERE digest = $1 AND last_linked_at < $2
-                       AND NOT EXISTS (SELECT 1 FROM manifest_references r
-                                       WHERE r.child_digest = $1 AND r.child_kind = 'blob')
-                     RETURNING digest",
-                )
+                tx.commit().await?;
+                // Then the row and the bytes, the row locked (and the condition
+                // checked again) while the bytes go; a crash in between leaves
+                // an unlinked row for the next pass.
+                let mut tx = self.$write.begin().await?;
+                let gone: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM blobs WHERE {STILL_GARBAGE} RETURNING digest"
+                )))
                 .bind(digest.to_string())
                 .bind(cutoff)
                 .fetch_optional(&mut *tx)
                 .await?;
                 if gone.is_none() {
+                    // An upload wanted it meanwhile: it links it again itself.
                     tx.rollback().await?;
                     return Ok(false);
                 }
