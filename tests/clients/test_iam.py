@@ -465,3 +465,67 @@ def test_robot_accounts_from_berth_admin(berth, workdir):
     repos = ok(aws(berth, "ecr", "describe-repositories", env=viewer))["repositories"]
     assert len(repos) == 3
     failure(aws(berth, "ecr", "create-repository", "--repository-name", "xy", env=viewer), "AccessDeniedException")
+
+
+def test_policy_versions_tags_and_attribute_based_access(berth):
+    iam = client(berth, "iam")
+    read_a = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ecr:DescribeRepositories", "Resource": f"{REPO_ARN}/team-a/*"}]}
+    policy = iam.create_policy(PolicyName="readers", PolicyDocument=json.dumps(read_a))["Policy"]
+    assert policy["DefaultVersionId"] == "v1"
+    ok(aws(berth, "ecr", "create-repository", "--repository-name", "team-a/app"))
+    ok(aws(berth, "ecr", "create-repository", "--repository-name", "team-b/app"))
+    reader = as_key(new_user(berth, "reader", policy["Arn"]))
+    ok(aws(berth, "ecr", "describe-repositories", "--repository-names", "team-a/app", env=reader))
+    failure(aws(berth, "ecr", "describe-repositories", "--repository-names", "team-b/app", env=reader),
+            "AccessDeniedException")
+
+    # A new default version changes what the attached policy allows.
+    read_b = json.loads(json.dumps(read_a))
+    read_b["Statement"][0]["Resource"] = f"{REPO_ARN}/team-b/*"
+    v2 = iam.create_policy_version(PolicyArn=policy["Arn"], PolicyDocument=json.dumps(read_b),
+                                   SetAsDefault=True)["PolicyVersion"]
+    assert v2 == {"VersionId": "v2", "IsDefaultVersion": True, "CreateDate": v2["CreateDate"]}
+    ok(aws(berth, "ecr", "describe-repositories", "--repository-names", "team-b/app", env=reader))
+    failure(aws(berth, "ecr", "describe-repositories", "--repository-names", "team-a/app", env=reader),
+            "AccessDeniedException")
+    versions = iam.list_policy_versions(PolicyArn=policy["Arn"])["Versions"]
+    assert [(v["VersionId"], v["IsDefaultVersion"]) for v in versions] == [("v2", True), ("v1", False)]
+    assert iam.get_policy_version(PolicyArn=policy["Arn"], VersionId="v1")["PolicyVersion"]["Document"] == read_a
+    with pytest.raises(ClientError) as e:
+        iam.delete_policy_version(PolicyArn=policy["Arn"], VersionId="v2")
+    assert e.value.response["Error"]["Code"] == "DeleteConflict"
+    iam.set_default_policy_version(PolicyArn=policy["Arn"], VersionId="v1")
+    ok(aws(berth, "ecr", "describe-repositories", "--repository-names", "team-a/app", env=reader))
+    for i in range(3):
+        iam.create_policy_version(PolicyArn=policy["Arn"], PolicyDocument=json.dumps(read_a))
+    with pytest.raises(ClientError) as e:
+        iam.create_policy_version(PolicyArn=policy["Arn"], PolicyDocument=json.dumps(read_a))
+    assert e.value.response["Error"]["Code"] == "LimitExceeded"
+    entities = iam.list_entities_for_policy(PolicyArn=policy["Arn"])
+    assert [u["UserName"] for u in entities["PolicyUsers"]] == ["reader"]
+    iam.detach_user_policy(UserName="reader", PolicyArn=policy["Arn"])
+    with pytest.raises(ClientError) as e:
+        iam.delete_policy(PolicyArn=policy["Arn"])
+    assert e.value.response["Error"]["Code"] == "DeleteConflict"  # versions first, as on IAM
+    for v in iam.list_policy_versions(PolicyArn=policy["Arn"])["Versions"]:
+        if not v["IsDefaultVersion"]:
+            iam.delete_policy_version(PolicyArn=policy["Arn"], VersionId=v["VersionId"])
+    iam.delete_policy(PolicyArn=policy["Arn"])
+
+    # Tags on the user decide through aws:PrincipalTag, the repository's through aws:ResourceTag.
+    ecr = client(berth, "ecr")
+    ecr.tag_resource(resourceArn=f"{REPO_ARN}/team-b/app", tags=[{"Key": "team", "Value": "b"}])
+    abac = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "ecr:DescribeImages", "Resource": "*",
+        "Condition": {"StringEquals": {"aws:ResourceTag/team": "${aws:PrincipalTag/team}"}}}]}
+    iam.put_user_policy(UserName="reader", PolicyName="abac", PolicyDocument=json.dumps(abac))
+    failure(aws(berth, "ecr", "describe-images", "--repository-name", "team-b/app", env=reader),
+            "AccessDeniedException")
+    iam.tag_user(UserName="reader", Tags=[{"Key": "team", "Value": "b"}])
+    assert iam.list_user_tags(UserName="reader")["Tags"] == [{"Key": "team", "Value": "b"}]
+    ok(aws(berth, "ecr", "describe-images", "--repository-name", "team-b/app", env=reader))
+    iam.untag_user(UserName="reader", TagKeys=["team"])
+    assert iam.list_user_tags(UserName="reader")["Tags"] == []
+    failure(aws(berth, "ecr", "describe-images", "--repository-name", "team-b/app", env=reader),
+            "AccessDeniedException")

@@ -1,6 +1,9 @@
 //! IAM: users and their access keys, groups, roles, managed and inline
 //! policies. Each operation needs `iam:<Operation>` on the entity it names.
 
+mod tags;
+mod versions;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use berth_core::policy::{Policy, PolicyKind};
@@ -43,7 +46,16 @@ pub async fn handle(call: &Call<'_>, action: &str, input: &Value) -> Result<Valu
         "UpdateAssumeRolePolicy" => update_assume_role_policy(call, input).await,
         "CreatePolicy" => create_policy(call, input).await,
         "GetPolicy" => get_policy(call, input).await,
-        "GetPolicyVersion" => get_policy_version(call, input).await,
+        "GetPolicyVersion" => versions::get(call, input).await,
+        "CreatePolicyVersion" => versions::create(call, input).await,
+        "ListPolicyVersions" => versions::list(call, input).await,
+        "DeletePolicyVersion" => versions::delete(call, input).await,
+        "SetDefaultPolicyVersion" => versions::set_default(call, input).await,
+        "ListEntitiesForPolicy" => list_entities_for_policy(call, input).await,
+        "TagUser" | "UntagUser" => tags::change(call, IamKind::User, action, input).await,
+        "TagRole" | "UntagRole" => tags::change(call, IamKind::Role, action, input).await,
+        "ListUserTags" => tags::list(call, IamKind::User, action, input).await,
+        "ListRoleTags" => tags::list(call, IamKind::Role, action, input).await,
         "ListPolicies" => list_policies(call, input).await,
         "DeletePolicy" => delete_policy(call, input).await,
         "AttachUserPolicy" | "AttachGroupPolicy" | "AttachRolePolicy" => {
@@ -659,11 +671,18 @@ async fn attachment_count(call: &Call<'_>, arn: &str) -> Result<usize, QueryErro
 
 fn customer_policy_json(e: &IamEntity, attachments: usize) -> Value {
     let attrs = attributes(e);
+    let versions = versions::Versions::of(e);
+    let updated = versions
+        .list
+        .iter()
+        .map(|v| v.created)
+        .max()
+        .unwrap_or(e.created_at);
     let mut policy = json!({
         "PolicyName": e.name, "PolicyId": e.id, "Arn": e.arn, "Path": e.path,
-        "DefaultVersionId": "v1", "AttachmentCount": attachments,
+        "DefaultVersionId": versions.default, "AttachmentCount": attachments,
         "PermissionsBoundaryUsageCount": 0, "IsAttachable": true,
-        "CreateDate": seconds(e.created_at), "UpdateDate": seconds(e.created_at),
+        "CreateDate": seconds(e.created_at), "UpdateDate": seconds(updated),
     });
     if let Some(description) = attrs["description"].as_str() {
         policy["Description"] = json!(description);
@@ -736,33 +755,6 @@ async fn get_policy(call: &Call<'_>, input: &Value) -> Result<Value, QueryError>
     Ok(json!({"Policy": customer_policy_json(&policy, attachments)}))
 }
 
-async fn get_policy_version(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
-    let arn = str_of(input, "PolicyArn");
-    let version = str_of(input, "VersionId");
-    call.authorize("iam:GetPolicyVersion", arn).await?;
-    let (document, default, created) = match managed_policy(arn) {
-        Some(aws) => (aws.document.to_string(), aws.version, 0),
-        None => {
-            let policy = customer_policy(call, arn).await?;
-            (
-                policy.document.clone().unwrap_or_default(),
-                "v1",
-                policy.created_at / 1000,
-            )
-        }
-    };
-    if version != default {
-        return Err(QueryError::new(
-            "NoSuchEntity",
-            format!("Policy {arn} version {version} does not exist or is not attachable."),
-        ));
-    }
-    Ok(json!({"PolicyVersion": {
-        "Document": encode_document(&document), "VersionId": version,
-        "IsDefaultVersion": true, "CreateDate": created,
-    }}))
-}
-
 async fn list_policies(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
     call.authorize("iam:ListPolicies", "*").await?;
     let scope = input["Scope"].as_str().unwrap_or("All");
@@ -814,6 +806,12 @@ async fn delete_policy(call: &Call<'_>, input: &Value) -> Result<Value, QueryErr
         ));
     }
     let policy = customer_policy(call, arn).await?;
+    if versions::Versions::of(&policy).list.len() > 1 {
+        return Err(QueryError::new(
+            "DeleteConflict",
+            "This policy has more than one version. Before you delete a policy, you must delete the policy's versions. The default version is deleted with the policy.",
+        ));
+    }
     match call
         .app
         .access
@@ -827,6 +825,44 @@ async fn delete_policy(call: &Call<'_>, input: &Value) -> Result<Value, QueryErr
             Err(delete_conflict(IamKind::Policy, dependent))
         }
     }
+}
+
+/// The users, groups and roles a managed policy is attached to.
+async fn list_entities_for_policy(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
+    let arn = str_of(input, "PolicyArn");
+    call.authorize("iam:ListEntitiesForPolicy", arn).await?;
+    if managed_policy(arn).is_none() {
+        customer_policy(call, arn).await?;
+    }
+    let filter = input["EntityFilter"].as_str();
+    let store = call.app.access.store();
+    let (mut users, mut groups, mut roles) = (Vec::new(), Vec::new(), Vec::new());
+    for link in store
+        .list_iam_links(LinkKind::Attached, None, Some(arn))
+        .await?
+    {
+        let Some((kind, name)) = link.subject.split_once(':') else {
+            continue;
+        };
+        let (kind, list, title, wanted) = match kind {
+            "user" => (IamKind::User, &mut users, "User", "User"),
+            "group" => (IamKind::Group, &mut groups, "Group", "Group"),
+            _ => (IamKind::Role, &mut roles, "Role", "Role"),
+        };
+        if filter
+            .is_some_and(|f| f != wanted && f != "LocalManagedPolicy" && f != "AWSManagedPolicy")
+        {
+            continue;
+        }
+        if let Some(entity) = store.get_iam_entity(kind, name).await? {
+            list.push(
+                json!({format!("{title}Name"): entity.name, format!("{title}Id"): entity.id}),
+            );
+        }
+    }
+    Ok(json!({
+        "PolicyUsers": users, "PolicyGroups": groups, "PolicyRoles": roles, "IsTruncated": false,
+    }))
 }
 
 fn holder_name(kind: IamKind, input: &Value) -> &str {
