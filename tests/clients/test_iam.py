@@ -529,3 +529,26 @@ def test_policy_versions_tags_and_attribute_based_access(berth):
     assert iam.list_user_tags(UserName="reader")["Tags"] == []
     failure(aws(berth, "ecr", "describe-images", "--repository-name", "team-b/app", env=reader),
             "AccessDeniedException")
+
+
+def test_create_on_push_needs_the_right_to_create(workdir):
+    server = Berth(extra=["--create-on-push"], env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+    try:
+        layout = image_layout(workdir, "create")
+        power = as_key(new_user(server, "power", f"{AWS_POLICY}/AmazonEC2ContainerRegistryPowerUser"))
+        full = as_key(new_user(server, "full", f"{AWS_POLICY}/AmazonEC2ContainerRegistryFullAccess"))
+        auth = skopeo_login(server, workdir, power, "power")
+        denied = copy(f"oci:{layout}:v1", f"docker://{server.host}/new/app:v1", auth)
+        assert denied.returncode != 0
+        assert "ecr:CreateRepository" in denied.stderr or "403" in denied.stderr, denied.stderr
+        failure(aws(server, "ecr", "describe-repositories", "--repository-names", "new/app"),
+                "RepositoryNotFoundException")
+        auth = skopeo_login(server, workdir, full, "full")
+        pushed = copy(f"oci:{layout}:v1", f"docker://{server.host}/new/app:v1", auth)
+        assert pushed.returncode == 0, pushed.stderr
+        # Once it exists, the power user pushes to it.
+        auth = skopeo_login(server, workdir, power, "power")
+        pushed = copy(f"oci:{layout}:v1", f"docker://{server.host}/new/app:v2", auth)
+        assert pushed.returncode == 0, pushed.stderr
+    finally:
+        server.stop()

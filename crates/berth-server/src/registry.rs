@@ -213,6 +213,12 @@ impl Registry {
         }
     }
 
+    /// Whether a push to `repository` would create it (it is missing and
+    /// repositories are created on push).
+    pub async fn push_creates(&self, repository: &RepositoryName) -> Result<bool> {
+        Ok(self.config.create_on_push && !self.metadata.repository_exists(repository).await?)
+    }
+
     /// Refuses a push to a missing repository unless repositories are
     /// created on push (within the repository quota).
     async fn check_pushable(&self, repository: &RepositoryName) -> Result<()> {

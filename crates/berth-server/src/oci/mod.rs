@@ -114,6 +114,22 @@ async fn authorize(
     }
     let name = route.repository().expect("repository routes name one");
     let arn = app.access.repository_arn(name.as_str());
+    let mut actions = actions.to_vec();
+    // A push that creates its repository needs the right to create it.
+    let starts_push = matches!(
+        (route, method),
+        (Route::Uploads(_), &Method::POST) | (Route::Manifest(..), &Method::PUT)
+    );
+    if starts_push
+        && principal.is_some()
+        && app
+            .registry
+            .push_creates(name)
+            .await
+            .map_err(|e| Refusal::Error(e.into()))?
+    {
+        actions.push("ecr:CreateRepository");
+    }
     for action in actions {
         match app
             .access
