@@ -174,6 +174,14 @@ def test_preview_and_enforcement_agree_image_for_image(idle_berth):
     after = images(berth, "svc")
     assert set(before) - set(after) == set(expected)
 
+    # Each expiry is recorded as an ECR Image Action naming its rule.
+    events = [json.loads(line) for line in subprocess_run(berth, "events").splitlines()]
+    assert {e["detail"]["image-digest"]: e["detail"]["lifecycle-rule-priority"] for e in events} == expected
+    for event in events:
+        assert event["source"] == "aws.ecr" and event["detail-type"] == "ECR Image Action"
+        assert event["account"] == ACCOUNT and event["detail"]["action-type"] == "DELETE"
+        assert event["detail"]["repository-name"] == "svc" and event["detail"]["result"] == "SUCCESS"
+
 
 def subprocess_run(berth, *args):
     import subprocess

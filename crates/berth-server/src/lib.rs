@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod ecr;
+pub mod events;
 pub mod gc;
 pub mod identity;
 pub mod lifecycle;

@@ -1,7 +1,8 @@
 //! Lifecycle policies applied: previews and enforcement both evaluate with
 //! `berth_core::lifecycle::evaluate` over the same image list, so they cannot
 //! disagree. Enforcement deletes each expired image as `BatchDeleteImage`
-//! would, and logs it with the rule that expired it.
+//! would, and records it (an event and a log line) with the rule that
+//! expired it.
 
 use std::sync::Arc;
 
@@ -106,6 +107,14 @@ impl Lifecycle {
                 .await
             {
                 Ok(()) => {
+                    crate::events::record_lifecycle_expiry(
+                        &*self.store,
+                        repository.as_str(),
+                        &item.image.digest,
+                        &item.image.tags,
+                        item.rule_priority,
+                    )
+                    .await?;
                     tracing::info!(
                         repository = %repository,
                         digest = %item.image.digest,

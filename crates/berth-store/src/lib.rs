@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub mod access;
+pub mod events;
 pub mod fs;
 pub mod gc;
 pub mod lifecycle;
@@ -29,6 +30,7 @@ pub use access::{
     AccessKeyRecord, AccessStore, DeleteEntityOutcome, Dependent, IamEntity, IamKind, IamLink,
     LinkKind,
 };
+pub use events::{Event, EventStore};
 pub use fs::FsBlobStore;
 pub use gc::GcStore;
 pub use lifecycle::{LifecycleImage, LifecyclePolicyRecord, LifecycleStore};
@@ -230,7 +232,7 @@ pub struct Referrer {
 /// policies behind [`LifecycleStore`].
 #[async_trait]
 pub trait MetadataStore:
-    AccessStore + GcStore + LifecycleStore + QuotaStore + Send + Sync + 'static
+    AccessStore + EventStore + GcStore + LifecycleStore + QuotaStore + Send + Sync + 'static
 {
     /// Creates the repository if it does not exist.
     async fn ensure_repository(&self, name: &RepositoryName) -> Result<()>;

@@ -930,6 +930,7 @@ impl MetadataStore for PgStore {
 }
 
 crate::access::impl_access_store!(PgStore, pool, pool);
+crate::events::impl_event_store!(PgStore, pool, pool);
 crate::gc::impl_gc_store!(PgStore, pool, pool);
 crate::quota::impl_quota_store!(PgStore, pool);
 crate::lifecycle::impl_lifecycle_store!(PgStore, pool, pool);

@@ -931,6 +931,7 @@ impl MetadataStore for SqliteStore {
 }
 
 crate::access::impl_access_store!(SqliteStore, write, read);
+crate::events::impl_event_store!(SqliteStore, write, read);
 crate::gc::impl_gc_store!(SqliteStore, write, read);
 crate::quota::impl_quota_store!(SqliteStore, read);
 crate::lifecycle::impl_lifecycle_store!(SqliteStore, write, read);

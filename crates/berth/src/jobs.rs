@@ -1,6 +1,7 @@
 //! On-demand runs of the background jobs `berth serve` runs on its own:
 //! `berth lifecycle` applies lifecycle policies now, `berth gc` reclaims
-//! unreferenced blobs now. Both are safe while servers run.
+//! unreferenced blobs now. Both are safe while servers run. `berth events`
+//! prints what was recorded.
 
 use std::sync::Arc;
 
@@ -58,6 +59,27 @@ pub async fn gc(args: GcArgs) -> anyhow::Result<()> {
         report.blobs.len(),
         report.bytes()
     );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    install: InstallArgs,
+
+    /// How many of the newest events to print.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+}
+
+/// Prints the newest events, oldest first, one EventBridge-shaped JSON object per line.
+pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
+    let install = args.install.open().await?;
+    for event in install.metadata.recent_events(args.limit).await? {
+        let envelope =
+            berth_server::events::envelope(&event, &args.install.account_id, &args.install.region);
+        println!("{envelope}");
+    }
     Ok(())
 }
 

@@ -31,6 +31,8 @@ enum Command {
     Lifecycle(jobs::LifecycleArgs),
     /// Reclaim blobs nothing references now (`serve` does every `--gc-interval`).
     Gc(jobs::GcArgs),
+    /// Print the newest recorded events (lifecycle expiries), EventBridge-shaped.
+    Events(jobs::EventsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Command::Admin(args) => runtime.block_on(admin::run(args)),
         Command::Lifecycle(args) => runtime.block_on(jobs::lifecycle(args)),
         Command::Gc(args) => runtime.block_on(jobs::gc(args)),
+        Command::Events(args) => runtime.block_on(jobs::events(args)),
     }
 }

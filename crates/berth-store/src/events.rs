@@ -1,0 +1,73 @@
+//! What happened, as events in EventBridge's `detail-type`/`detail` shape
+//! (source `aws.ecr`), kept in the database so that any node's events can be
+//! read from any node. Plain SQL both databases accept, implemented for both
+//! backends by [`impl_event_store`].
+
+use async_trait::async_trait;
+
+use crate::Result;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Increasing with time of recording.
+    pub id: i64,
+    /// Milliseconds.
+    pub at: i64,
+    /// `ECR Image Action`, …
+    pub detail_type: String,
+    /// The event's `detail` object, as JSON text.
+    pub detail: String,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    async fn record_event(&self, at: i64, detail_type: &str, detail: &str) -> Result<()>;
+    /// The newest `limit` events, oldest first.
+    async fn recent_events(&self, limit: u32) -> Result<Vec<Event>>;
+}
+
+macro_rules! impl_event_store {
+    ($store:ty, $write:ident, $read:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::events::EventStore for $store {
+            async fn record_event(
+                &self,
+                at: i64,
+                detail_type: &str,
+                detail: &str,
+            ) -> $crate::Result<()> {
+                sqlx::query("INSERT INTO events (at, detail_type, detail) VALUES ($1, $2, $3)")
+                    .bind(at)
+                    .bind(detail_type)
+                    .bind(detail)
+                    .execute(&self.$write)
+                    .await?;
+                Ok(())
+            }
+
+            async fn recent_events(
+                &self,
+                limit: u32,
+            ) -> $crate::Result<Vec<$crate::events::Event>> {
+                let mut rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+                    "SELECT id, at, detail_type, detail FROM events ORDER BY id DESC LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.$read)
+                .await?;
+                rows.reverse();
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, at, detail_type, detail)| $crate::events::Event {
+                        id,
+                        at,
+                        detail_type,
+                        detail,
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_event_store;
