@@ -182,6 +182,19 @@ impl Call<'_> {
         Ok(entity)
     }
 
+    /// Like `authorize_on`, for operations on an entity that must exist
+    /// (`NoSuchEntity` otherwise).
+    async fn authorize_existing(
+        &self,
+        action: &str,
+        kind: IamKind,
+        name: &str,
+    ) -> Result<IamEntity, QueryError> {
+        self.authorize_on(action, kind, name)
+            .await?
+            .ok_or_else(|| no_such(kind, name))
+    }
+
     /// The user an operation names, or the caller when it names none.
     fn user_or_caller<'a>(&'a self, input: &'a Value) -> Result<Option<&'a str>, QueryError> {
         if let Some(name) = input["UserName"].as_str() {
@@ -338,9 +351,8 @@ async fn get_user(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
         }}));
     };
     let user = call
-        .authorize_on("GetUser", IamKind::User, name)
-        .await?
-        .ok_or_else(|| no_such(IamKind::User, name))?;
+        .authorize_existing("GetUser", IamKind::User, name)
+        .await?;
     Ok(json!({"User": user_json(&user)}))
 }
 
@@ -415,10 +427,7 @@ async fn key_owner(
 ) -> Result<(String, Option<String>), QueryError> {
     match call.user_or_caller(input)? {
         Some(name) => {
-            let user = call
-                .authorize_on(action, IamKind::User, name)
-                .await?
-                .ok_or_else(|| no_such(IamKind::User, name))?;
+            let user = call.authorize_existing(action, IamKind::User, name).await?;
             Ok((user.arn, Some(user.name)))
         }
         None => {
@@ -516,9 +525,8 @@ async fn create_group(call: &Call<'_>, input: &Value) -> Result<Value, QueryErro
 async fn get_group(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
     let name = str_of(input, "GroupName");
     let group = call
-        .authorize_on("GetGroup", IamKind::Group, name)
-        .await?
-        .ok_or_else(|| no_such(IamKind::Group, name))?;
+        .authorize_existing("GetGroup", IamKind::Group, name)
+        .await?;
     let store = call.app.access.store();
     let mut users = Vec::new();
     for link in store
@@ -542,9 +550,8 @@ async fn get_group(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> 
 
 async fn add_user_to_group(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
     let (group, user) = (str_of(input, "GroupName"), str_of(input, "UserName"));
-    call.authorize_on("AddUserToGroup", IamKind::Group, group)
-        .await?
-        .ok_or_else(|| no_such(IamKind::Group, group))?;
+    call.authorize_existing("AddUserToGroup", IamKind::Group, group)
+        .await?;
     let link = IamLink {
         kind: LinkKind::Member,
         subject: IamKind::User.key(user),
@@ -566,9 +573,8 @@ async fn add_user_to_group(call: &Call<'_>, input: &Value) -> Result<Value, Quer
 
 async fn remove_user_from_group(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
     let (group, user) = (str_of(input, "GroupName"), str_of(input, "UserName"));
-    call.authorize_on("RemoveUserFromGroup", IamKind::Group, group)
-        .await?
-        .ok_or_else(|| no_such(IamKind::Group, group))?;
+    call.authorize_existing("RemoveUserFromGroup", IamKind::Group, group)
+        .await?;
     let removed = call
         .app
         .access
@@ -587,9 +593,8 @@ async fn remove_user_from_group(call: &Call<'_>, input: &Value) -> Result<Value,
 
 async fn list_groups_for_user(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
     let name = str_of(input, "UserName");
-    call.authorize_on("ListGroupsForUser", IamKind::User, name)
-        .await?
-        .ok_or_else(|| no_such(IamKind::User, name))?;
+    call.authorize_existing("ListGroupsForUser", IamKind::User, name)
+        .await?;
     let store = call.app.access.store();
     let mut groups = Vec::new();
     for link in store
@@ -634,18 +639,16 @@ async fn create_role(call: &Call<'_>, input: &Value) -> Result<Value, QueryError
 async fn get_role(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
     let name = str_of(input, "RoleName");
     let role = call
-        .authorize_on("GetRole", IamKind::Role, name)
-        .await?
-        .ok_or_else(|| no_such(IamKind::Role, name))?;
+        .authorize_existing("GetRole", IamKind::Role, name)
+        .await?;
     Ok(json!({"Role": role_json(&role)}))
 }
 
 async fn update_assume_role_policy(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
     let name = str_of(input, "RoleName");
     let mut role = call
-        .authorize_on("UpdateAssumeRolePolicy", IamKind::Role, name)
-        .await?
-        .ok_or_else(|| no_such(IamKind::Role, name))?;
+        .authorize_existing("UpdateAssumeRolePolicy", IamKind::Role, name)
+        .await?;
     let trust = str_of(input, "PolicyDocument");
     checked_policy(trust, PolicyKind::Trust, 2048)?;
     role.document = Some(trust.to_string());
@@ -878,9 +881,8 @@ async fn attach(
     let name = holder_name(kind, input);
     let verb = if attach { "Attach" } else { "Detach" };
     let arn = str_of(input, "PolicyArn");
-    call.authorize_on(&format!("{verb}{}Policy", kind_title(kind)), kind, name)
-        .await?
-        .ok_or_else(|| no_such(kind, name))?;
+    call.authorize_existing(&format!("{verb}{}Policy", kind_title(kind)), kind, name)
+        .await?;
     let store = call.app.access.store();
     if attach {
         let customer = customer_policy_name(call, arn);
@@ -915,13 +917,12 @@ async fn attach(
 
 async fn list_attached(call: &Call<'_>, kind: IamKind, input: &Value) -> Result<Value, QueryError> {
     let name = holder_name(kind, input);
-    call.authorize_on(
+    call.authorize_existing(
         &format!("ListAttached{}Policies", kind_title(kind)),
         kind,
         name,
     )
-    .await?
-    .ok_or_else(|| no_such(kind, name))?;
+    .await?;
     let links = call
         .app
         .access
@@ -951,9 +952,8 @@ fn inline_limit(kind: IamKind) -> usize {
 
 async fn put_inline(call: &Call<'_>, kind: IamKind, input: &Value) -> Result<Value, QueryError> {
     let name = holder_name(kind, input);
-    call.authorize_on(&format!("Put{}Policy", kind_title(kind)), kind, name)
-        .await?
-        .ok_or_else(|| no_such(kind, name))?;
+    call.authorize_existing(&format!("Put{}Policy", kind_title(kind)), kind, name)
+        .await?;
     let document = str_of(input, "PolicyDocument");
     checked_policy(document, PolicyKind::Identity, inline_limit(kind))?;
     let link = IamLink {
@@ -987,9 +987,8 @@ fn no_such_inline(kind: IamKind, policy: &str) -> QueryError {
 async fn get_inline(call: &Call<'_>, kind: IamKind, input: &Value) -> Result<Value, QueryError> {
     let name = holder_name(kind, input);
     let holder = call
-        .authorize_on(&format!("Get{}Policy", kind_title(kind)), kind, name)
-        .await?
-        .ok_or_else(|| no_such(kind, name))?;
+        .authorize_existing(&format!("Get{}Policy", kind_title(kind)), kind, name)
+        .await?;
     let policy = str_of(input, "PolicyName");
     let link = call
         .app
@@ -1009,9 +1008,8 @@ async fn get_inline(call: &Call<'_>, kind: IamKind, input: &Value) -> Result<Val
 
 async fn delete_inline(call: &Call<'_>, kind: IamKind, input: &Value) -> Result<Value, QueryError> {
     let name = holder_name(kind, input);
-    call.authorize_on(&format!("Delete{}Policy", kind_title(kind)), kind, name)
-        .await?
-        .ok_or_else(|| no_such(kind, name))?;
+    call.authorize_existing(&format!("Delete{}Policy", kind_title(kind)), kind, name)
+        .await?;
     let policy = str_of(input, "PolicyName");
     if !call
         .app
@@ -1027,9 +1025,8 @@ async fn delete_inline(call: &Call<'_>, kind: IamKind, input: &Value) -> Result<
 
 async fn list_inline(call: &Call<'_>, kind: IamKind, input: &Value) -> Result<Value, QueryError> {
     let name = holder_name(kind, input);
-    call.authorize_on(&format!("List{}Policies", kind_title(kind)), kind, name)
-        .await?
-        .ok_or_else(|| no_such(kind, name))?;
+    call.authorize_existing(&format!("List{}Policies", kind_title(kind)), kind, name)
+        .await?;
     let links = call
         .app
         .access

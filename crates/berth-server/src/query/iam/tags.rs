@@ -4,17 +4,10 @@
 use berth_store::IamKind;
 use serde_json::{Value, json};
 
-use super::{Call, QueryError, attributes, no_such, page, paged, str_of};
+use super::{Call, QueryError, attributes, holder_name, page, paged};
 
 /// Tags per user or role, as on IAM.
 const MAX_TAGS: usize = 50;
-
-fn holder(kind: IamKind, input: &Value) -> &str {
-    match kind {
-        IamKind::Role => str_of(input, "RoleName"),
-        _ => str_of(input, "UserName"),
-    }
-}
 
 /// `Tag…`/`Untag…`: sets or removes tags of the user or role.
 pub(super) async fn change(
@@ -23,11 +16,8 @@ pub(super) async fn change(
     action: &str,
     input: &Value,
 ) -> Result<Value, QueryError> {
-    let name = holder(kind, input);
-    let mut entity = call
-        .authorize_on(action, kind, name)
-        .await?
-        .ok_or_else(|| no_such(kind, name))?;
+    let name = holder_name(kind, input);
+    let mut entity = call.authorize_existing(action, kind, name).await?;
     let mut attrs = attributes(&entity);
     let mut tags: Vec<(String, String)> = attrs["tags"]
         .as_array()
@@ -80,11 +70,8 @@ pub(super) async fn list(
     action: &str,
     input: &Value,
 ) -> Result<Value, QueryError> {
-    let name = holder(kind, input);
-    let entity = call
-        .authorize_on(action, kind, name)
-        .await?
-        .ok_or_else(|| no_such(kind, name))?;
+    let name = holder_name(kind, input);
+    let entity = call.authorize_existing(action, kind, name).await?;
     let tags: Vec<Value> = attributes(&entity)["tags"]
         .as_array()
         .cloned()
