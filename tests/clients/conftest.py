@@ -18,7 +18,7 @@ ROOT_KEY = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 
 
 class Berth:
-    def __init__(self, extra=(), env=None):
+    def __init__(self, extra=(), env=None, listen="127.0.0.1:0"):
         self.tmp = tempfile.mkdtemp(prefix="berth-clients-")
         self.data = os.path.join(self.tmp, "data")
         self.schema = None
@@ -35,18 +35,28 @@ class Berth:
         # What `berth admin` needs to reach the same install.
         self.install_args = ["--data-dir", self.data, *database]
         self.env = {**os.environ, **(env or {})}
+        self.command = [BINARY, "serve", "--listen", listen, *self.install_args, *extra]
+        self.start()
+
+    def start(self):
+        """Starts the server on this install (again, after `halt`)."""
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data, *database, *extra],
+            self.command,
             stdout=subprocess.PIPE,
-            env={**os.environ, "BERTH_LOG": "warn", **(env or {})},
+            env={"BERTH_LOG": "warn", **self.env},
             text=True,
         )
         first = self.proc.stdout.readline()
         # "berth is serving the OCI registry API on http[s]://127.0.0.1:PORT/v2/"
         url = first.strip().rsplit(" ", 1)[1]
         scheme, rest = url.split("://", 1)
-        self.host = rest.split("/", 1)[0]
+        self.host = rest.split("/", 1)[0].replace("[::]", "127.0.0.1")
         self.url = f"{scheme}://{self.host}"
+
+    def halt(self):
+        """Stops the server and keeps its install."""
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
 
     def admin(self, *args) -> str:
         """Runs `berth admin …` on this install; returns its output."""
@@ -73,8 +83,7 @@ class Berth:
                 db.execute(statement)
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+        self.halt()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

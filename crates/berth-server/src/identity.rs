@@ -48,6 +48,8 @@ pub enum PrincipalKind {
     },
     /// The bearer of a presigned URL: authorized when the URL was issued.
     Presigned,
+    /// A key whose principal ARN berth does not recognise: allowed nothing.
+    Unknown,
 }
 
 impl Principal {
@@ -79,7 +81,7 @@ impl Principal {
                 session: session.to_string(),
             }
         } else {
-            PrincipalKind::Presigned
+            PrincipalKind::Unknown
         };
         Principal {
             arn: key.principal,
@@ -196,6 +198,31 @@ impl Identity {
             account_id,
             region,
         }
+    }
+
+    /// Whether this install's secret key opens what the database holds: a
+    /// value sealed on the first start (or, on older installs, the root key
+    /// bootstrapped then). False means another node's database was opened
+    /// with a different `secret.key`; every sealed secret would fail.
+    pub async fn secret_key_opens_the_database(&self) -> Result<bool, StoreError> {
+        const CHECK: &str = "secret-key-check";
+        const PLAIN: &str = "berth: this install's secret key";
+        if let Some(sealed) = self.metadata.get_setting(CHECK).await? {
+            let opened = hex::decode(sealed)
+                .ok()
+                .and_then(|sealed| self.unseal(&sealed).ok());
+            return Ok(opened.as_deref() == Some(PLAIN));
+        }
+        if let Some(id) = self.metadata.get_setting("root-key-bootstrapped").await?
+            && let Some(key) = self.metadata.get_access_key(&id).await?
+            && self.unseal(&key.sealed_secret).is_err()
+        {
+            return Ok(false);
+        }
+        self.metadata
+            .put_setting(CHECK, Some(&hex::encode(self.seal(PLAIN))))
+            .await?;
+        Ok(true)
     }
 
     pub fn root_arn(&self) -> String {
@@ -419,16 +446,20 @@ impl Identity {
             )));
         }
         let (secret, principal, token_hash) = self.active_key(&auth.access_key_id).await?;
-        if let Some(expected) = token_hash {
-            let token = request
-                .headers
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-security-token"))
-                .map(|(_, value)| value.as_str())
-                .ok_or(AuthError::UnrecognizedClient)?;
-            let given = hex::encode(Sha256::digest(token.as_bytes()));
-            if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-                return Err(AuthError::UnrecognizedClient);
+        let token = request
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-security-token"))
+            .map(|(_, value)| value.as_str());
+        match (token_hash, token) {
+            (None, None) => {}
+            // A session token with a long-term key is refused, as on AWS.
+            (None, Some(_)) | (Some(_), None) => return Err(AuthError::UnrecognizedClient),
+            (Some(expected), Some(token)) => {
+                let given = hex::encode(Sha256::digest(token.as_bytes()));
+                if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                    return Err(AuthError::UnrecognizedClient);
+                }
             }
         }
         sigv4::verify(request, &auth, &secret, now_millis() / 1000)?;

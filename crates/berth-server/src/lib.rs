@@ -40,7 +40,9 @@ impl App {
             source_ip: request
                 .extensions()
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip()),
+                // An IPv4 client of a dual-stack listener arrives as
+                // `::ffff:a.b.c.d`; policies name it by its IPv4 address.
+                .map(|info| info.0.ip().to_canonical()),
             secure: self.scheme == "https",
             request_tags: Vec::new(),
             tag_keys: Vec::new(),

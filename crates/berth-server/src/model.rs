@@ -74,6 +74,59 @@ pub enum InputError {
     Validation(String),
 }
 
+/// Rewrites the Perl classes of a botocore pattern (`\\w`, `\\d`, `\\s`
+/// and their negations) to their ASCII meaning, as AWS matches them (Java's
+/// regular expressions); the `regex` crate's are Unicode. Explicit Unicode
+/// classes (`\\p{L}` …) stay Unicode.
+fn ascii_classes(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut in_class = false;
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(next) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                let (inside, outside) = match next {
+                    'w' => ("[:word:]", "[[:word:]]"),
+                    'W' => ("[:^word:]", "[^[:word:]]"),
+                    'd' => ("[:digit:]", "[[:digit:]]"),
+                    'D' => ("[:^digit:]", "[^[:digit:]]"),
+                    's' => ("[:space:]", "[[:space:]]"),
+                    'S' => ("[:^space:]", "[^[:space:]]"),
+                    _ => {
+                        out.push(c);
+                        out.push(next);
+                        continue;
+                    }
+                };
+                out.push_str(if in_class { inside } else { outside });
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // A `]` or `^]` right after the opening bracket is literal.
+                let rest = chars.as_str();
+                for lead in ["^]", "]", "^"] {
+                    if let Some(after) = rest.strip_prefix(lead) {
+                        out.push_str(lead);
+                        chars = after.chars();
+                        break;
+                    }
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 impl Model {
     fn load(json: &str) -> Model {
         let raw: Raw = serde_json::from_str(json).expect("the model parses");
@@ -82,7 +135,10 @@ impl Model {
             .values()
             .filter_map(|s| s.pattern.clone())
             .filter_map(|p| {
-                let anchored = format!("^(?:{})$", p.trim_start_matches('^').trim_end_matches('$'));
+                let anchored = format!(
+                    "^(?:{})$",
+                    ascii_classes(p.trim_start_matches('^').trim_end_matches('$'))
+                );
                 // A few IAM patterns use look-ahead, which `regex` lacks; those
                 // members go unchecked (none belongs to an operation berth serves).
                 let regex = Regex::new(&anchored).ok()?;
@@ -604,6 +660,34 @@ mod tests {
              <Arn>arn:aws:iam::123456789012:user/a&amp;b</Arn><CreateDate>2026-11-24T00:00:00Z</CreateDate>\
              <Tags><member><Key>k</Key><Value>v</Value></member></Tags></User></CreateUserResult>\
              <ResponseMetadata><RequestId>rid</RequestId></ResponseMetadata></CreateUserResponse>"
+        );
+    }
+
+    /// botocore's `\\w` means ASCII, as on AWS: `usér` is not a user name.
+    #[test]
+    fn perl_classes_are_ascii_and_unicode_classes_stay() {
+        assert_eq!(ascii_classes(r"[\w+=,.@-]+"), "[[:word:]+=,.@-]+");
+        assert_eq!(ascii_classes(r"\d{12}"), "[[:digit:]]{12}");
+        assert_eq!(ascii_classes(r"^\S+$"), "^[^[:space:]]+$");
+        assert_eq!(ascii_classes(r"[\p{L}\p{Z}]+"), r"[\p{L}\p{Z}]+");
+        assert_eq!(ascii_classes(r"[]\w]"), "[][:word:]]");
+        let create = |name: &str| {
+            IAM.validate(
+                IAM.operation("CreateUser").unwrap(),
+                &json!({"UserName": name}),
+            )
+        };
+        assert!(create("deployer+ci@team").is_ok());
+        assert!(matches!(create("usér"), Err(InputError::Validation(_))));
+        assert!(matches!(create("用户"), Err(InputError::Validation(_))));
+        // ECR tag values are Unicode letters by the model's own classes.
+        assert!(
+            validate(
+                "TagResource",
+                json!({"resourceArn": "arn:aws:ecr:us-east-1:123456789012:repository/a",
+                    "tags": [{"Key": "équipe", "Value": "données"}]})
+            )
+            .is_ok()
         );
     }
 }

@@ -135,6 +135,10 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn delete_access_key(&self, id: &str) -> Result<bool>;
     /// Forgets temporary credentials that expired before `cutoff` (ms).
     async fn delete_expired_access_keys(&self, cutoff: i64) -> Result<u64>;
+    /// How many temporary credentials of `principal` are still live at `now`
+    /// (ms). `principal` is an ARN, or an ARN prefix ending in `/` (every
+    /// session of a role).
+    async fn count_live_temporary_keys(&self, principal: &str, now: i64) -> Result<u64>;
 
     /// False if an entity of that kind and name (in any case) exists.
     async fn create_iam_entity(&self, entity: &IamEntity) -> Result<bool>;
@@ -320,6 +324,21 @@ macro_rules! impl_access_store {
                     .execute(&self.$write)
                     .await?;
                 Ok(done.rows_affected())
+            }
+
+            async fn count_live_temporary_keys(&self, principal: &str, now: i64) -> $crate::Result<u64> {
+                // A prefix is compared over its length; an ARN over the whole column.
+                let length = if principal.ends_with('/') { principal.chars().count() as i32 } else { i32::MAX };
+                let (count,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM access_keys
+                     WHERE expires_at > $1 AND substr(principal, 1, $2) = $3",
+                )
+                .bind(now)
+                .bind(length)
+                .bind(principal)
+                .fetch_one(&self.$read)
+                .await?;
+                Ok(count as u64)
             }
 
             async fn create_iam_entity(&self, e: &$crate::access::IamEntity) -> $crate::Result<bool> {

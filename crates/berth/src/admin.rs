@@ -47,6 +47,12 @@ enum AdminCommand {
         #[arg(long)]
         pull: Vec<String>,
     },
+    /// Make a new access key for the account root, and write it to
+    /// `<data-dir>/root-credentials`. Other root keys stay as they are
+    /// (deactivate or delete them with `aws iam`). The root key from the
+    /// environment or the file is put into the database on the first start
+    /// only; this is how to get one back after it was revoked.
+    RotateRootKey,
 }
 
 const PULL: &[&str] = &[
@@ -139,6 +145,19 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .put_iam_link(&link, &[(IamKind::User, &name)])
                 .await?;
             print_key(&install, &args.install, &name).await
+        }
+        AdminCommand::RotateRootKey => {
+            let (id, secret) = crate::serve::rotate_root_key(&install).await?;
+            println!(
+                "# {} — keep this secret; also written to {}.",
+                install.identity.root_arn(),
+                install.data_dir.join("root-credentials").display()
+            );
+            println!("[default]");
+            println!("aws_access_key_id = {id}");
+            println!("aws_secret_access_key = {secret}");
+            println!("region = {}", args.install.region);
+            Ok(())
         }
     }
 }

@@ -144,6 +144,14 @@ impl InstallArgs {
             self.account_id.clone(),
             self.region.clone(),
         ));
+        ensure!(
+            identity.secret_key_opens_the_database().await?,
+            "{} does not open the secrets in the metadata database ({database}): every node \
+             sharing a database needs the same secret key; copy {SECRET_KEY} from the node that \
+             created the database into {}",
+            data_dir.join(SECRET_KEY).display(),
+            data_dir.display()
+        );
         Ok(Install {
             data_dir,
             metadata,
@@ -198,52 +206,102 @@ fn secret_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
         .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()))
 }
 
+/// The setting that records the root key bootstrapped into the database.
+const ROOT_BOOTSTRAPPED: &str = "root-key-bootstrapped";
+
 /// The account root's access key: from `BERTH_ROOT_ACCESS_KEY_ID` and
 /// `BERTH_ROOT_SECRET_ACCESS_KEY`, else the one generated on first start
 /// (kept in `<data-dir>/root-credentials`, mode 0600).
+///
+/// The key is put into the database once, on the install's first start;
+/// afterwards the database is the truth: a key deactivated or deleted there
+/// stays so across restarts, and a new root key is made deliberately, with
+/// `berth admin rotate-root-key` (or IAM `CreateAccessKey` as the root).
 /// Returns a line saying where the key comes from.
-async fn root_key(identity: &Identity, data_dir: &Path) -> anyhow::Result<String> {
+async fn root_key(
+    identity: &Identity,
+    metadata: &dyn MetadataStore,
+    data_dir: &Path,
+) -> anyhow::Result<String> {
     let root = identity.root_arn();
+    let bootstrapped = metadata.get_setting(ROOT_BOOTSTRAPPED).await?.is_some();
     let from_env = (
         std::env::var("BERTH_ROOT_ACCESS_KEY_ID").ok(),
         std::env::var("BERTH_ROOT_SECRET_ACCESS_KEY").ok(),
     );
-    if let (Some(id), Some(secret)) = from_env {
-        identity.put_access_key(&id, &secret, &root).await?;
+    let path = data_dir.join(ROOT_CREDENTIALS);
+    let (id, secret, source) = if let (Some(id), Some(secret)) = from_env {
+        (id, secret, "from BERTH_ROOT_ACCESS_KEY_ID".to_string())
+    } else if let Some((id, secret)) = read_credentials(&path)? {
+        (id, secret, format!("in {}", path.display()))
+    } else if bootstrapped {
+        return Ok(
+            "root access key: kept in the database (make a new one with `berth admin rotate-root-key`)"
+                .to_string(),
+        );
+    } else {
+        let (id, secret) = Identity::generate_access_key("AKIA");
+        // Another node sharing the data directory may have written it first: use theirs.
+        if !write_private(&path, credentials_file(&id, &secret).as_bytes())? {
+            return Box::pin(root_key(identity, metadata, data_dir)).await;
+        }
+        (
+            id,
+            secret,
+            format!("generated; its secret is in {} (mode 0600)", path.display()),
+        )
+    };
+    if !bootstrapped {
+        if !identity.access_key_exists(&id).await? {
+            identity.put_access_key(&id, &secret, &root).await?;
+        }
+        metadata.put_setting(ROOT_BOOTSTRAPPED, Some(&id)).await?;
+    } else if !identity.access_key_exists(&id).await? {
         return Ok(format!(
-            "root access key: {id} (from BERTH_ROOT_ACCESS_KEY_ID)"
+            "root access key {id} ({source}) was deleted; it is not restored (make a new one with `berth admin rotate-root-key`)"
         ));
     }
-    let path = data_dir.join(ROOT_CREDENTIALS);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let field = |name: &str| {
-                text.lines()
-                    .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == name))
-                    .map(|(_, v)| v.trim().to_string())
-            };
-            let (Some(id), Some(secret)) =
-                (field("aws_access_key_id"), field("aws_secret_access_key"))
-            else {
-                anyhow::bail!("{} does not hold an access key", path.display());
-            };
-            if !identity.access_key_exists(&id).await? {
-                identity.put_access_key(&id, &secret, &root).await?;
-            }
-            return Ok(format!("root access key: {id} (in {})", path.display()));
-        }
-        let (id, secret) = Identity::generate_access_key("AKIA");
-        let file =
-            format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n");
-        // Another node sharing the data directory may have written it first: read theirs.
-        if write_private(&path, file.as_bytes())? {
-            identity.put_access_key(&id, &secret, &root).await?;
-            return Ok(format!(
-                "root access key: {id}, generated; its secret is in {} (mode 0600)",
-                path.display()
-            ));
-        }
+    Ok(format!("root access key: {id} ({source})"))
+}
+
+fn credentials_file(id: &str, secret: &str) -> String {
+    format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n")
+}
+
+/// The access key in a `root-credentials` file, if there is one.
+fn read_credentials(path: &Path) -> anyhow::Result<Option<(String, String)>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == name))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    match (field("aws_access_key_id"), field("aws_secret_access_key")) {
+        (Some(id), Some(secret)) => Ok(Some((id, secret))),
+        _ => anyhow::bail!("{} does not hold an access key", path.display()),
     }
+}
+
+/// A new root access key, deliberately: stored active and written to
+/// `<data-dir>/root-credentials` (replacing the file). Other root keys stay
+/// as they are. Returns the key id and secret.
+pub async fn rotate_root_key(install: &Install) -> anyhow::Result<(String, String)> {
+    let (id, secret) = install
+        .identity
+        .create_access_key(&install.identity.root_arn())
+        .await?;
+    install
+        .metadata
+        .put_setting(ROOT_BOOTSTRAPPED, Some(&id))
+        .await?;
+    let path = install.data_dir.join(ROOT_CREDENTIALS);
+    let aside = path.with_extension("rotated");
+    let _ = std::fs::remove_file(&aside);
+    write_private(&aside, credentials_file(&id, &secret).as_bytes())?;
+    std::fs::rename(&aside, &path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok((id, secret))
 }
 
 /// The metadata store `url` names (default: SQLite in the data directory),
@@ -319,7 +377,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         region.clone(),
     ));
 
-    let root_key_line = root_key(&identity, &data_dir).await?;
+    let root_key_line = root_key(&identity, &*metadata, &data_dir).await?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
             RustlsConfig::from_pem_file(cert, key)
@@ -376,6 +434,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             {
                 let lifecycle = lifecycle.clone();
                 move || enforce_lifecycle(lifecycle.clone())
+            },
+        )),
+        tokio::spawn(periodic(
+            registry.clone(),
+            "credential-purge",
+            CREDENTIAL_PURGE_INTERVAL,
+            {
+                let metadata = metadata.clone();
+                move || purge_expired_credentials(metadata.clone())
             },
         )),
         tokio::spawn(periodic(registry.clone(), "gc", args.gc_interval, {
@@ -487,6 +554,20 @@ async fn clean_uploads(registry: Arc<Registry>) {
             tracing::info!(removed = n, "removed abandoned uploads")
         }
         Err(e) => tracing::warn!(error = %e, "upload clean-up failed"),
+    }
+}
+
+/// How often expired temporary credentials are removed from the database.
+const CREDENTIAL_PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+async fn purge_expired_credentials(metadata: Arc<dyn MetadataStore>) {
+    match metadata
+        .delete_expired_access_keys(berth_store::now_millis())
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "purged expired temporary credentials"),
+        Err(e) => tracing::warn!(error = %e, "purging expired credentials failed"),
     }
 }
 

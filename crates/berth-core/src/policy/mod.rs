@@ -176,6 +176,9 @@ pub struct Policy {
 pub struct Verdict {
     pub deny: bool,
     pub allow: bool,
+    /// A statement allows the caller's whole account only: within the
+    /// account this delegates to the caller's identity policies.
+    pub delegate: bool,
 }
 
 impl Policy {
@@ -234,7 +237,7 @@ impl Policy {
             match statement.effect {
                 Effect::Deny => verdict.deny = true,
                 Effect::Allow if principal == PrincipalMatch::Caller => verdict.allow = true,
-                Effect::Allow => {}
+                Effect::Allow => verdict.delegate = true,
             }
         }
         verdict
@@ -517,8 +520,12 @@ pub struct Policies<'a> {
     pub root: bool,
     /// A session policy given to `AssumeRole`/`GetFederationToken`: it narrows.
     pub session: Option<&'a Policy>,
-    /// The policy on the resource (repository, registry, role trust).
+    /// The policy on the resource (repository, registry).
     pub resource: &'a [Policy],
+    /// A role's trust policy, when the request assumes the role: unlike a
+    /// resource policy it must allow the caller itself, or allow the caller's
+    /// account and the caller's identity policies allow the action too.
+    pub trust: Option<&'a Policy>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -540,8 +547,8 @@ pub fn authorize(policies: &Policies<'_>, request: &Request<'_>) -> Decision {
     } else {
         policies.identity.iter().map(|p| p.evaluate(request)).fold(
             Verdict {
-                deny: false,
                 allow: policies.root,
+                ..Verdict::default()
             },
             merge,
         )
@@ -552,10 +559,17 @@ pub fn authorize(policies: &Policies<'_>, request: &Request<'_>) -> Decision {
         .map(|p| p.evaluate(request))
         .fold(Verdict::default(), merge);
     let session = policies.session.map(|p| p.evaluate(request));
+    let trust = policies.trust.map(|p| p.evaluate(request));
     if identity.deny || resource.deny || session.is_some_and(|s| s.deny) {
         return Decision::ExplicitDeny;
     }
-    let granted = identity.allow || resource.allow;
+    if trust.is_some_and(|t| t.deny) {
+        return Decision::ExplicitDeny;
+    }
+    let granted = match trust {
+        Some(t) => t.allow || (t.delegate && identity.allow),
+        None => identity.allow || resource.allow,
+    };
     let bounded = session.is_none_or(|s| s.allow);
     if granted && bounded {
         Decision::Allow
@@ -568,6 +582,7 @@ fn merge(a: Verdict, b: Verdict) -> Verdict {
     Verdict {
         deny: a.deny || b.deny,
         allow: a.allow || b.allow,
+        delegate: a.delegate || b.delegate,
     }
 }
 

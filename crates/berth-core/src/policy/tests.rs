@@ -56,6 +56,7 @@ fn decide(
             root: caller.is_some_and(|c| c.arn.ends_with(":root")),
             session,
             resource,
+            trust: None,
         },
         &Request {
             action,
@@ -623,4 +624,56 @@ proptest! {
         prop_assert_eq!(decide(&[], &[], None, None, &action, REPO, &ctx), Decision::ImplicitDeny);
         prop_assert_eq!(decide(&[], &[], None, Some(&root()), &action, REPO, &ctx), Decision::Allow);
     }
+}
+
+/// AssumeRole: the trust policy must allow the caller by its ARN, or allow
+/// its account and the caller's identity policies allow `sts:AssumeRole`.
+#[test]
+fn trust_policies_must_admit_the_caller() {
+    const ROLE: &str = "arn:aws:iam::123456789012:role/deployer";
+    let trust = |principal: &str| {
+        Policy::parse(
+            &format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{principal},"Action":"sts:AssumeRole"}}]}}"#
+            ),
+            PolicyKind::Trust,
+        )
+        .unwrap()
+    };
+    let may_assume = identity(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}"#,
+    );
+    let alice = user("alice");
+    let ctx = Context::new();
+    let decide_trust = |identity: &[Policy], trust: &Policy| {
+        authorize(
+            &Policies {
+                identity,
+                root: false,
+                session: None,
+                resource: &[],
+                trust: Some(trust),
+            },
+            &Request {
+                action: "sts:AssumeRole",
+                resource: ROLE,
+                caller: Some(&alice),
+                context: &ctx,
+            },
+        )
+    };
+    let own_arn = trust(&format!(r#"{{"AWS":"{}"}}"#, alice.arn));
+    let other_user = trust(r#"{"AWS":"arn:aws:iam::123456789012:user/bob"}"#);
+    let account = trust(r#"{"AWS":"arn:aws:iam::123456789012:root"}"#);
+    let service = trust(r#"{"Service":"omics.amazonaws.com"}"#);
+    let allowed = std::slice::from_ref(&may_assume);
+    // Named by its own ARN: no identity policy needed.
+    assert_eq!(decide_trust(&[], &own_arn), Decision::Allow);
+    // Another user named: the caller's identity allow does not help.
+    assert_eq!(decide_trust(allowed, &other_user), Decision::ImplicitDeny);
+    // The account delegates: the identity policy must allow as well.
+    assert_eq!(decide_trust(&[], &account), Decision::ImplicitDeny);
+    assert_eq!(decide_trust(allowed, &account), Decision::Allow);
+    // A service principal admits only that service.
+    assert_eq!(decide_trust(allowed, &service), Decision::ImplicitDeny);
 }

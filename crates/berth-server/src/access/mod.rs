@@ -143,10 +143,18 @@ impl Access {
         self.registry_policy.lock().expect("cache lock").clear();
     }
 
+    /// Forgets what was read about repository `name` (its policy and tags),
+    /// after it was created, deleted or retagged.
+    pub fn forget_repository(&self, name: &RepositoryName) {
+        self.repositories
+            .lock()
+            .expect("cache lock")
+            .remove(name.as_str());
+    }
+
     /// Decides whether `principal` (`None`: anonymous) may do `action` on
     /// `resource` (an ARN, or `*`). `repository` brings its policy and tags
-    /// into the decision; `extra` are more policies on the resource (a role's
-    /// trust policy).
+    /// into the decision.
     pub async fn check(
         &self,
         principal: Option<&Principal>,
@@ -155,22 +163,32 @@ impl Access {
         repository: Option<&RepositoryName>,
         facts: &RequestFacts,
     ) -> Result<(), AccessError> {
-        self.check_with(principal, action, resource, repository, &[], facts)
+        self.check_with(principal, action, resource, repository, None, facts)
             .await
     }
 
+    /// As [`Access::check`]; `trust` is the trust policy of a role being
+    /// assumed, which must admit the caller (see [`Policies::trust`]).
     pub async fn check_with(
         &self,
         principal: Option<&Principal>,
         action: &str,
         resource: &str,
         repository: Option<&RepositoryName>,
-        extra: &[Policy],
+        trust: Option<&Policy>,
         facts: &RequestFacts,
     ) -> Result<(), AccessError> {
-        if principal.is_some_and(|p| p.kind == PrincipalKind::Presigned) {
+        match principal.map(|p| &p.kind) {
             // Authorized when the URL was issued.
-            return Ok(());
+            Some(PrincipalKind::Presigned) => return Ok(()),
+            // A key whose principal berth does not recognise is allowed nothing.
+            Some(PrincipalKind::Unknown) => {
+                return Err(AccessError::Denied(format!(
+                    "User: {} is not authorized to perform: {action} on resource: {resource}",
+                    principal.map_or("", |p| p.arn.as_str())
+                )));
+            }
+            _ => {}
         }
         let now = berth_store::now_millis() / 1000;
         let permissions = match principal {
@@ -220,7 +238,7 @@ impl Access {
             context.set_list("aws:TagKeys", tag_keys);
         }
 
-        let mut resource_policies: Vec<&Policy> = extra.iter().collect();
+        let mut resource_policies: Vec<&Policy> = Vec::new();
         if let Some(policy) = repository.as_ref().and_then(|r| r.policy.as_ref()) {
             resource_policies.push(policy);
         }
@@ -233,6 +251,7 @@ impl Access {
             root: permissions.as_ref().is_some_and(|p| p.root),
             session: permissions.as_ref().and_then(|p| p.session.as_ref()),
             resource: &resource_policies,
+            trust,
         };
         let request = policy::Request {
             action,
@@ -292,7 +311,7 @@ impl Access {
         let mut holders = Vec::new();
         let mut root = false;
         match &principal.kind {
-            PrincipalKind::Root | PrincipalKind::Presigned => {
+            PrincipalKind::Root | PrincipalKind::Presigned | PrincipalKind::Unknown => {
                 root = principal.kind == PrincipalKind::Root;
                 context.set("aws:userid", &account);
                 context.set("aws:PrincipalArn", &principal.arn);

@@ -93,6 +93,7 @@ pub async fn create(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
         .create_repository(record)
         .await
         .map_err(|e| call.registry_error(e, name.as_str()))?;
+    call.app.access.forget_repository(&name);
     Ok(json!({"repository": describe_record(call, &created)}))
 }
 
@@ -150,5 +151,6 @@ pub async fn delete(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
         .delete_repository(&name, force)
         .await
         .map_err(|e| call.registry_error(e, name.as_str()))?;
+    call.app.access.forget_repository(&name);
     Ok(json!({"repository": describe_record(call, &deleted)}))
 }

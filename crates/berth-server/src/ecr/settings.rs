@@ -104,6 +104,7 @@ pub async fn tag_resource(call: &Call<'_>, input: &Value) -> Result<Value, EcrEr
         .retag_repository(&name, &set, &[], MAX_TAGS)
         .await
         .map_err(|e| call.registry_error(e, name.as_str()))?;
+    call.app.access.forget_repository(&name);
     Ok(json!({}))
 }
 
@@ -120,6 +121,7 @@ pub async fn untag_resource(call: &Call<'_>, input: &Value) -> Result<Value, Ecr
         .retag_repository(&name, &[], &remove, MAX_TAGS)
         .await
         .map_err(|e| call.registry_error(e, name.as_str()))?;
+    call.app.access.forget_repository(&name);
     Ok(json!({}))
 }
 

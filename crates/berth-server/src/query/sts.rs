@@ -17,6 +17,10 @@ const SESSION_MAX_ROOT: i64 = 3_600;
 const DURATION_MIN: i64 = 900;
 /// A role session started from another role session lasts at most an hour.
 const CHAINED_MAX: i64 = 3_600;
+/// Live temporary credentials at most per caller (`GetSessionToken`) and
+/// per role (`AssumeRole`), so that no principal grows the key table without
+/// bound; expired ones are purged in the background.
+pub const LIVE_SESSIONS: u64 = 1000;
 /// Session policies, packed, as STS limits them.
 const SESSION_POLICY_SIZE: usize = 2048;
 
@@ -83,6 +87,26 @@ fn duration(input: &Value, default: i64, max: i64) -> Result<i64, QueryError> {
     Ok(seconds)
 }
 
+/// Refuses a new session when `principal` (an ARN, or a role's session ARN
+/// prefix) already has [`LIVE_SESSIONS`] live ones.
+async fn live_sessions_below_limit(call: &Call<'_>, principal: &str) -> Result<(), QueryError> {
+    let live = call
+        .app
+        .access
+        .store()
+        .count_live_temporary_keys(principal, now_millis())
+        .await?;
+    if live >= LIVE_SESSIONS {
+        return Err(QueryError::new(
+            "LimitExceeded",
+            format!(
+                "Cannot exceed quota for live sessions: {LIVE_SESSIONS} (let some expire first)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn get_session_token(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
     if call.principal.is_temporary() {
         return Err(QueryError::new(
@@ -96,6 +120,7 @@ async fn get_session_token(call: &Call<'_>, input: &Value) -> Result<Value, Quer
         SESSION_MAX
     };
     let seconds = duration(input, SESSION_DEFAULT.min(max), max)?;
+    live_sessions_below_limit(call, &call.principal.arn).await?;
     let expiration = now_millis() / 1000 + seconds;
     let credentials = call
         .app
@@ -123,6 +148,13 @@ async fn assume_role(call: &Call<'_>, input: &Value) -> Result<Value, QueryError
             ),
         )
     };
+    // The account's root user cannot assume roles, as on AWS.
+    if call.principal.kind == PrincipalKind::Root {
+        return Err(QueryError::new(
+            "AccessDenied",
+            "Roles may not be assumed by root accounts.",
+        ));
+    }
     let role_name = role_arn
         .strip_prefix(&format!("arn:aws:iam::{}:role/", call.account()))
         .map(|rest| rest.rsplit('/').next().unwrap_or(rest))
@@ -144,7 +176,7 @@ async fn assume_role(call: &Call<'_>, input: &Value) -> Result<Value, QueryError
             "sts:AssumeRole",
             role_arn,
             None,
-            std::slice::from_ref(&trust),
+            Some(&trust),
             &call.facts,
         )
         .await
@@ -186,6 +218,12 @@ async fn assume_role(call: &Call<'_>, input: &Value) -> Result<Value, QueryError
         call.account(),
         role.name
     );
+    let role_sessions = format!(
+        "arn:aws:sts::{}:assumed-role/{}/",
+        call.account(),
+        role.name
+    );
+    live_sessions_below_limit(call, &role_sessions).await?;
     let expiration = now_millis() / 1000 + seconds;
     let credentials = call
         .app

@@ -166,6 +166,18 @@ impl Call<'_> {
         )
     }
 
+    /// Authorizes `iam:Create<Kind>` on the ARN the new entity will have,
+    /// its path included.
+    async fn authorize_create(
+        &self,
+        kind: IamKind,
+        path: &str,
+        name: &str,
+    ) -> Result<(), QueryError> {
+        let action = format!("iam:Create{}", kind_title(kind));
+        self.authorize(&action, &self.arn(kind, path, name)).await
+    }
+
     /// Authorizes `iam:<action>` on the named entity (its ARN with its
     /// path if it exists) and returns the entity if it does.
     async fn authorize_on(
@@ -328,12 +340,13 @@ async fn create_entity(
 
 async fn create_user(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
     let name = str_of(input, "UserName");
-    call.authorize_on("CreateUser", IamKind::User, name).await?;
+    let path = path_of(input);
+    call.authorize_create(IamKind::User, &path, name).await?;
     let user = create_entity(
         call,
         IamKind::User,
         name,
-        path_of(input),
+        path,
         None,
         json!({"tags": tags_of(input)}),
     )
@@ -516,9 +529,9 @@ async fn delete_access_key(call: &Call<'_>, input: &Value) -> Result<Value, Quer
 
 async fn create_group(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
     let name = str_of(input, "GroupName");
-    call.authorize_on("CreateGroup", IamKind::Group, name)
-        .await?;
-    let group = create_entity(call, IamKind::Group, name, path_of(input), None, json!({})).await?;
+    let path = path_of(input);
+    call.authorize_create(IamKind::Group, &path, name).await?;
+    let group = create_entity(call, IamKind::Group, name, path, None, json!({})).await?;
     Ok(json!({"Group": group_json(&group)}))
 }
 
@@ -614,7 +627,8 @@ async fn list_groups_for_user(call: &Call<'_>, input: &Value) -> Result<Value, Q
 
 async fn create_role(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
     let name = str_of(input, "RoleName");
-    call.authorize_on("CreateRole", IamKind::Role, name).await?;
+    call.authorize_create(IamKind::Role, &path_of(input), name)
+        .await?;
     let trust = str_of(input, "AssumeRolePolicyDocument");
     checked_policy(trust, PolicyKind::Trust, 2048)?;
     let mut attributes = json!({
@@ -715,8 +729,7 @@ fn no_such_policy(arn: &str) -> QueryError {
 async fn create_policy(call: &Call<'_>, input: &Value) -> Result<Value, QueryError> {
     let name = str_of(input, "PolicyName");
     let path = path_of(input);
-    call.authorize("iam:CreatePolicy", &call.arn(IamKind::Policy, &path, name))
-        .await?;
+    call.authorize_create(IamKind::Policy, &path, name).await?;
     let document = str_of(input, "PolicyDocument");
     checked_policy(document, PolicyKind::Identity, MANAGED_POLICY_SIZE)?;
     let mut attributes = json!({"tags": tags_of(input)});
