@@ -220,12 +220,15 @@ impl Registry {
     }
 
     /// Refuses a push to a missing repository unless repositories are
-    /// created on push (within the repository quota).
+    /// created on push (within the repository quota): then it creates it.
+    /// The writes that follow never create a repository themselves, so one
+    /// deleted while a push is in flight stays deleted.
     async fn check_pushable(&self, repository: &RepositoryName) -> Result<()> {
         if self.metadata.repository_exists(repository).await? {
             Ok(())
         } else if self.config.create_on_push {
-            self.check_repository_quota().await
+            self.check_repository_quota().await?;
+            Ok(self.metadata.ensure_repository(repository).await?)
         } else {
             Err(self.name_unknown(repository))
         }
@@ -380,7 +383,10 @@ impl Registry {
         digest: &Digest,
     ) -> Result<Option<u64>> {
         self.check_pushable(repository).await?;
-        Ok(self.metadata.mount_blob(repository, from, digest).await?)
+        self.metadata
+            .mount_blob(repository, from, digest)
+            .await
+            .map_err(|e| self.repository_gone(e, repository))
     }
 
     // ---- uploads ----
@@ -401,8 +407,12 @@ impl Registry {
             hash_state: Hasher::new(algorithm).save(),
             last_part: 0,
             updated_at: now_millis(),
+            pieces: Vec::new(),
         };
-        self.metadata.create_upload(&upload).await?;
+        self.metadata
+            .create_upload(&upload)
+            .await
+            .map_err(|e| self.repository_gone(e, repository))?;
         Ok(upload)
     }
 
@@ -425,6 +435,9 @@ impl Registry {
         data: &mut ByteStream<'_>,
     ) -> Result<Upload> {
         let _guard = self.upload_locks.lock(id).await;
+        // Read, write and record under the staging lock: another node's writer
+        // waits, then sees what this one recorded.
+        let _staging = self.blobs.lock_upload(id).await?;
         let upload = self.upload_status(repository, id).await?;
         if let Some(start) = start
             && start != upload.size
@@ -432,6 +445,27 @@ impl Registry {
             return Err(RegistryError::RangeInvalid { size: upload.size });
         }
         self.append(upload, len, data).await
+    }
+
+    /// A store's `NotFound` while writing into `repository`: the repository
+    /// was deleted meanwhile (and stays deleted).
+    fn repository_gone(&self, e: StoreError, repository: &RepositoryName) -> RegistryError {
+        match e {
+            StoreError::NotFound => self.name_unknown(repository),
+            other => other.into(),
+        }
+    }
+
+    /// An upload whose staged bytes are gone cannot go on: it is discarded,
+    /// and the client starts over (`BLOB_UPLOAD_UNKNOWN`).
+    async fn staging_lost(&self, id: &str, why: &str) -> Result<RegistryError> {
+        tracing::warn!(
+            upload = id,
+            why,
+            "an upload's staged bytes are gone; it is discarded"
+        );
+        self.discard_upload(id).await?;
+        Ok(RegistryError::UploadUnknown)
     }
 
     async fn append(
@@ -447,11 +481,12 @@ impl Registry {
             hasher: &mut hasher,
             allowed: self.config.quotas.layer_size.saturating_sub(upload.size),
         };
-        let written = match self
-            .blobs
-            .write_upload(&upload.id, upload.size, &mut hashing)
-            .await
-        {
+        // Named uniquely, so that the record says which staged bytes count.
+        let piece = format!("{:020}-{}", upload.size, uuid::Uuid::new_v4().simple());
+        let written = match self.blobs.write_upload(&upload, &piece, &mut hashing).await {
+            Err(StoreError::StagingLost(why)) => {
+                return Err(self.staging_lost(&upload.id, &why).await?);
+            }
             Err(StoreError::Body(e)) if e.kind() == io::ErrorKind::FileTooLarge => {
                 return Err(RegistryError::LimitExceeded(format!(
                     "a layer may be at most {} bytes",
@@ -472,11 +507,14 @@ impl Registry {
                 "received {written} bytes, expected {len}"
             )));
         }
+        let mut pieces = upload.pieces.clone();
+        pieces.push(piece);
         let advanced = Upload {
             size: upload.size + written,
             hash_state: hasher.save(),
             last_part: written,
             updated_at: now_millis(),
+            pieces,
             ..upload
         };
         if !self.metadata.advance_upload(&advanced, upload.size).await? {
@@ -496,6 +534,7 @@ impl Registry {
         last_chunk: Option<(Option<u64>, &mut ByteStream<'_>)>,
     ) -> Result<()> {
         let _guard = self.upload_locks.lock(id).await;
+        let _staging = self.blobs.lock_upload(id).await?;
         let mut upload = self.upload_status(repository, id).await?;
         if let Some((start, data)) = last_chunk {
             if let Some(start) = start
@@ -505,7 +544,12 @@ impl Registry {
             }
             upload = self.append(upload, None, data).await?;
         }
-        let computed = self.digest_of(&upload, digest.algorithm()).await?;
+        let computed = match self.digest_of(&upload, digest.algorithm()).await {
+            Err(RegistryError::Internal(StoreError::StagingLost(why))) => {
+                return Err(self.staging_lost(id, &why).await?);
+            }
+            other => other?,
+        };
         if &computed != digest {
             self.discard_upload(id).await?;
             return Err(RegistryError::DigestInvalid(format!(
@@ -516,16 +560,22 @@ impl Registry {
         // (the server then drops this future): a blob on disk whose upload
         // was never completed would make every retry fail.
         let (blobs, metadata) = (self.blobs.clone(), self.metadata.clone());
-        let (id, digest) = (id.to_string(), digest.clone());
-        tokio::spawn(async move {
+        let digest = digest.clone();
+        let committed = tokio::spawn(async move {
             // Wanted from now on: garbage collection leaves the bytes alone.
             metadata.touch_blob(&digest, upload.size).await?;
-            blobs.commit_upload(&id, upload.size, &digest).await?;
+            blobs.commit_upload(&upload, &digest).await?;
             metadata.complete_upload(&upload, &digest).await
         })
         .await
-        .map_err(|e| StoreError::Database(format!("blob commit task failed: {e}")))??;
-        Ok(())
+        .map_err(|e| StoreError::Database(format!("blob commit task failed: {e}")))?;
+        match committed {
+            Ok(()) => Ok(()),
+            Err(StoreError::StagingLost(why)) => Err(self.staging_lost(id, &why).await?),
+            // The upload went with its repository, deleted meanwhile.
+            Err(StoreError::NotFound) => Err(RegistryError::UploadUnknown),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The digest of the upload's bytes with `algorithm`: from the saved hash
@@ -538,7 +588,7 @@ impl Registry {
         }
         let mut hasher = Hasher::new(algorithm);
         if upload.size > 0 {
-            let mut staged = self.blobs.read_upload(&upload.id, upload.size).await?;
+            let mut staged = self.blobs.read_upload(upload).await?;
             while let Some(frame) = futures_util::StreamExt::next(&mut staged).await {
                 hasher.update(&frame.map_err(StoreError::Io)?);
             }
@@ -697,7 +747,8 @@ impl Registry {
         match self
             .metadata
             .put_manifest(repository, &record, &tags)
-            .await?
+            .await
+            .map_err(|e| self.repository_gone(e, repository))?
         {
             PutManifestOutcome::Stored => Ok(PutManifest {
                 digest,

@@ -1,8 +1,12 @@
 //! Blobs on the local filesystem.
 //!
 //! Layout under the root: `uploads/<id>` staging files, and committed blobs at
-//! `blobs/<algorithm>/<first two hex>/<hex>`. A commit is fsync, rename, fsync
-//! of the directory: a crash leaves either no blob or the whole blob.
+//! `blobs/<algorithm>/<first two hex>/<hex>`. Each write is fsync'd before
+//! its size is recorded; writers of one upload take the staging file's
+//! advisory lock, so that processes sharing the directory take turns. A
+//! commit checks the recorded bytes are all there (never zero-fills), then
+//! fsync, rename, fsync of the directory: a crash leaves either no blob or
+//! the whole blob.
 //!
 //! Writes and reads run on blocking threads fed through a small channel, so
 //! that hashing on the request's task overlaps with the disk, and frames are
@@ -20,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::{BlobStore, BlobStream, ByteStream, Result, StoreError};
+use crate::{BlobStore, BlobStream, ByteStream, Result, StoreError, Upload, UploadLock};
 
 /// Size of the frames read from disk and of the buffers written to it.
 const FRAME: usize = 1024 * 1024;
@@ -122,20 +126,53 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 #[async_trait]
 impl BlobStore for FsBlobStore {
-    async fn write_upload(&self, id: &str, offset: u64, data: &mut ByteStream<'_>) -> Result<u64> {
+    async fn lock_upload(&self, id: &str) -> Result<UploadLock> {
+        // The staging file itself is the lock: an advisory lock that writers
+        // in other processes sharing this directory take too.
         let path = self.upload_path(id);
+        let file = blocking(move || {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await?;
+        Ok(UploadLock(Some(Box::new(file))))
+    }
+
+    async fn write_upload(
+        &self,
+        upload: &Upload,
+        _piece: &str,
+        data: &mut ByteStream<'_>,
+    ) -> Result<u64> {
+        // One staging file per upload: its first `upload.size` bytes are the
+        // recorded ones; anything past them is a failed write's, cut off here.
+        let path = self.upload_path(&upload.id);
+        let offset = upload.size;
         let (tx, mut rx) = mpsc::channel::<Bytes>(FRAMES_IN_FLIGHT);
-        let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let writer = tokio::task::spawn_blocking(move || -> Result<()> {
             let mut file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
                 .open(&path)?;
+            let staged = file.metadata()?.len();
+            if staged < offset {
+                return Err(StoreError::StagingLost(format!(
+                    "{staged} bytes staged, {offset} recorded"
+                )));
+            }
             file.set_len(offset)?;
             file.seek(SeekFrom::Start(offset))?;
             while let Some(frame) = rx.blocking_recv() {
                 file.write_all(&frame)?;
             }
+            // Durable before the caller records the new size.
+            file.sync_data()?;
             Ok(())
         });
 
@@ -170,34 +207,46 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    async fn read_upload(&self, id: &str, len: u64) -> Result<BlobStream> {
-        let path = self.upload_path(id);
+    async fn read_upload(&self, upload: &Upload) -> Result<BlobStream> {
+        let path = self.upload_path(&upload.id);
         let file = tokio::task::spawn_blocking(move || File::open(path))
             .await
             .map_err(|e| StoreError::Io(io::Error::other(e)))?
             .map_err(not_found_as_store_error)?;
-        Ok(stream_file(file, len))
+        Ok(stream_file(file, upload.size))
     }
 
-    async fn commit_upload(&self, id: &str, len: u64, digest: &Digest) -> Result<()> {
-        let staged = self.upload_path(id);
+    async fn commit_upload(&self, upload: &Upload, digest: &Digest) -> Result<()> {
+        let staged = self.upload_path(&upload.id);
         let target = self.blob_path(digest);
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let len = upload.size;
+        tokio::task::spawn_blocking(move || -> Result<()> {
             if target.exists() {
                 // Same content already committed (possibly by an earlier try of this upload).
-                return remove_if_present(&staged);
+                return Ok(remove_if_present(&staged)?);
             }
-            let file = OpenOptions::new().write(true).open(&staged)?;
+            let file = OpenOptions::new()
+                .create(len == 0)
+                .truncate(false)
+                .write(true)
+                .open(&staged)
+                .map_err(not_found_as_store_error)?;
+            let present = file.metadata()?.len();
+            if present < len {
+                // Never zero-filled: the recorded bytes are gone.
+                return Err(StoreError::StagingLost(format!(
+                    "{present} bytes staged, {len} recorded"
+                )));
+            }
             file.set_len(len)?;
             file.sync_all()?;
             let dir = target.parent().expect("blob paths have a parent");
             fs::create_dir_all(dir)?;
             fs::rename(&staged, &target)?;
-            sync_dir(dir)
+            Ok(sync_dir(dir)?)
         })
         .await
         .map_err(|e| StoreError::Io(io::Error::other(e)))?
-        .map_err(not_found_as_store_error)
     }
 
     async fn delete_upload(&self, id: &str) -> Result<()> {
@@ -278,31 +327,48 @@ mod tests {
         stream::iter(parts.into_iter().map(|p| Ok(Bytes::from_static(p))))
     }
 
+    fn upload(id: &str, size: u64) -> Upload {
+        Upload {
+            id: id.into(),
+            repository: "a".parse().unwrap(),
+            size,
+            hash_state: Vec::new(),
+            last_part: 0,
+            updated_at: 0,
+            pieces: Vec::new(),
+        }
+    }
+
     #[tokio::test]
     async fn staged_bytes_become_a_blob_on_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).unwrap();
         let n = store
-            .write_upload("u1", 0, &mut body(vec![b"hello ", b"wor"]))
+            .write_upload(&upload("u1", 0), "p", &mut body(vec![b"hello ", b"wor"]))
             .await
             .unwrap();
         assert_eq!(n, 9);
         // A write that failed half-way is cut back by the next write at its offset.
         let mut failing = body(vec![b"XX"]).chain(stream::iter([Err(io::Error::other("cut"))]));
         assert!(matches!(
-            store.write_upload("u1", 9, &mut failing).await,
+            store
+                .write_upload(&upload("u1", 9), "p", &mut failing)
+                .await,
             Err(StoreError::Body(_))
         ));
         store
-            .write_upload("u1", 9, &mut body(vec![b"ld"]))
+            .write_upload(&upload("u1", 9), "p", &mut body(vec![b"ld"]))
             .await
             .unwrap();
         assert_eq!(
-            collect(store.read_upload("u1", 11).await.unwrap()).await,
+            collect(store.read_upload(&upload("u1", 11)).await.unwrap()).await,
             b"hello world"
         );
         let digest = Digest::of(Algorithm::Sha256, b"hello world");
-        store.commit_upload("u1", 11, &digest).await.unwrap();
+        store
+            .commit_upload(&upload("u1", 11), &digest)
+            .await
+            .unwrap();
         assert_eq!(
             collect(store.read(&digest, None).await.unwrap()).await,
             b"hello world"
@@ -312,10 +378,44 @@ mod tests {
             b"world"
         );
         assert!(matches!(
-            store.read_upload("u1", 1).await,
+            store.read_upload(&upload("u1", 1)).await,
             Err(StoreError::NotFound)
         ));
         assert!(store.read(&digest, Some(5..12)).await.is_err());
+    }
+
+    /// Staged bytes lost behind berth's back (a crash's unsynced tail) are
+    /// never replaced with zeros: writing on, or committing, fails.
+    #[tokio::test]
+    async fn lost_staged_bytes_are_never_zero_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        store
+            .write_upload(&upload("u", 0), "p", &mut body(vec![b"0123456789"]))
+            .await
+            .unwrap();
+        let staged = dir.path().join("uploads").join("u");
+        OpenOptions::new()
+            .write(true)
+            .open(&staged)
+            .unwrap()
+            .set_len(4)
+            .unwrap();
+        assert!(matches!(
+            store
+                .write_upload(&upload("u", 10), "p", &mut body(vec![b"ab"]))
+                .await,
+            Err(StoreError::StagingLost(_))
+        ));
+        let digest = Digest::of(Algorithm::Sha256, b"0123456789");
+        assert!(matches!(
+            store.commit_upload(&upload("u", 10), &digest).await,
+            Err(StoreError::StagingLost(_))
+        ));
+        assert!(matches!(
+            store.read(&digest, None).await,
+            Err(StoreError::NotFound)
+        ));
     }
 
     #[tokio::test]
@@ -325,17 +425,17 @@ mod tests {
         let digest = Digest::of(Algorithm::Sha256, b"same");
         for id in ["a", "b"] {
             store
-                .write_upload(id, 0, &mut body(vec![b"same"]))
+                .write_upload(&upload(id, 0), "p", &mut body(vec![b"same"]))
                 .await
                 .unwrap();
-            store.commit_upload(id, 4, &digest).await.unwrap();
+            store.commit_upload(&upload(id, 4), &digest).await.unwrap();
         }
         assert_eq!(
             collect(store.read(&digest, None).await.unwrap()).await,
             b"same"
         );
         // A retried commit whose staging data is already gone succeeds.
-        store.commit_upload("a", 4, &digest).await.unwrap();
+        store.commit_upload(&upload("a", 4), &digest).await.unwrap();
         assert!(
             store
                 .stale_uploads(SystemTime::now() + std::time::Duration::from_secs(1))

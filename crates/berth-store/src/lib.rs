@@ -59,6 +59,10 @@ pub enum StoreError {
     /// A repository would carry more resource tags than allowed.
     #[error("too many tags")]
     TooManyTags,
+    /// Bytes an upload's record covers are no longer staged (lost in a
+    /// crash, or removed behind berth's back): the upload cannot go on.
+    #[error("staged upload bytes are missing: {0}")]
+    StagingLost(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -77,19 +81,34 @@ pub fn now_millis() -> i64 {
 /// service verified its digest; the metadata store decides who may see it.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// Writes `data` into upload `id`'s staging area from `offset`, discarding
-    /// anything staged past `offset` (a write that failed half-way), and
-    /// returns the number of bytes written. The caller serializes writes to
-    /// one upload.
-    async fn write_upload(&self, id: &str, offset: u64, data: &mut ByteStream<'_>) -> Result<u64>;
+    /// Holds off other writers of upload `id`, in any process sharing this
+    /// store, until the guard is dropped: the caller reads the upload's
+    /// recorded state, writes and records under it. Stores whose pieces are
+    /// separate objects need no lock and return a guard that holds nothing.
+    async fn lock_upload(&self, id: &str) -> Result<UploadLock>;
 
-    /// The first `len` staged bytes of upload `id`.
-    async fn read_upload(&self, id: &str, len: u64) -> Result<BlobStream>;
+    /// Writes `data` as the piece named `piece` of upload `id`, from where
+    /// the upload's recorded state `upload` ends, durably: when this returns,
+    /// the bytes survive a crash. Anything staged past that point that the
+    /// record does not cover (a write that failed or lost) is discarded or
+    /// ignored. Returns the number of bytes written; fails with
+    /// [`StoreError::StagingLost`] if staged bytes the record covers are gone.
+    async fn write_upload(
+        &self,
+        upload: &Upload,
+        piece: &str,
+        data: &mut ByteStream<'_>,
+    ) -> Result<u64>;
 
-    /// Makes the first `len` staged bytes of upload `id` the content of
+    /// The staged bytes of `upload`, as recorded (its pieces, its size).
+    async fn read_upload(&self, upload: &Upload) -> Result<BlobStream>;
+
+    /// Makes the staged bytes of `upload`, as recorded, the content of
     /// `digest`, durably, and drops the staging area. If the blob already
-    /// exists, the staged bytes are dropped.
-    async fn commit_upload(&self, id: &str, len: u64, digest: &Digest) -> Result<()>;
+    /// exists, the staged bytes are dropped. Fails with
+    /// [`StoreError::StagingLost`] if recorded bytes are missing: nothing
+    /// is ever zero-filled.
+    async fn commit_upload(&self, upload: &Upload, digest: &Digest) -> Result<()>;
 
     /// Drops upload `id`'s staging area, if any.
     async fn delete_upload(&self, id: &str) -> Result<()>;
@@ -128,6 +147,18 @@ pub struct Upload {
     /// Bytes of the last write.
     pub last_part: u64,
     pub updated_at: i64,
+    /// The staged pieces that make up `size`, in order, as the blob store
+    /// named them: bytes a losing or failed writer staged are never read.
+    pub pieces: Vec<String>,
+}
+
+/// Held while one writer reads, writes and records an upload (see
+/// [`BlobStore::lock_upload`]); dropping it lets the next writer in.
+pub struct UploadLock(pub Option<Box<dyn std::any::Any + Send + Sync>>);
+
+/// An upload's recorded pieces, from their stored form.
+pub fn split_pieces(stored: &str) -> Vec<String> {
+    stored.split_whitespace().map(str::to_string).collect()
 }
 
 #[derive(Clone, Debug)]

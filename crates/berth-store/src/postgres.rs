@@ -209,7 +209,9 @@ impl MetadataStore for PgStore {
         let Some(size) = size else {
             return Ok(None);
         };
-        let repository_id = Self::ensure_repository_id(&mut tx, repository).await?;
+        let repository_id = Self::repository_id(&mut tx, repository)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
              ON CONFLICT DO NOTHING",
@@ -253,7 +255,9 @@ impl MetadataStore for PgStore {
 
     async fn create_upload(&self, upload: &Upload) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let repository_id = Self::ensure_repository_id(&mut tx, &upload.repository).await?;
+        let repository_id = Self::repository_id(&mut tx, &upload.repository)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         sqlx::query(
             "INSERT INTO uploads (id, repository_id, size, hash_state, updated_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -269,8 +273,8 @@ impl MetadataStore for PgStore {
     }
 
     async fn get_upload(&self, repository: &RepositoryName, id: &str) -> Result<Option<Upload>> {
-        let row: Option<(i64, Vec<u8>, i64, i64)> = sqlx::query_as(
-            "SELECT u.size, u.hash_state, u.last_part, u.updated_at FROM uploads u
+        let row: Option<(i64, Vec<u8>, i64, i64, String)> = sqlx::query_as(
+            "SELECT u.size, u.hash_state, u.last_part, u.updated_at, u.pieces FROM uploads u
              JOIN repositories r ON r.id = u.repository_id
              WHERE u.id = $1 AND r.name = $2",
         )
@@ -278,19 +282,22 @@ impl MetadataStore for PgStore {
         .bind(repository.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(size, hash_state, last_part, updated_at)| Upload {
-            id: id.to_string(),
-            repository: repository.clone(),
-            size: size as u64,
-            hash_state,
-            last_part: last_part as u64,
-            updated_at,
-        }))
+        Ok(
+            row.map(|(size, hash_state, last_part, updated_at, pieces)| Upload {
+                id: id.to_string(),
+                repository: repository.clone(),
+                size: size as u64,
+                hash_state,
+                last_part: last_part as u64,
+                updated_at,
+                pieces: crate::split_pieces(&pieces),
+            }),
+        )
     }
 
     async fn advance_upload(&self, upload: &Upload, from_size: u64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE uploads SET size = $1, hash_state = $2, last_part = $3, updated_at = $4
+            "UPDATE uploads SET size = $1, hash_state = $2, last_part = $3, updated_at = $4, pieces = $7
              WHERE id = $5 AND size = $6",
         )
         .bind(upload.size as i64)
@@ -299,6 +306,7 @@ impl MetadataStore for PgStore {
         .bind(upload.updated_at)
         .bind(&upload.id)
         .bind(from_size as i64)
+        .bind(upload.pieces.join(" "))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -306,7 +314,14 @@ impl MetadataStore for PgStore {
 
     async fn complete_upload(&self, upload: &Upload, digest: &Digest) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let repository_id = Self::ensure_repository_id(&mut tx, &upload.repository).await?;
+        // The upload's own repository: gone with it if the repository was
+        // deleted meanwhile, which then stays deleted.
+        let repository_id: i64 =
+            sqlx::query_scalar("SELECT repository_id FROM uploads WHERE id = $1")
+                .bind(&upload.id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
         let now = now_millis();
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, last_linked_at) VALUES ($1, $2, $3, $3)
@@ -414,7 +429,9 @@ impl MetadataStore for PgStore {
         tags: &[Tag],
     ) -> Result<PutManifestOutcome> {
         let mut tx = self.pool.begin().await?;
-        let repository_id = Self::ensure_repository_id(&mut tx, repository).await?;
+        let repository_id = Self::repository_id(&mut tx, repository)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         Self::lock_repository(&mut tx, repository_id).await?;
 
         let blobs: BTreeSet<String> = manifest.blobs.iter().map(Digest::to_string).collect();

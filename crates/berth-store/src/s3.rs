@@ -1,11 +1,12 @@
 //! Blobs in an S3-compatible object store (`--storage s3://bucket/prefix`).
 //!
-//! Layout under the prefix: `uploads/<id>/<offset>` holds each write of an
-//! upload as its own object (S3 cannot append), `blobs/<alg>/<xx>/<hex>` the
-//! committed blobs. A write that fails leaves no object (a multipart upload
-//! completes whole or not at all); the next write at the same offset first
-//! removes anything staged from that offset on. Committing copies a single
-//! staged object server-side, or streams several into one.
+//! Layout under the prefix: `uploads/<id>/<piece>` holds each write of an
+//! upload as its own object, under a name no other write has (S3 cannot
+//! append), `blobs/<alg>/<xx>/<hex>` the committed blobs. The upload's record
+//! lists the pieces its size is made of: a write that fails, or loses the
+//! race to record itself, is never read, so committed bytes always hash to
+//! their digest. Committing copies a single staged object server-side, or
+//! streams several into one, then removes every staged object.
 //!
 //! Endpoint, region and credentials come from the standard AWS environment
 //! (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`, `AWS_REGION`,
@@ -25,7 +26,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
-use crate::{BlobStore, BlobStream, ByteStream, Result, StoreError};
+use crate::{BlobStore, BlobStream, ByteStream, Result, StoreError, Upload, UploadLock};
 
 /// Writes up to this size go up in one `PUT`; larger ones as multipart
 /// uploads of parts this large.
@@ -97,27 +98,62 @@ impl S3BlobStore {
         ))
     }
 
-    /// The staged writes of an upload: (offset, size, path), in offset order.
-    async fn parts(&self, id: &str) -> Result<Vec<(u64, u64, Path)>> {
-        let mut parts: Vec<(u64, u64, Path)> = self
+    /// The staged pieces `upload` records: (offset, size, path), in order.
+    /// Objects no record names (a write that failed, or lost the race to
+    /// record itself) are ignored. Uploads recorded before pieces were named
+    /// have objects named by their offset alone.
+    async fn pieces(&self, upload: &Upload) -> Result<Vec<(u64, u64, Path)>> {
+        let mut staged: std::collections::HashMap<String, (u64, Path)> = self
             .store
-            .list(Some(&self.upload_dir(id)))
+            .list(Some(&self.upload_dir(&upload.id)))
             .map_err(storage_error)
             .try_filter_map(|meta| async move {
-                let offset = meta.location.filename().and_then(|f| f.parse::<u64>().ok());
-                Ok(offset.map(|o| (o, meta.size, meta.location)))
+                let name = meta.location.filename().map(str::to_string);
+                Ok(name.map(|n| (n, (meta.size, meta.location))))
             })
             .try_collect()
             .await?;
-        parts.sort_by_key(|p| p.0);
-        Ok(parts)
+        let mut pieces = Vec::new();
+        let mut offset = 0u64;
+        if upload.pieces.is_empty() {
+            let mut legacy: Vec<(u64, u64, Path)> = staged
+                .into_iter()
+                .filter_map(|(name, (size, path))| Some((name.parse().ok()?, size, path)))
+                .collect();
+            legacy.sort_by_key(|p| p.0);
+            for (start, size, path) in legacy {
+                if start == offset && offset < upload.size {
+                    pieces.push((start, size, path));
+                    offset += size;
+                }
+            }
+        } else {
+            for name in &upload.pieces {
+                let Some((size, path)) = staged.remove(name) else {
+                    return Err(StoreError::StagingLost(format!(
+                        "piece {name} of upload {} is gone",
+                        upload.id
+                    )));
+                };
+                pieces.push((offset, size, path));
+                offset += size;
+            }
+        }
+        if offset < upload.size {
+            return Err(StoreError::StagingLost(format!(
+                "{offset} bytes staged, {} recorded",
+                upload.size
+            )));
+        }
+        Ok(pieces)
     }
 
-    /// Streams the first `len` bytes of the staged parts.
-    async fn staged_stream(&self, id: &str, len: u64) -> Result<BlobStream> {
-        let parts = self.parts(id).await?;
+    /// Streams the recorded bytes of `upload`.
+    async fn staged_stream(&self, upload: &Upload) -> Result<BlobStream> {
+        let pieces = self.pieces(upload).await?;
+        let len = upload.size;
         let store = self.store.clone();
-        let stream = futures_util::stream::iter(parts)
+        let stream = futures_util::stream::iter(pieces)
             .take_while(move |(offset, _, _)| futures_util::future::ready(*offset < len))
             .then(move |(offset, size, path)| {
                 let store = store.clone();
@@ -194,21 +230,28 @@ impl S3BlobStore {
 
 #[async_trait]
 impl BlobStore for S3BlobStore {
-    async fn write_upload(&self, id: &str, offset: u64, data: &mut ByteStream<'_>) -> Result<u64> {
-        for (start, _, path) in self.parts(id).await? {
-            if start >= offset {
-                self.store.delete(&path).await.map_err(storage_error)?;
-            }
-        }
-        let path = self.path(&format!("uploads/{id}/{offset:020}"));
+    async fn lock_upload(&self, _id: &str) -> Result<UploadLock> {
+        // Each write is an object of its own name; the record says which count.
+        Ok(UploadLock(None))
+    }
+
+    async fn write_upload(
+        &self,
+        upload: &Upload,
+        piece: &str,
+        data: &mut ByteStream<'_>,
+    ) -> Result<u64> {
+        // A new object whatever else is staged: a concurrent writer's object
+        // is never overwritten, and only what gets recorded is ever read.
+        let path = self.path(&format!("uploads/{}/{piece}", upload.id));
         self.put_stream(&path, data).await
     }
 
-    async fn read_upload(&self, id: &str, len: u64) -> Result<BlobStream> {
-        self.staged_stream(id, len).await
+    async fn read_upload(&self, upload: &Upload) -> Result<BlobStream> {
+        self.staged_stream(upload).await
     }
 
-    async fn commit_upload(&self, id: &str, len: u64, digest: &Digest) -> Result<()> {
+    async fn commit_upload(&self, upload: &Upload, digest: &Digest) -> Result<()> {
         let target = self.blob_path(digest);
         let exists = match self.store.head(&target).await {
             Ok(_) => true,
@@ -216,25 +259,32 @@ impl BlobStore for S3BlobStore {
             Err(e) => return Err(storage_error(e)),
         };
         if !exists {
-            let parts = self.parts(id).await?;
-            match parts.as_slice() {
-                [(0, size, path)] if *size == len => {
+            let pieces = self.pieces(upload).await?;
+            match pieces.as_slice() {
+                [(0, size, path)] if *size == upload.size => {
                     self.store
                         .copy(path, &target)
                         .await
                         .map_err(storage_error)?;
                 }
                 _ => {
-                    let mut staged = self.staged_stream(id, len).await?;
+                    let mut staged = self.staged_stream(upload).await?;
                     self.put_stream(&target, &mut staged).await?;
                 }
             }
         }
-        self.delete_upload(id).await
+        self.delete_upload(&upload.id).await
     }
 
     async fn delete_upload(&self, id: &str) -> Result<()> {
-        for (_, _, path) in self.parts(id).await? {
+        let staged: Vec<Path> = self
+            .store
+            .list(Some(&self.upload_dir(id)))
+            .map_ok(|meta| meta.location)
+            .map_err(storage_error)
+            .try_collect()
+            .await?;
+        for path in staged {
             match self.store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(storage_error(e)),

@@ -215,7 +215,9 @@ impl MetadataStore for SqliteStore {
         let Some(size) = size else {
             return Ok(None);
         };
-        let repository_id = Self::ensure_repository_id(&mut tx, repository).await?;
+        let repository_id = Self::repository_id(&mut tx, repository)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?)
              ON CONFLICT DO NOTHING",
@@ -255,7 +257,9 @@ impl MetadataStore for SqliteStore {
 
     async fn create_upload(&self, upload: &Upload) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        let repository_id = Self::ensure_repository_id(&mut tx, &upload.repository).await?;
+        let repository_id = Self::repository_id(&mut tx, &upload.repository)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         sqlx::query(
             "INSERT INTO uploads (id, repository_id, size, hash_state, updated_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -271,8 +275,8 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn get_upload(&self, repository: &RepositoryName, id: &str) -> Result<Option<Upload>> {
-        let row: Option<(i64, Vec<u8>, i64, i64)> = sqlx::query_as(
-            "SELECT u.size, u.hash_state, u.last_part, u.updated_at FROM uploads u
+        let row: Option<(i64, Vec<u8>, i64, i64, String)> = sqlx::query_as(
+            "SELECT u.size, u.hash_state, u.last_part, u.updated_at, u.pieces FROM uploads u
              JOIN repositories r ON r.id = u.repository_id
              WHERE u.id = ? AND r.name = ?",
         )
@@ -280,25 +284,29 @@ impl MetadataStore for SqliteStore {
         .bind(repository.as_str())
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.map(|(size, hash_state, last_part, updated_at)| Upload {
-            id: id.to_string(),
-            repository: repository.clone(),
-            size: size as u64,
-            hash_state,
-            last_part: last_part as u64,
-            updated_at,
-        }))
+        Ok(
+            row.map(|(size, hash_state, last_part, updated_at, pieces)| Upload {
+                id: id.to_string(),
+                repository: repository.clone(),
+                size: size as u64,
+                hash_state,
+                last_part: last_part as u64,
+                updated_at,
+                pieces: crate::split_pieces(&pieces),
+            }),
+        )
     }
 
     async fn advance_upload(&self, upload: &Upload, from_size: u64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE uploads SET size = ?, hash_state = ?, last_part = ?, updated_at = ?
+            "UPDATE uploads SET size = ?, hash_state = ?, last_part = ?, updated_at = ?, pieces = ?
              WHERE id = ? AND size = ?",
         )
         .bind(upload.size as i64)
         .bind(&upload.hash_state)
         .bind(upload.last_part as i64)
         .bind(upload.updated_at)
+        .bind(upload.pieces.join(" "))
         .bind(&upload.id)
         .bind(from_size as i64)
         .execute(&self.write)
@@ -308,7 +316,14 @@ impl MetadataStore for SqliteStore {
 
     async fn complete_upload(&self, upload: &Upload, digest: &Digest) -> Result<()> {
         let mut tx = self.write.begin().await?;
-        let repository_id = Self::ensure_repository_id(&mut tx, &upload.repository).await?;
+        // The upload's own repository: gone with it if the repository was
+        // deleted meanwhile, which then stays deleted.
+        let repository_id: i64 =
+            sqlx::query_scalar("SELECT repository_id FROM uploads WHERE id = ?")
+                .bind(&upload.id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
         let now = now_millis();
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, last_linked_at) VALUES (?, ?, ?, ?)
@@ -417,7 +432,9 @@ impl MetadataStore for SqliteStore {
         tags: &[Tag],
     ) -> Result<PutManifestOutcome> {
         let mut tx = self.write.begin().await?;
-        let repository_id = Self::ensure_repository_id(&mut tx, repository).await?;
+        let repository_id = Self::repository_id(&mut tx, repository)
+            .await?
+            .ok_or(StoreError::NotFound)?;
 
         let blobs: BTreeSet<String> = manifest.blobs.iter().map(Digest::to_string).collect();
         let children: BTreeSet<String> = manifest.children.iter().map(Digest::to_string).collect();

@@ -116,8 +116,9 @@ async fn health_and_readiness_need_no_credentials() {
     let berth = Berth::start(&[]);
     let r = anonymous().get(berth.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    // At most the three background jobs: upload clean-up, lifecycle, GC.
-    assert!(jobs(&berth).await.len() <= 3);
+    // At most the four background jobs: upload clean-up, lifecycle,
+    // credential purge, GC.
+    assert!(jobs(&berth).await.len() <= 4);
 }
 
 #[tokio::test]

@@ -143,8 +143,18 @@ pub async fn run(
         let mut body = futures_util::stream::iter([Ok::<_, std::io::Error>(
             bytes::Bytes::from_static(b"garbage"),
         )]);
-        blob_store.write_upload(&id, 0, &mut body).await?;
-        blob_store.commit_upload(&id, 7, &digest).await?;
+        let mut upload = berth_store::Upload {
+            id,
+            repository: "seed".parse()?,
+            size: 0,
+            hash_state: Vec::new(),
+            last_part: 0,
+            updated_at: 0,
+            pieces: Vec::new(),
+        };
+        upload.size = blob_store.write_upload(&upload, "seed", &mut body).await?;
+        upload.pieces.push("seed".into());
+        blob_store.commit_upload(&upload, &digest).await?;
     }
 
     let before = peak_rss_mib();
