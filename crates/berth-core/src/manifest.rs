@@ -78,6 +78,9 @@ struct RawDescriptor {
     size: Option<i64>,
     #[serde(default)]
     urls: Vec<String>,
+    /// Checked only: a map of strings, as the image spec requires.
+    #[serde(default, rename = "annotations")]
+    _annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +152,14 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Manif
         t if DOCKER_SCHEMA1.contains(&t) => return Err(ManifestError::Schema1),
         other => return Err(ManifestError::UnsupportedMediaType(other.to_string())),
     };
+    if let Some(annotations) = &raw.annotations
+        && annotations.values().any(|v| !v.is_string())
+    {
+        return Err(ManifestError::Field {
+            field: "annotations",
+            reason: "annotations must be a map of strings".into(),
+        });
+    }
     let subject = raw.subject.map(|s| descriptor(s, "subject")).transpose()?;
     let mut manifest = Manifest {
         media_type,
@@ -252,6 +263,31 @@ mod tests {
         assert_eq!(m.artifact_type.as_deref(), Some("application/x-sbom"));
         assert_eq!(m.subject.unwrap().digest.to_string(), d("subject"));
         assert_eq!(m.annotations.unwrap()["k"], "v");
+    }
+
+    /// Annotations are a map of strings (image spec), on the manifest and on
+    /// its descriptors: anything else would break strict readers of the
+    /// referrers index built from them.
+    #[test]
+    fn annotations_must_be_maps_of_strings() {
+        let subject = format!(
+            r#","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":10}}"#,
+            d("subject")
+        );
+        for bad in [
+            r#","annotations":{"a":[1,2]}"#,
+            r#","annotations":{"a":1}"#,
+            r#","annotations":["a"]"#,
+        ] {
+            let text = image(&format!("{subject}{bad}"));
+            assert!(parse(text.as_bytes(), None).is_err(), "{bad}");
+        }
+        let layer = image("").replace(
+            r#""size":3}"#,
+            r#""size":3,"annotations":{"org.opencontainers.image.title":{"x":1}}}"#,
+        );
+        assert_ne!(layer, image(""));
+        assert!(parse(layer.as_bytes(), None).is_err());
     }
 
     #[test]

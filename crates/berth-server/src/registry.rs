@@ -85,6 +85,10 @@ fn list(digests: &[Digest]) -> String {
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
+/// Sizes of the manifests sized so far in one call (see [`Registry::image_size`]).
+#[derive(Default)]
+pub struct ImageSizes(std::collections::HashMap<Digest, u64>);
+
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
     /// The registry's id: its account's 12 digits.
@@ -868,34 +872,53 @@ impl Registry {
 
     /// An image's size as ECR reports it: its layers' compressed sizes; an
     /// index, its largest child's.
+    /// An image's size as ECR reports it: its layers' sizes, or for an
+    /// index its largest child's. `sizes` remembers every manifest sized in
+    /// one call, so each is sized once however often indexes list it.
     pub async fn image_size(
         &self,
         repository: &RepositoryName,
         image: &ImageRecord,
+        sizes: &mut ImageSizes,
     ) -> Result<u64> {
+        if let Some(size) = sizes.0.get(&image.digest) {
+            return Ok(*size);
+        }
         let Ok(parsed) = manifest::parse(&image.content, Some(&image.media_type)) else {
             return Ok(image.content.len() as u64);
         };
-        match parsed.kind {
+        let size = match parsed.kind {
             manifest::ManifestKind::Image => {
                 let config = parsed.config.as_ref().map(|c| &c.digest);
-                Ok(parsed
+                parsed
                     .blobs
                     .iter()
                     .filter(|b| Some(&b.digest) != config)
                     .map(|b| b.size)
-                    .sum())
+                    .fold(0u64, u64::saturating_add)
             }
             manifest::ManifestKind::Index => {
                 let mut largest = 0;
-                for child in &parsed.children {
-                    if let Some(child) = self.metadata.image(repository, &child.digest).await? {
-                        largest = largest.max(Box::pin(self.image_size(repository, &child)).await?);
-                    }
+                let children: std::collections::HashSet<&Digest> =
+                    parsed.children.iter().map(|c| &c.digest).collect();
+                for child in children {
+                    let known = sizes.0.get(child).copied();
+                    let size = match known {
+                        Some(size) => size,
+                        None => match self.metadata.image(repository, child).await? {
+                            Some(child) => {
+                                Box::pin(self.image_size(repository, &child, sizes)).await?
+                            }
+                            None => 0,
+                        },
+                    };
+                    largest = largest.max(size);
                 }
-                Ok(largest)
+                largest
             }
-        }
+        };
+        sizes.0.insert(image.digest.clone(), size);
+        Ok(size)
     }
 
     /// Removes a tag; when it was the image's last, the image goes too,

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::repositories::name_of;
 use super::{Call, EcrError, page, token};
 use crate::RegistryError;
+use crate::registry::ImageSizes;
 
 fn tag_status(input: &Value) -> TagStatus {
     match input["filter"]["tagStatus"].as_str() {
@@ -51,11 +52,12 @@ async fn detail(
     call: &Call<'_>,
     name: &RepositoryName,
     image: &ImageRecord,
+    sizes: &mut ImageSizes,
 ) -> Result<Value, EcrError> {
     let size = call
         .app
         .registry
-        .image_size(name, image)
+        .image_size(name, image, sizes)
         .await
         .map_err(|e| call.registry_error(e, name.as_str()))?;
     let mut detail = json!({
@@ -175,15 +177,16 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
             .await
             .map_err(|e| call.registry_error(e, name.as_str()))?;
         let mut details: Vec<Value> = Vec::new();
-        let mut seen = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut sizes = ImageSizes::default();
         for id in ids {
             let wanted = wanted(id).map_err(|(_, reason)| EcrError::invalid_parameter(reason))?;
             let image = lookup(call, &name, &wanted).await?.map_err(|_| {
                 EcrError::new("ImageNotFoundException", not_found_message(call, &name, id))
             })?;
             if !seen.contains(&image.digest) {
-                details.push(detail(call, &name, &image).await?);
-                seen.push(image.digest);
+                details.push(detail(call, &name, &image, &mut sizes).await?);
+                seen.insert(image.digest);
             }
         }
         return Ok(json!({"imageDetails": details}));
@@ -196,8 +199,9 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
         .await
         .map_err(|e| call.registry_error(e, name.as_str()))?;
     let mut details = Vec::with_capacity(images.len());
+    let mut sizes = ImageSizes::default();
     for image in &images {
-        details.push(detail(call, &name, image).await?);
+        details.push(detail(call, &name, image, &mut sizes).await?);
     }
     let mut output = json!({"imageDetails": details});
     if more && let Some(last) = images.last() {

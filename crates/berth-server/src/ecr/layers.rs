@@ -85,7 +85,8 @@ pub async fn upload_part(call: &Call<'_>, input: &Value) -> Result<Value, EcrErr
             upload.size as i64 - 1
         )));
     }
-    if last < first || last - first + 1 != blob.len() as u64 {
+    let part_len = last.checked_sub(first).and_then(|d| d.checked_add(1));
+    if part_len != Some(blob.len() as u64) {
         return Err(invalid_part(format!(
             "The part holds {} bytes, not partLastByte - partFirstByte + 1",
             blob.len()
@@ -99,14 +100,14 @@ pub async fn upload_part(call: &Call<'_>, input: &Value) -> Result<Value, EcrErr
     }
     let mut data = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(blob))]);
     let advanced = registry
-        .write_upload(&name, id, Some(first), Some(last - first + 1), &mut data)
+        .write_upload(&name, id, Some(first), part_len, &mut data)
         .await
         .map_err(|e| upload_error(call, &name, id, e))?;
     Ok(json!({
         "registryId": call.account(),
         "repositoryName": name.as_str(),
         "uploadId": id,
-        "lastByteReceived": advanced.size - 1,
+        "lastByteReceived": advanced.size.saturating_sub(1),
     }))
 }
 

@@ -64,7 +64,7 @@ async fn handle(app: &App, request: Request) -> Result<Response, Response> {
     } else {
         authenticate(app, request.headers()).await?
     };
-    let route = match route::parse(request.uri().path()) {
+    let route = match route::parse_request(request.method(), request.uri().path()) {
         Ok(Some(route)) => route,
         // Anonymous callers learn nothing before they log in.
         _ if principal.is_none() => return Err(challenge(app, request.headers())),
@@ -280,6 +280,7 @@ async fn dispatch(app: &App, asker: &Asker<'_>, route: Route, request: Request) 
         }
         (Route::Upload(name, id), Method::PATCH) => {
             let start = content_range_start(request.headers())?;
+            // `end >= start`, and `end - start + 1` fits: checked when parsed.
             let len = start.map(|(start, end)| end - start + 1);
             let mut body = body_stream(request.into_body());
             let upload = registry
@@ -405,7 +406,7 @@ fn content_range_start(headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciErr
     let (start, end) = range.split_once('-').ok_or_else(invalid)?;
     let start: u64 = start.parse().map_err(|_| invalid())?;
     let end: u64 = end.parse().map_err(|_| invalid())?;
-    if end < start {
+    if end < start || end - start == u64::MAX {
         return Err(invalid());
     }
     Ok(Some((start, end)))
@@ -433,7 +434,11 @@ fn link_next(path: &str, n: u32, last: &str) -> String {
 
 async fn tags(registry: &Registry, name: &RepositoryName, query: Option<&str>) -> Answer {
     let (n, last) = page(query)?;
-    let (tags, more) = registry.list_tags(name, last.as_deref(), n).await?;
+    let (tags, more) = if n == 0 {
+        (Vec::new(), false)
+    } else {
+        registry.list_tags(name, last.as_deref(), n).await?
+    };
     let next = more.then(|| {
         link_next(
             &format!("/v2/{name}/tags/list"),
@@ -448,11 +453,23 @@ async fn tags(registry: &Registry, name: &RepositoryName, query: Option<&str>) -
     Ok(response)
 }
 
+/// Repositories one `_catalog` page lists at most, whatever `n` asks: each
+/// costs a policy decision. The `Link` to the next page says the `n` used.
+const CATALOG_PAGE_MAX: u32 = 1000;
+
 /// `GET /v2/_catalog`: the repositories the caller may describe
-/// (`ecr:DescribeRepositories`); a page may hold fewer than `n` of them.
+/// (`ecr:DescribeRepositories`); a page may hold fewer than `n` of them, and
+/// its `Link` continues after the last repository looked at, so paging
+/// always advances.
 async fn catalog(app: &App, asker: &Asker<'_>, query: Option<&str>) -> Answer {
     let (n, last) = page(query)?;
-    let (all, more) = app.registry.catalog(last.as_deref(), n).await?;
+    let n = n.min(CATALOG_PAGE_MAX);
+    let (all, more) = if n == 0 {
+        (Vec::new(), false)
+    } else {
+        app.registry.catalog(last.as_deref(), n).await?
+    };
+    let scanned_last = all.last().cloned();
     let mut names = Vec::with_capacity(all.len());
     for name in all {
         let Ok(repository) = name.parse::<RepositoryName>() else {
@@ -475,7 +492,10 @@ async fn catalog(app: &App, asker: &Asker<'_>, query: Option<&str>) -> Answer {
             Err(AccessError::Internal(inner)) => return Err(RegistryError::Internal(inner).into()),
         }
     }
-    let next = more.then(|| link_next("/v2/_catalog", n, names.last().map_or("", |t| t)));
+    let next = match (more, scanned_last) {
+        (true, Some(after)) => Some(link_next("/v2/_catalog", n, &after)),
+        _ => None,
+    };
     let mut response = json_response(StatusCode::OK, json!({"repositories": names}));
     if let Some(next) = next {
         insert(&mut response, header::LINK, next);
@@ -541,7 +561,8 @@ fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>,
     };
     let unsatisfiable = RegistryError::RangeNotSatisfiable { size };
     let range = match (start.parse::<u64>(), end.parse::<u64>()) {
-        (Ok(start), Ok(end)) if start <= end => start..(end + 1).min(size),
+        // A last position past the end means "to the end" (RFC 9110).
+        (Ok(start), Ok(end)) if start <= end => start..end.saturating_add(1).min(size),
         // A backwards range is unsatisfiable, as Go's and nginx's file servers answer.
         (Ok(_), Ok(_)) => return Err(unsatisfiable),
         (Ok(start), Err(_)) if end.is_empty() => start..size,
@@ -683,6 +704,14 @@ mod tests {
         assert!(range("bytes=500-0", 1000).is_err());
         assert!(range("bytes=-0", 100).is_err());
         assert!(range("bytes=0-0", 0).is_err());
+        assert_eq!(
+            range("bytes=0-18446744073709551615", 100).unwrap(),
+            Some(0..100)
+        );
+        assert_eq!(
+            range("bytes=-18446744073709551615", 100).unwrap(),
+            Some(0..100)
+        );
     }
 
     #[test]
@@ -697,6 +726,11 @@ mod tests {
         );
         assert_eq!(content_range_start(&headers).unwrap(), Some((10, 19)));
         headers.insert(header::CONTENT_RANGE, HeaderValue::from_static("9-1"));
+        assert!(content_range_start(&headers).is_err());
+        headers.insert(
+            header::CONTENT_RANGE,
+            "0-18446744073709551615".parse().unwrap(),
+        );
         assert!(content_range_start(&headers).is_err());
     }
 }

@@ -35,6 +35,28 @@ impl Route {
     }
 }
 
+/// Maps a request to its endpoint; `Ok(None)` when it is no `/v2/`
+/// endpoint. A manifest reference that is neither a tag nor a digest is
+/// `404 MANIFEST_UNKNOWN` to a read (nothing can be stored under it, as the
+/// distribution spec answers), and invalid to a write.
+pub fn parse_request(method: &axum::http::Method, path: &str) -> Result<Option<Route>, OciError> {
+    use axum::http::Method;
+    match parse(path) {
+        Err(e)
+            if matches!(*method, Method::GET | Method::HEAD)
+                && matches!(e.code, "TAG_INVALID" | "DIGEST_INVALID")
+                && path.rsplit('/').nth(1) == Some("manifests") =>
+        {
+            Err(OciError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "MANIFEST_UNKNOWN",
+                "manifest unknown to registry",
+            ))
+        }
+        other => other,
+    }
+}
+
 /// Maps a path to its endpoint; `Ok(None)` when it is no `/v2/` endpoint.
 pub fn parse(path: &str) -> Result<Option<Route>, OciError> {
     let Some(rest) = path.strip_prefix("/v2") else {
@@ -159,6 +181,20 @@ mod tests {
         assert_eq!(
             parse("/v2/x/manifests/-bad").unwrap_err().code,
             "TAG_INVALID"
+        );
+        // Reading a manifest by a reference nothing can have is "not found".
+        let get = axum::http::Method::GET;
+        for bad in ["/v2/x/manifests/-bad", "/v2/x/manifests/sha256:12"] {
+            let e = parse_request(&get, bad).unwrap_err();
+            assert_eq!((e.status.as_u16(), e.code), (404, "MANIFEST_UNKNOWN"));
+            let e = parse_request(&axum::http::Method::PUT, bad).unwrap_err();
+            assert_eq!(e.status.as_u16(), 400);
+        }
+        assert_eq!(
+            parse_request(&get, "/v2/x/blobs/sha256:12")
+                .unwrap_err()
+                .code,
+            "DIGEST_INVALID"
         );
         assert_eq!(parse("/v3/x").unwrap(), None);
         assert_eq!(parse("/v2/x").unwrap(), None);

@@ -1,0 +1,148 @@
+//! Hostile and odd input: bounded work, spec answers, no loops, no panics.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn index_of(child: &str, size: usize, media_type: &str, times: usize) -> String {
+    let entry = format!(r#"{{"mediaType":"{media_type}","digest":"{child}","size":{size}}}"#);
+    let entries = vec![entry; times].join(",");
+    format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{entries}]}}"#)
+}
+
+#[tokio::test]
+async fn describe_images_sizes_each_manifest_once() {
+    let berth = Berth::start(&[]);
+    let (image, digest) = push_image(&berth, "nest", "img", "nest").await;
+    // An index listing one image 5,000 times, listed 5,000 times by another.
+    let inner = index_of(&digest, image.len(), OCI_MANIFEST, 5_000);
+    let r = put_manifest(&berth, "nest", "inner", &inner, OCI_INDEX).await;
+    assert_eq!(r.status(), 201);
+    let outer = index_of(&sha256(inner.as_bytes()), inner.len(), OCI_INDEX, 5_000);
+    let r = put_manifest(&berth, "nest", "outer", &outer, OCI_INDEX).await;
+    assert_eq!(r.status(), 201);
+    let started = Instant::now();
+    let r = ecr_call(&berth, "DescribeImages", r#"{"repositoryName":"nest"}"#).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let details = body["imageDetails"].as_array().unwrap();
+    assert_eq!(details.len(), 3);
+    let sizes: Vec<u64> = details
+        .iter()
+        .map(|d| d["imageSizeInBytes"].as_u64().unwrap())
+        .collect();
+    assert!(sizes.iter().all(|s| *s == sizes[0]), "{sizes:?}");
+    // Quadratic work (25 million lookups) would take minutes.
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test]
+async fn catalog_pages_are_capped_and_always_advance() {
+    let berth = Berth::start(&[]);
+    for n in 0..3 {
+        push_blob(&berth, &format!("cat/r{n}"), b"x").await;
+    }
+    let get = |query: &'static str| {
+        let url = berth.url(&format!("/v2/_catalog{query}"));
+        async move { client().get(url).send().await.unwrap() }
+    };
+    // n=0: an empty page and no next page.
+    let r = get("?n=0").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("link").is_none());
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["repositories"], serde_json::json!([]));
+    // A huge n is capped, and the Link says the n used.
+    let r = get("?n=4000000000").await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["repositories"].as_array().unwrap().len(), 3);
+    // Pages of one walk to the end.
+    let mut last = String::new();
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let url = berth.url(&format!("/v2/_catalog?n=1&last={last}"));
+        let r = client().get(url).send().await.unwrap();
+        let link = r
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_string());
+        let body: serde_json::Value = r.json().await.unwrap();
+        seen.extend(
+            body["repositories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string()),
+        );
+        let Some(link) = link else { break };
+        assert!(link.contains("n=1&"), "{link}");
+        let next = link
+            .split("last=")
+            .nth(1)
+            .unwrap()
+            .split('>')
+            .next()
+            .unwrap();
+        assert_ne!(next, last, "the Link does not advance");
+        last = next.to_string();
+    }
+    assert_eq!(seen, ["cat/r0", "cat/r1", "cat/r2"]);
+}
+
+#[tokio::test]
+async fn spec_answers_for_odd_references_ranges_and_annotations() {
+    let berth = Berth::start(&[]);
+    let (_, _) = push_image(&berth, "odd", "v1", "odd").await;
+    // A reference that is neither tag nor digest names no manifest.
+    for reference in ["-bad", "sha256:12", "a..b%2F"] {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let r = client()
+                .request(
+                    method.clone(),
+                    berth.url(&format!("/v2/odd/manifests/{reference}")),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 404, "{method} {reference}");
+            if method == reqwest::Method::GET {
+                assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
+            }
+        }
+    }
+    // A last position past the end means "to the end" (RFC 9110).
+    let blob = b"0123456789".to_vec();
+    let digest = push_blob(&berth, "odd", &blob).await;
+    let r = client()
+        .get(berth.url(&format!("/v2/odd/blobs/{digest}")))
+        .header("range", "bytes=0-18446744073709551615")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 0-9/10");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), blob.as_slice());
+    let r = client()
+        .patch(berth.url("/v2/odd/blobs/uploads/x"))
+        .header("content-range", "0-18446744073709551615")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+
+    // Annotations are a map of strings.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let c = push_blob(&berth, "odd", config).await;
+    let bad = image_manifest(
+        (&c, config.len()),
+        &[(&digest, blob.len())],
+        r#","annotations":{"a":[1,2]}"#,
+    );
+    let r = put_manifest(&berth, "odd", "bad", &bad, OCI_MANIFEST).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "MANIFEST_INVALID");
+}
