@@ -98,6 +98,14 @@ impl Principal {
     }
 }
 
+/// A request whose headers authenticated it, until its body's signature is
+/// checked. Holds the key's secret: deliberately not `Debug`.
+pub struct PendingAuth {
+    auth: Authorization,
+    secret: String,
+    principal: Principal,
+}
+
 /// Temporary credentials from STS, as handed to the caller once.
 pub struct TemporaryCredentials {
     pub access_key_id: String,
@@ -396,42 +404,21 @@ impl Identity {
         }
     }
 
-    /// Authenticates an HTTP request with body `body`, SigV4-signed for `service`.
-    pub async fn authenticate_http(
+    /// The first half of authenticating a SigV4-signed request for
+    /// `service`: everything the headers alone tell (the signature's shape,
+    /// scope, key, session token), so that a request from no one is refused
+    /// before its body is read. [`Identity::verify_body`] finishes.
+    /// IAM and STS also accept `us-east-1`, where their global endpoints sign.
+    pub async fn authenticate_headers(
         &self,
         parts: &axum::http::request::Parts,
-        body: &[u8],
         service: &str,
-    ) -> Result<Principal, AuthError> {
-        let headers: Vec<(String, String)> = parts
-            .headers
-            .iter()
-            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect();
-        let payload_sha256 = hex::encode(Sha256::digest(body));
-        let signed = sigv4::Request {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or(""),
-            headers: &headers,
-            payload_sha256: &payload_sha256,
-        };
-        let authorization = parts
+    ) -> Result<PendingAuth, AuthError> {
+        let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        self.authenticate(&signed, authorization, service).await
-    }
-
-    /// Authenticates a SigV4-signed request for `service`. IAM and STS also
-    /// accept `us-east-1`, where their global endpoints sign.
-    pub async fn authenticate(
-        &self,
-        request: &sigv4::Request<'_>,
-        authorization: Option<&str>,
-        service: &str,
-    ) -> Result<Principal, AuthError> {
-        let header = authorization.ok_or(SigV4Error::Missing)?;
+            .and_then(|v| v.to_str().ok())
+            .ok_or(SigV4Error::Missing)?;
         let auth = Authorization::parse(header)?;
         let global = matches!(service, "iam" | "sts") && auth.region == "us-east-1";
         if auth.region != self.region && !global {
@@ -446,11 +433,10 @@ impl Identity {
             )));
         }
         let (secret, principal, token_hash) = self.active_key(&auth.access_key_id).await?;
-        let token = request
+        let token = parts
             .headers
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-security-token"))
-            .map(|(_, value)| value.as_str());
+            .get("x-amz-security-token")
+            .map(|v| v.to_str().unwrap_or_default());
         match (token_hash, token) {
             (None, None) => {}
             // A session token with a long-term key is refused, as on AWS.
@@ -462,8 +448,35 @@ impl Identity {
                 }
             }
         }
-        sigv4::verify(request, &auth, &secret, now_millis() / 1000)?;
-        Ok(principal)
+        Ok(PendingAuth {
+            auth,
+            secret,
+            principal,
+        })
+    }
+
+    /// The second half: the signature over the request with its `body`.
+    pub fn verify_body(
+        &self,
+        pending: PendingAuth,
+        parts: &axum::http::request::Parts,
+        body: &[u8],
+    ) -> Result<Principal, AuthError> {
+        let headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let payload_sha256 = hex::encode(Sha256::digest(body));
+        let signed = sigv4::Request {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &headers,
+            payload_sha256: &payload_sha256,
+        };
+        sigv4::verify(&signed, &pending.auth, &pending.secret, now_millis() / 1000)?;
+        Ok(pending.principal)
     }
 
     /// Query parameters that let anyone `GET` `path` until `expires` (Unix

@@ -93,8 +93,17 @@ async fn readyz(State(app): State<Arc<App>>) -> axum::response::Response {
     (code, axum::Json(body)).into_response()
 }
 
+/// Bounds on what clients may make berth hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Requests handled at once; more wait their turn.
+    pub requests: usize,
+    /// How long a request body may go without sending anything.
+    pub body_idle: std::time::Duration,
+}
+
 /// The HTTP application: every front door on one listener.
-pub fn app(app: Arc<App>) -> Router {
+pub fn app(app: Arc<App>, limits: Limits) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(healthz))
         .route("/readyz", axum::routing::get(readyz))
@@ -112,4 +121,10 @@ pub fn app(app: Arc<App>) -> Router {
             }
         })
         .with_state(app)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_idle,
+        ))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.requests.max(1),
+        ))
 }

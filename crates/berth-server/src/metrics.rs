@@ -29,6 +29,7 @@ pub struct Metrics {
     pub gc_bytes: Counter,
     pub lifecycle_expired: Counter,
     pub uploads_abandoned: Counter,
+    pub connections_refused: Counter,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -37,6 +38,7 @@ pub static METRICS: Metrics = Metrics {
     gc_bytes: Counter::new(),
     lifecycle_expired: Counter::new(),
     uploads_abandoned: Counter::new(),
+    connections_refused: Counter::new(),
 };
 
 impl Metrics {
@@ -67,6 +69,11 @@ impl Metrics {
                 "berth_uploads_abandoned_total",
                 "Abandoned uploads removed.",
                 &self.uploads_abandoned,
+            ),
+            (
+                "berth_connections_refused_total",
+                "Connections closed at once because --max-connections were open.",
+                &self.connections_refused,
             ),
         ];
         let mut text = String::new();

@@ -82,6 +82,19 @@ pub struct ServeArgs {
     /// default: the `Host` of each request, over http.
     #[arg(long, env = "BERTH_PUBLIC_URL")]
     public_url: Option<String>,
+
+    /// Open connections at most; more are closed at once.
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+
+    /// Requests handled at once at most; more wait their turn.
+    #[arg(long, env = "BERTH_MAX_REQUESTS", default_value_t = 1024)]
+    max_requests: usize,
+
+    /// How long a client may take to send a request's headers (and a new
+    /// connection its first request), and to send the next piece of a body.
+    #[arg(long, env = "BERTH_CLIENT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    client_timeout: Duration,
 }
 
 /// What identifies an install and where its state lives: shared by `serve`
@@ -459,33 +472,48 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         public_url: args.public_url.clone(),
         scheme,
     });
-    let router = berth_server::app(app);
+    let router = berth_server::app(
+        app,
+        berth_server::Limits {
+            requests: args.max_requests,
+            body_idle: args.client_timeout,
+        },
+    );
+    // Both listeners: connections bounded, slow headers and silent new
+    // connections dropped after `--client-timeout`, graceful shutdown.
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        // Requests in flight get two minutes to finish.
+        stopper.graceful_shutdown(Some(Duration::from_secs(120)));
+    });
+    let connections = ConnectionLimit::new(args.max_connections);
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match tls {
         None => {
-            axum::serve(
-                tokio::net::TcpListener::from_std(listener)?,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown_signal())
-            .await?
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(connections)
+                .handle(handle)
+                .first_request_timeout(args.client_timeout);
+            bound_header_reads(server.http_builder(), args.client_timeout);
+            server.serve(service).await?
         }
         Some(config) => {
-            let handle = axum_server::Handle::new();
             tokio::spawn(reload_certificate_on_sighup(
                 config.clone(),
                 args.tls_cert.clone().expect("with TLS"),
                 args.tls_key.clone().expect("with TLS"),
             ));
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                // Requests in flight get two minutes to finish.
-                stopper.graceful_shutdown(Some(Duration::from_secs(120)));
-            });
-            axum_server::from_tcp_rustls(listener, config)?
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .handshake_timeout(args.client_timeout)
+                .acceptor(connections);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
                 .handle(handle)
-                .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .await?
+                .first_request_timeout(args.client_timeout);
+            bound_header_reads(server.http_builder(), args.client_timeout);
+            server.serve(service).await?
         }
     }
     for job in jobs {
@@ -493,6 +521,110 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// HTTP/1 requests whose headers take longer than `timeout` are dropped
+/// (slowloris gets nowhere).
+fn bound_header_reads(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    timeout: Duration,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(timeout);
+}
+
+/// Accepts connections while fewer than its limit are open, and closes the
+/// others at once: what a flood of idle connections can hold is bounded.
+#[derive(Clone)]
+struct ConnectionLimit {
+    open: Arc<tokio::sync::Semaphore>,
+}
+
+impl ConnectionLimit {
+    fn new(limit: usize) -> ConnectionLimit {
+        ConnectionLimit {
+            open: Arc::new(tokio::sync::Semaphore::new(limit.max(1))),
+        }
+    }
+}
+
+impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for ConnectionLimit {
+    type Stream = Counted;
+    type Service = S;
+    type Future = std::future::Ready<std::io::Result<(Counted, S)>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        std::future::ready(match self.open.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let _ = stream.set_nodelay(true);
+                Ok((
+                    Counted {
+                        stream,
+                        _permit: permit,
+                    },
+                    service,
+                ))
+            }
+            Err(_) => {
+                berth_server::metrics::METRICS.connections_refused.add(1);
+                Err(std::io::Error::other("too many open connections"))
+            }
+        })
+    }
+}
+
+/// A connection holding its place under [`ConnectionLimit`] until closed.
+struct Counted {
+    stream: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Replaces the certificate on SIGHUP, without dropping a connection.

@@ -146,3 +146,93 @@ async fn spec_answers_for_odd_references_ranges_and_annotations() {
     assert_eq!(r.status(), 400);
     assert_eq!(error_code(r).await, "MANIFEST_INVALID");
 }
+
+/// Slowloris and unauthenticated floods get nowhere: bodies of callers
+/// nobody signed for are never read, headers that never end are dropped at
+/// the client timeout, connections past the limit are closed at once, and
+/// meanwhile other clients are served promptly with memory bounded.
+#[tokio::test]
+async fn floods_of_slow_and_unauthenticated_requests_stay_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let berth = Berth::start(&["--max-connections", "400", "--client-timeout", "3s"]);
+    let address = berth.base.trim_start_matches("http://").to_string();
+    let before = berth.rss_kib();
+
+    // 300 connections that send half a header and then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = tokio::net::TcpStream::connect(&address).await.unwrap();
+        s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    // 60 unsigned ECR and IAM calls announcing 32 MiB bodies, each sending 1 MiB.
+    let chunk = vec![b'a'; 1 << 20];
+    let mut floods = Vec::new();
+    for n in 0..60 {
+        let mut s = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = if n % 2 == 0 {
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n\
+             X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.ListImages\r\n\
+             Content-Length: 33554432\r\n\r\n"
+        } else {
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: 1048000\r\n\r\n"
+        };
+        s.write_all(head.as_bytes()).await.unwrap();
+        let _ = s.write_all(&chunk[..1_000_000]).await;
+        floods.push(s);
+    }
+    // Each unsigned call is answered without its body being read.
+    for mut s in floods {
+        let mut answer = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer))
+            .await
+            .expect("an answer before the body")
+            .unwrap_or(0);
+        let text = String::from_utf8_lossy(&answer[..n]).to_string();
+        assert!(
+            text.starts_with("HTTP/1.1 4") || n == 0,
+            "unexpected answer: {text}"
+        );
+    }
+    // Connections past the limit are closed at once.
+    let mut extra = Vec::new();
+    for _ in 0..150 {
+        extra.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    let mut closed = 0;
+    for mut s in extra {
+        let _ = s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            _ => {}
+        }
+    }
+    assert!(closed > 0, "no connection past the limit was closed");
+
+    // Other clients: served promptly meanwhile, with memory bounded.
+    let started = Instant::now();
+    let r = client().get(berth.url("/v2/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let grown = berth.rss_kib().saturating_sub(before);
+    assert!(grown < 150 * 1024, "memory grew by {grown} KiB");
+
+    // The slow headers are dropped after the client timeout.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut dropped = 0;
+    for mut s in slow {
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => dropped += 1,
+            Err(_) => {}
+        }
+    }
+    assert!(
+        dropped >= 290,
+        "only {dropped} of 300 slow connections were dropped"
+    );
+}

@@ -245,6 +245,8 @@ pub async fn serve(app: Arc<App>, request: Request) -> Response {
 async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
     let mut facts = app.request_facts(&request);
     let (parts, body) = request.into_parts();
+    // Nobody's body is read: the key is checked from the headers first.
+    let pending = app.identity.authenticate_headers(&parts, "ecr").await?;
     let body = axum::body::to_bytes(Body::new(body), MAX_BODY)
         .await
         .map_err(|_| {
@@ -254,7 +256,7 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
             )
         })?;
 
-    let principal = app.identity.authenticate_http(&parts, &body, "ecr").await?;
+    let principal = app.identity.verify_body(pending, &parts, &body)?;
 
     let target = parts
         .headers

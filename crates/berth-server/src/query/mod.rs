@@ -168,14 +168,6 @@ async fn handle(
 ) -> Result<String, QueryError> {
     let facts = app.request_facts(&request);
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(Body::new(body), MAX_BODY)
-        .await
-        .map_err(|_| {
-            QueryError::new(
-                "ValidationError",
-                format!("request body is larger than {MAX_BODY} bytes"),
-            )
-        })?;
     let service = match service {
         Some(s @ ("iam" | "sts")) => s,
         Some(other) => {
@@ -187,10 +179,17 @@ async fn handle(
         }
         None => "iam",
     };
-    let principal = app
-        .identity
-        .authenticate_http(&parts, &body, service)
-        .await?;
+    // Nobody's body is read: the key is checked from the headers first.
+    let pending = app.identity.authenticate_headers(&parts, service).await?;
+    let body = axum::body::to_bytes(Body::new(body), MAX_BODY)
+        .await
+        .map_err(|_| {
+            QueryError::new(
+                "ValidationError",
+                format!("request body is larger than {MAX_BODY} bytes"),
+            )
+        })?;
+    let principal = app.identity.verify_body(pending, &parts, &body)?;
 
     let params: HashMap<String, String> = form_urlencoded::parse(&body)
         .chain(form_urlencoded::parse(
