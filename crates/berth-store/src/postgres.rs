@@ -92,6 +92,17 @@ impl PgStore {
         Ok(())
     }
 
+    /// Holds the repository row against deletion and against a manifest
+    /// push (which takes it `FOR UPDATE`) until the transaction ends. Taken
+    /// before any blob row, as `put_manifest` does.
+    async fn share_repository(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<()> {
+        sqlx::query("SELECT id FROM repositories WHERE id = $1 FOR KEY SHARE")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     async fn ensure_repository_id(
         tx: &mut Transaction<'_, Postgres>,
         name: &RepositoryName,
@@ -189,6 +200,11 @@ impl MetadataStore for PgStore {
         digest: &Digest,
     ) -> Result<Option<u64>> {
         let mut tx = self.pool.begin().await?;
+        // Repository row before blob row, as `put_manifest` takes them.
+        let repository_id = Self::repository_id(&mut tx, repository)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Self::share_repository(&mut tx, repository_id).await?;
         // Marks the blob wanted (and locks its row) before looking: garbage
         // collection either reclaimed it already or now leaves it alone.
         sqlx::query("UPDATE blobs SET last_linked_at = $1 WHERE digest = $2")
@@ -209,9 +225,6 @@ impl MetadataStore for PgStore {
         let Some(size) = size else {
             return Ok(None);
         };
-        let repository_id = Self::repository_id(&mut tx, repository)
-            .await?
-            .ok_or(StoreError::NotFound)?;
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
              ON CONFLICT DO NOTHING",
@@ -322,6 +335,9 @@ impl MetadataStore for PgStore {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or(StoreError::NotFound)?;
+        // Repository row before blob row, the order `put_manifest` takes them
+        // in: the two cannot deadlock.
+        Self::share_repository(&mut tx, repository_id).await?;
         let now = now_millis();
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, last_linked_at) VALUES ($1, $2, $3, $3)

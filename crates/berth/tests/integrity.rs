@@ -214,3 +214,51 @@ async fn a_repository_deleted_during_a_push_stays_deleted() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["__type"], "RepositoryNotFoundException");
 }
+
+/// Layers completing while a manifest that shares them is pushed: both take
+/// the repository row before the blob rows (PostgreSQL), so none fails.
+#[tokio::test]
+async fn layers_completing_during_a_manifest_push_cannot_deadlock() {
+    const LAYERS: usize = 6;
+    let berth = Berth::start(&[]);
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let config_digest = push_blob(&berth, "lockorder", &config).await;
+    for round in 0..6 {
+        let mut layers = Vec::new();
+        let mut locations = Vec::new();
+        for n in 0..LAYERS {
+            let layer = payload(&format!("layer{n}"), round, 4096);
+            let digest = push_blob(&berth, "lockorder", &layer).await;
+            // The same layer again, as a second pusher uploads it.
+            let r = client()
+                .post(berth.url("/v2/lockorder/blobs/uploads/"))
+                .send()
+                .await
+                .unwrap();
+            let location = upload_location(&r);
+            let r = client()
+                .patch(berth.url(&location))
+                .body(layer.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            locations.push(format!("{location}?digest={digest}"));
+            layers.push((digest, layer.len()));
+        }
+        let refs: Vec<(&str, usize)> = layers.iter().map(|(d, s)| (d.as_str(), *s)).collect();
+        let manifest = image_manifest((&config_digest, config.len()), &refs, "");
+        let tag = format!("r{round}");
+        let completions = futures_util::future::join_all(
+            locations
+                .iter()
+                .map(|location| client().put(berth.url(location)).send()),
+        );
+        let push = put_manifest(&berth, "lockorder", &tag, &manifest, OCI_MANIFEST);
+        let (completed, pushed) = tokio::join!(completions, push);
+        for r in completed {
+            assert_eq!(r.unwrap().status(), 201, "round {round}");
+        }
+        assert_eq!(pushed.status(), 201, "round {round}");
+    }
+}
