@@ -53,6 +53,9 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     credentials: Option<(String, String)>,
+    /// Creates repositories before the first push to each, where the target
+    /// does not create them on push.
+    repositories: Option<std::sync::Arc<super::ecr::Repositories>>,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -74,6 +77,23 @@ impl Client {
                 .expect("HTTP client"),
             base: base.trim_end_matches('/').to_string(),
             credentials,
+            repositories: None,
+        }
+    }
+
+    /// Creates each repository through `repositories` before pushing to it.
+    pub fn creating_repositories(
+        mut self,
+        repositories: std::sync::Arc<super::ecr::Repositories>,
+    ) -> Client {
+        self.repositories = Some(repositories);
+        self
+    }
+
+    async fn ensure_repository(&self, repo: &str) -> Outcome<()> {
+        match &self.repositories {
+            Some(r) => r.ensure(repo).await,
+            None => Ok(()),
         }
     }
 
@@ -101,6 +121,16 @@ impl Client {
         }
         let got = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
+        if got == 404 && text.contains("NAME_UNKNOWN") && self.repositories.is_none() {
+            return Err(Failure {
+                kind: format!("HTTP 404 on {what}"),
+                detail: "the target does not create repositories on push: give --username and \
+                         --password an access key of the target's ECR API (the harness then \
+                         creates its repositories and removes them afterwards), or start it \
+                         with --create-on-push"
+                    .into(),
+            });
+        }
         Err(Failure {
             kind: format!("HTTP {got} on {what}"),
             detail: format!(
@@ -135,6 +165,7 @@ impl Client {
     /// `POST ?digest=` with the whole blob (or `POST` + `PUT` where the
     /// registry does not take a blob in the `POST`).
     pub async fn push_monolithic(&self, repo: &str, data: &Payload, digest: &str) -> Outcome<()> {
+        self.ensure_repository(repo).await?;
         let r = self
             .request(
                 Method::POST,
@@ -155,6 +186,7 @@ impl Client {
     }
 
     async fn start_upload(&self, repo: &str) -> Outcome<String> {
+        self.ensure_repository(repo).await?;
         let r = self
             .request(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
             .send()

@@ -11,6 +11,7 @@
 //! collection at scale, in-process.
 
 mod client;
+mod ecr;
 mod housekeeping;
 mod images;
 mod limits;
@@ -62,6 +63,12 @@ pub struct BenchArgs {
     /// Basic-auth password for the target.
     #[arg(long, requires = "username")]
     password: Option<String>,
+
+    /// The target's region, for its ECR API: with an access key as
+    /// `--username`/`--password`, the harness creates the repositories it
+    /// pushes to (and removes them afterwards).
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
 
     /// Scenarios to run, comma-separated. Default: a short mix of blob, push,
     /// pull and metadata (about a minute on 2 cores).
@@ -639,7 +646,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return run_housekeeping(&args).await;
     }
     let target = Target::open(&args)?;
-    let client = Client::new(&target.base, target.credentials.clone());
+    let mut client = Client::new(&target.base, target.credentials.clone());
+    // A given target may not create repositories on push: with an access
+    // key (not a registry token), create them through its ECR API.
+    let repositories = match (&args.target, &target.credentials) {
+        (Some(_), Some((user, secret))) if user != "AWS" => {
+            let r = std::sync::Arc::new(ecr::Repositories::new(
+                &target.base,
+                user,
+                secret,
+                &args.region,
+            ));
+            client = client.creating_repositories(r.clone());
+            Some(r)
+        }
+        _ => None,
+    };
     client.ping().await.map_err(|f| {
         anyhow::anyhow!("the target does not answer GET /v2/ (are the credentials right?): {f}")
     })?;
@@ -688,6 +710,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(repositories) = &repositories {
+        match repositories.remove_made().await {
+            Ok(0) => {}
+            Ok(n) => session.say(&format!("removed the {n} repositories this run created")),
+            Err(e) => eprintln!("could not remove the repositories this run created: {e}"),
+        }
+    }
     let mut report = Report {
         target: target.label.clone(),
         unix_time: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
