@@ -152,6 +152,13 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, Manif
         t if DOCKER_SCHEMA1.contains(&t) => return Err(ManifestError::Schema1),
         other => return Err(ManifestError::UnsupportedMediaType(other.to_string())),
     };
+    // A media type is at most 255 characters (RFC 6838).
+    if raw.artifact_type.as_ref().is_some_and(|t| t.len() > 255) {
+        return Err(ManifestError::Field {
+            field: "artifactType",
+            reason: "a media type is at most 255 characters".into(),
+        });
+    }
     if let Some(annotations) = &raw.annotations
         && annotations.values().any(|v| !v.is_string())
     {

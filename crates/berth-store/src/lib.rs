@@ -63,6 +63,10 @@ pub enum StoreError {
     /// crash, or removed behind berth's back): the upload cannot go on.
     #[error("staged upload bytes are missing: {0}")]
     StagingLost(String),
+    /// Every database connection stayed busy for the pool's whole wait: the
+    /// caller should come back later (never a server error).
+    #[error("the metadata database is busy")]
+    Busy,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -79,7 +79,10 @@ pub struct SqliteStore {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Database(e.to_string())
+        match e {
+            sqlx::Error::PoolTimedOut => StoreError::Busy,
+            other => StoreError::Database(other.to_string()),
+        }
     }
 }
 
@@ -126,6 +129,47 @@ impl SqliteStore {
                 .fetch_optional(&mut **tx)
                 .await?,
         )
+    }
+
+    /// What a manifest's references lack, read outside the write
+    /// transaction (which checks again, authoritatively): one query each.
+    async fn missing_references(
+        &self,
+        repository: &RepositoryName,
+        blobs: &BTreeSet<String>,
+        children: &BTreeSet<String>,
+    ) -> Result<Option<PutManifestOutcome>> {
+        let missing = |table: &str, list: &BTreeSet<String>| {
+            // Digests hold no character JSON would escape.
+            let list = format!(
+                "[{}]",
+                list.iter()
+                    .map(|d| format!("\"{d}\""))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let statement = format!(
+                "SELECT j.value FROM json_each(?) j WHERE NOT EXISTS (
+                   SELECT 1 FROM {table} x JOIN repositories r ON r.id = x.repository_id
+                   WHERE r.name = ? AND x.digest = j.value)"
+            );
+            async move {
+                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(statement))
+                    .bind(list)
+                    .bind(repository.as_str())
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter()
+                    .map(|d| parse_digest(d))
+                    .collect::<Result<Vec<_>>>()
+            }
+        };
+        let blobs = missing("repository_blobs", blobs).await?;
+        if !blobs.is_empty() {
+            return Ok(Some(PutManifestOutcome::MissingBlobs(blobs)));
+        }
+        let children = missing("manifests", children).await?;
+        Ok((!children.is_empty()).then_some(PutManifestOutcome::MissingManifests(children)))
     }
 
     async fn ensure_repository_id(
@@ -377,9 +421,10 @@ impl MetadataStore for SqliteStore {
         let row: Option<(String, String, Vec<u8>, Option<i64>)> =
             match reference {
                 Reference::Tag(tag) => sqlx::query_as(
-                    "SELECT m.digest, m.media_type, m.content, m.last_pulled_at FROM repositories r
+                    "SELECT m.digest, m.media_type, c.content, m.last_pulled_at FROM repositories r
                      JOIN tags t ON t.repository_id = r.id
                      JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
+                     JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
                      WHERE r.name = ? AND t.name = ?",
                 )
                 .bind(repository.as_str())
@@ -387,8 +432,9 @@ impl MetadataStore for SqliteStore {
                 .fetch_optional(&self.read)
                 .await?,
                 Reference::Digest(digest) => sqlx::query_as(
-                    "SELECT m.digest, m.media_type, m.content, m.last_pulled_at FROM repositories r
+                    "SELECT m.digest, m.media_type, c.content, m.last_pulled_at FROM repositories r
                      JOIN manifests m ON m.repository_id = r.id
+                     JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
                      WHERE r.name = ? AND m.digest = ?",
                 )
                 .bind(repository.as_str())
@@ -431,13 +477,21 @@ impl MetadataStore for SqliteStore {
         manifest: &NewManifest,
         tags: &[Tag],
     ) -> Result<PutManifestOutcome> {
+        let blobs: BTreeSet<String> = manifest.blobs.iter().map(Digest::to_string).collect();
+        let children: BTreeSet<String> = manifest.children.iter().map(Digest::to_string).collect();
+        // Looked up first without the single write lock: a manifest naming
+        // thousands of unknown references never holds up other writers.
+        if let Some(missing) = self
+            .missing_references(repository, &blobs, &children)
+            .await?
+        {
+            return Ok(missing);
+        }
         let mut tx = self.write.begin().await?;
         let repository_id = Self::repository_id(&mut tx, repository)
             .await?
             .ok_or(StoreError::NotFound)?;
 
-        let blobs: BTreeSet<String> = manifest.blobs.iter().map(Digest::to_string).collect();
-        let children: BTreeSet<String> = manifest.children.iter().map(Digest::to_string).collect();
         let mut missing_blobs = Vec::new();
         let now = now_millis();
         for digest in &blobs {
@@ -507,23 +561,31 @@ impl MetadataStore for SqliteStore {
         let now = now_millis();
         let inserted = sqlx::query(
             "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject,
-                                    annotations, size, content, pushed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                    size, pushed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(repository_id)
         .bind(&digest)
         .bind(&manifest.media_type)
         .bind(&manifest.artifact_type)
         .bind(manifest.subject.as_ref().map(Digest::to_string))
-        .bind(&manifest.annotations)
         .bind(manifest.content.len() as i64)
-        .bind(manifest.content.as_ref())
         .bind(now)
         .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
         if inserted {
+            sqlx::query(
+                "INSERT INTO manifest_contents (repository_id, digest, content, annotations)
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(repository_id)
+            .bind(&digest)
+            .bind(manifest.content.as_ref())
+            .bind(&manifest.annotations)
+            .execute(&mut *tx)
+            .await?;
             let references = blobs
                 .iter()
                 .map(|d| (d, "blob"))
@@ -639,8 +701,9 @@ impl MetadataStore for SqliteStore {
         subject: &Digest,
     ) -> Result<Vec<Referrer>> {
         let rows: Vec<(String, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, c.annotations
              FROM repositories r JOIN manifests m ON m.repository_id = r.id
+             JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
              WHERE r.name = ? AND m.subject = ? ORDER BY m.digest",
         )
         .bind(repository.as_str())
@@ -891,8 +954,9 @@ impl MetadataStore for SqliteStore {
             "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at, m.last_pulled_at,
                     (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags x
                        WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest ORDER BY name)),
-                    m.content
+                    c.content
              FROM repositories r JOIN manifests m ON m.repository_id = r.id
+             JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
              WHERE r.name = ? AND m.digest > ? AND {}
              ORDER BY m.digest LIMIT ?",
             tag_status_condition(status)
@@ -914,8 +978,9 @@ impl MetadataStore for SqliteStore {
             "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at, m.last_pulled_at,
                     (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags x
                        WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest ORDER BY name)),
-                    m.content
+                    c.content
              FROM repositories r JOIN manifests m ON m.repository_id = r.id
+             JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
              WHERE r.name = ? AND m.digest = ?",
         )
         .bind(repository.as_str())

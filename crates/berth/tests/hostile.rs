@@ -236,3 +236,52 @@ async fn floods_of_slow_and_unauthenticated_requests_stay_bounded() {
         "only {dropped} of 300 slow connections were dropped"
     );
 }
+
+/// One large manifest does not stall the registry: an index naming 10,000
+/// unknown manifests is refused quickly, without holding up a small push to
+/// another repository meanwhile.
+#[tokio::test]
+async fn a_large_manifest_and_a_huge_index_do_not_stall_other_writers() {
+    let berth = Berth::start(&[]);
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let c = push_blob(&berth, "large", config).await;
+    let l = push_blob(&berth, "large", b"layer").await;
+    let padding = "a".repeat((4 << 20) - 1000);
+    let large = image_manifest(
+        (&c, config.len()),
+        &[(&l, 5)],
+        &format!(r#","annotations":{{"x":"{padding}"}}"#),
+    );
+    let r = put_manifest(&berth, "large", "large", &large, OCI_MANIFEST).await;
+    assert_eq!(r.status(), 201);
+
+    let children: Vec<String> = (0..10_000)
+        .map(|i| {
+            format!(
+                r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":100}}"#,
+                sha256(format!("child {i}").as_bytes())
+            )
+        })
+        .collect();
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+        children.join(",")
+    );
+    let started = Instant::now();
+    let huge = put_manifest(&berth, "large", "index", &index, OCI_INDEX);
+    let small = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        push_blob(&berth, "elsewhere", b"a small layer").await;
+        started.elapsed()
+    };
+    let (r, small_took) = tokio::join!(huge, small);
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "MANIFEST_BLOB_UNKNOWN");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(small_took < Duration::from_secs(2), "{small_took:?}");
+}

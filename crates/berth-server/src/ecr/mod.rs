@@ -61,7 +61,15 @@ impl EcrError {
     }
 
     /// A storage failure: logged, and `ServerException` to the caller.
-    pub fn internal(e: berth_store::StoreError) -> EcrError {
+    pub fn internal(e: impl std::borrow::Borrow<berth_store::StoreError>) -> EcrError {
+        let e = e.borrow();
+        if matches!(e, berth_store::StoreError::Busy) {
+            // Retried with back-off by every AWS SDK.
+            return EcrError::new(
+                "ThrottlingException",
+                "berth is busy; retry the request later",
+            );
+        }
         tracing::error!(error = %e, "storage failure");
         EcrError::new("ServerException", "internal server error")
     }
@@ -71,10 +79,7 @@ impl From<AccessError> for EcrError {
     fn from(e: AccessError) -> EcrError {
         match e {
             AccessError::Denied(message) => EcrError::new("AccessDeniedException", message),
-            AccessError::Internal(inner) => {
-                tracing::error!(error = %inner, "authorization failed on storage");
-                EcrError::new("ServerException", "internal server error")
-            }
+            AccessError::Internal(inner) => EcrError::internal(inner),
         }
     }
 }
@@ -87,10 +92,7 @@ impl From<AuthError> for EcrError {
             AuthError::UnrecognizedClient => "UnrecognizedClientException",
             AuthError::InvalidSignature(_) => "InvalidSignatureException",
             AuthError::ExpiredToken => "ExpiredTokenException",
-            AuthError::Internal(inner) => {
-                tracing::error!(error = %inner, "authentication failed on storage");
-                return EcrError::new("ServerException", "internal server error");
-            }
+            AuthError::Internal(inner) => return EcrError::internal(inner),
         };
         let mut error = EcrError::new(kind, e.to_string());
         if kind == "MissingAuthenticationTokenException" {
@@ -156,10 +158,7 @@ impl Call<'_> {
                 "TooManyTagsException",
                 format!("A repository may carry at most {limit} tags"),
             ),
-            RegistryError::Internal(inner) => {
-                tracing::error!(error = %inner, "storage failure");
-                EcrError::new("ServerException", "internal server error")
-            }
+            RegistryError::Internal(inner) => EcrError::internal(inner),
             other => EcrError::invalid_parameter(other.to_string()),
         }
     }

@@ -82,6 +82,13 @@ impl From<RegistryError> for OciError {
             E::TagImmutable { .. } => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
             E::TooManyTags(_) => (StatusCode::BAD_REQUEST, "DENIED"),
             E::LimitExceeded(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            E::Internal(berth_store::StoreError::Busy) => {
+                return OciError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TOOMANYREQUESTS",
+                    "berth is busy; retry the request later",
+                );
+            }
             E::Internal(inner) => {
                 tracing::error!(error = %inner, "storage failure");
                 return OciError::new(

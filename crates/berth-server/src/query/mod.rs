@@ -51,7 +51,13 @@ impl QueryError {
 
 impl From<berth_store::StoreError> for QueryError {
     fn from(e: berth_store::StoreError) -> QueryError {
-        QueryError::internal(e)
+        match e {
+            // Retried with back-off by every AWS SDK.
+            berth_store::StoreError::Busy => {
+                QueryError::new("Throttling", "berth is busy; retry the request later")
+            }
+            other => QueryError::internal(other),
+        }
     }
 }
 

@@ -63,8 +63,8 @@ async fn seed(path: &std::path::Path, images: u64, blobs: u64) -> anyhow::Result
     // Images pushed a second apart; every other one tagged, a tenth `release-…`.
     sqlx::query(
         "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?)
-         INSERT INTO manifests (repository_id, digest, media_type, size, content, pushed_at)
-         SELECT r.id, printf('sha256:%064x', n), 'application/vnd.oci.image.manifest.v1+json', 2, X'7B7D', n * 1000
+         INSERT INTO manifests (repository_id, digest, media_type, size, pushed_at)
+         SELECT r.id, printf('sha256:%064x', n), 'application/vnd.oci.image.manifest.v1+json', 2, n * 1000
          FROM seq, repositories r WHERE r.name = 'bench/lifecycle'",
     )
     .bind(images as i64)
@@ -93,11 +93,17 @@ async fn seed(path: &std::path::Path, images: u64, blobs: u64) -> anyhow::Result
     .await?;
     sqlx::query(
         "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?)
-         INSERT INTO manifests (repository_id, digest, media_type, size, content, pushed_at)
-         SELECT r.id, printf('sha256:f%063x', n), 'application/vnd.oci.image.manifest.v1+json', 2, X'7B7D', 0
+         INSERT INTO manifests (repository_id, digest, media_type, size, pushed_at)
+         SELECT r.id, printf('sha256:f%063x', n), 'application/vnd.oci.image.manifest.v1+json', 2, 0
          FROM seq, repositories r WHERE r.name = 'bench/gc'",
     )
     .bind(manifests as i64)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO manifest_contents (repository_id, digest, content)
+         SELECT repository_id, digest, X'7B7D' FROM manifests",
+    )
     .execute(&mut *tx)
     .await?;
     sqlx::query(
