@@ -13,6 +13,9 @@ use serde_json::Value;
 
 #[derive(Deserialize)]
 pub struct Operation {
+    /// The error shapes the operation declares.
+    #[serde(default)]
+    pub errors: Vec<String>,
     pub input: Option<String>,
     pub output: Option<String>,
     #[serde(rename = "resultWrapper")]
@@ -23,6 +26,9 @@ pub struct Operation {
 struct Shape {
     #[serde(rename = "type")]
     kind: String,
+    /// An error the service is at fault for (5xx).
+    #[serde(default)]
+    fault: bool,
     #[serde(default)]
     required: Vec<String>,
     min: Option<f64>,
@@ -156,8 +162,17 @@ impl Model {
             .map_or("", String::as_str)
     }
 
-    /// The HTTP status the model gives error `code` (400 when it gives none).
+    /// The HTTP status the model gives error `code`: its `httpStatusCode`,
+    /// 500 for a fault, else 400.
     pub fn error_status(&self, code: &str) -> u16 {
+        if let Some(shape) = self.raw.shapes.get(code) {
+            if let Some(status) = shape.error.as_ref().and_then(|e| e.status) {
+                return status;
+            }
+            if shape.fault {
+                return 500;
+            }
+        }
         self.raw
             .shapes
             .values()
@@ -165,6 +180,27 @@ impl Model {
             .find(|e| e.code.as_deref() == Some(code))
             .and_then(|e| e.status)
             .unwrap_or(400)
+    }
+
+    /// Whether `operation` may answer error `code`: one it declares, or one
+    /// every AWS API may answer (authentication, throttling, validation).
+    pub fn declares_error(&self, operation: &str, code: &str) -> bool {
+        const COMMON: &[&str] = &[
+            "AccessDeniedException",
+            "ExpiredTokenException",
+            "IncompleteSignatureException",
+            "InvalidSignatureException",
+            "MissingAuthenticationTokenException",
+            "SerializationException",
+            "ThrottlingException",
+            "UnknownOperationException",
+            "UnrecognizedClientException",
+            "ValidationException",
+        ];
+        COMMON.contains(&code)
+            || self
+                .operation(operation)
+                .is_some_and(|op| op.errors.iter().any(|e| e == code))
     }
 
     pub fn target_prefix(&self) -> &str {
@@ -689,5 +725,14 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn error_statuses_come_from_the_model() {
+        assert_eq!(ECR.error_status("ServerException"), 500);
+        assert_eq!(ECR.error_status("RepositoryNotFoundException"), 400);
+        assert!(ECR.declares_error("CreateRepository", "RepositoryAlreadyExistsException"));
+        assert!(ECR.declares_error("CreateRepository", "AccessDeniedException"));
+        assert!(!ECR.declares_error("DescribeRepositories", "ImageNotFoundException"));
     }
 }

@@ -42,12 +42,10 @@ pub struct EcrError {
 }
 
 impl EcrError {
+    /// An error of type `kind`, with the status the model gives it.
     pub fn new(kind: &'static str, message: impl Into<String>) -> EcrError {
-        let status = if kind == "ServerException" {
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::BAD_REQUEST
-        };
+        let status =
+            StatusCode::from_u16(MODEL.error_status(kind)).unwrap_or(StatusCode::BAD_REQUEST);
         EcrError {
             kind,
             message: message.into(),
@@ -220,9 +218,23 @@ pub fn is_ecr_request(request: &Request) -> bool {
 
 pub async fn serve(app: Arc<App>, request: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    let operation = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+        .and_then(|t| t.rsplit_once('.'))
+        .map(|(_, name)| name.to_string())
+        .unwrap_or_default();
     let (status, body, error_type) = match handle(&app, request).await {
         Ok(output) => (StatusCode::OK, output, None),
         Err(e) => {
+            // Every error an operation answers is one the model declares for
+            // it: checked on every call the test suites make.
+            debug_assert!(
+                MODEL.operation(&operation).is_none() || MODEL.declares_error(&operation, e.kind),
+                "{operation} answered {}, which the model does not declare for it",
+                e.kind
+            );
             let mut body = e.extra.unwrap_or_else(|| json!({}));
             body["__type"] = json!(e.kind);
             body["message"] = json!(e.message);
