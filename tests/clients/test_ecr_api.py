@@ -551,12 +551,16 @@ def test_layers_through_the_api(ecr_berth, workdir):
         client.complete_layer_upload(repositoryName="layers", uploadId=upload_id, layerDigests=[layer_digest])
     assert error_code(e) == "UploadNotFoundException"
 
-    # A small part followed by another is refused; a wrong digest discards the upload.
+    # A small part followed by another is refused on completion (where ECR's
+    # model declares it); a wrong digest discards the upload.
     small = client.initiate_layer_upload(repositoryName="layers")["uploadId"]
     client.upload_layer_part(repositoryName="layers", uploadId=small, partFirstByte=0, partLastByte=2, layerPartBlob=b"abc")
+    client.upload_layer_part(repositoryName="layers", uploadId=small, partFirstByte=3, partLastByte=5, layerPartBlob=b"def")
     with pytest.raises(ClientError) as e:
-        client.upload_layer_part(repositoryName="layers", uploadId=small, partFirstByte=3, partLastByte=5, layerPartBlob=b"def")
+        client.complete_layer_upload(repositoryName="layers", uploadId=small, layerDigests=["sha256:" + "2" * 64])
     assert error_code(e) == "LayerPartTooSmallException"
+    small = client.initiate_layer_upload(repositoryName="layers")["uploadId"]
+    client.upload_layer_part(repositoryName="layers", uploadId=small, partFirstByte=0, partLastByte=2, layerPartBlob=b"abc")
     with pytest.raises(ClientError) as e:
         client.complete_layer_upload(repositoryName="layers", uploadId=small, layerDigests=["sha256:" + "2" * 64])
     assert error_code(e) == "InvalidLayerException"

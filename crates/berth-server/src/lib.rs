@@ -11,6 +11,7 @@ pub mod model;
 pub mod oci;
 pub mod query;
 pub mod registry;
+pub mod wrapper;
 
 use std::sync::Arc;
 
@@ -120,6 +121,10 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
                 oci::serve(app, request).await
             }
         })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            wrapper::wrap,
+        ))
         .with_state(app)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             limits.body_idle,

@@ -1,7 +1,11 @@
-//! Counters of what background work did, served at `GET /metrics` in
-//! Prometheus' text format. They count on this node since it started.
+//! Counters of what requests and background work did, served at
+//! `GET /metrics` in Prometheus' text format. They count on this node since
+//! it started.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 pub struct Counter(AtomicU64);
 
@@ -23,7 +27,84 @@ impl Counter {
     }
 }
 
+/// Upper bounds (seconds) of the request latency histogram's buckets.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// One door and operation's requests: counts by status code, and latencies.
+#[derive(Default)]
+struct Series {
+    by_status: BTreeMap<u16, u64>,
+    /// Requests at most each bucket's bound (not cumulative here).
+    buckets: [u64; BUCKETS.len()],
+    sum_seconds: f64,
+    count: u64,
+}
+
+/// Requests by door and operation. Doors name only operations they know
+/// (from their routes or the AWS models), so the label set stays bounded.
+pub struct Requests(Mutex<BTreeMap<(&'static str, String), Series>>);
+
+impl Requests {
+    const fn new() -> Requests {
+        Requests(Mutex::new(BTreeMap::new()))
+    }
+
+    pub fn observe(&self, door: &'static str, operation: &str, status: u16, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let mut all = self.0.lock().expect("metrics lock");
+        let series = all.entry((door, operation.to_string())).or_default();
+        *series.by_status.entry(status).or_default() += 1;
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            series.buckets[i] += 1;
+        }
+        series.sum_seconds += seconds;
+        series.count += 1;
+    }
+
+    fn render(&self, text: &mut String) {
+        use std::fmt::Write as _;
+        let all = self.0.lock().expect("metrics lock");
+        text.push_str(
+            "# HELP berth_requests_total Requests answered, by front door, operation and status code.\n\
+             # TYPE berth_requests_total counter\n",
+        );
+        for ((door, operation), series) in all.iter() {
+            for (status, n) in &series.by_status {
+                let _ = writeln!(
+                    text,
+                    "berth_requests_total{{door=\"{door}\",operation=\"{operation}\",code=\"{status}\"}} {n}"
+                );
+            }
+        }
+        text.push_str(
+            "# HELP berth_request_duration_seconds Time to answer a request, by front door and operation.\n\
+             # TYPE berth_request_duration_seconds histogram\n",
+        );
+        for ((door, operation), series) in all.iter() {
+            let labels = format!("door=\"{door}\",operation=\"{operation}\"");
+            let mut cumulative = 0;
+            for (bound, n) in BUCKETS.iter().zip(series.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    text,
+                    "berth_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                text,
+                "berth_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\n\
+                 berth_request_duration_seconds_sum{{{labels}}} {}\n\
+                 berth_request_duration_seconds_count{{{labels}}} {}",
+                series.count, series.sum_seconds, series.count
+            );
+        }
+    }
+}
+
 pub struct Metrics {
+    pub requests: Requests,
     pub gc_runs: Counter,
     pub gc_blobs: Counter,
     pub gc_bytes: Counter,
@@ -33,6 +114,7 @@ pub struct Metrics {
 }
 
 pub static METRICS: Metrics = Metrics {
+    requests: Requests::new(),
     gc_runs: Counter::new(),
     gc_blobs: Counter::new(),
     gc_bytes: Counter::new(),
@@ -83,6 +165,7 @@ impl Metrics {
                 counter.get()
             ));
         }
+        self.requests.render(&mut text);
         text
     }
 }

@@ -156,6 +156,23 @@ pub struct Upload {
     pub pieces: Vec<String>,
 }
 
+impl Upload {
+    /// The size of each recorded write, in order, from the offsets that
+    /// begin the pieces' names (`<offset:020>-…`).
+    pub fn piece_sizes(&self) -> Vec<u64> {
+        let offsets: Vec<u64> = self
+            .pieces
+            .iter()
+            .filter_map(|p| p.split('-').next()?.parse().ok())
+            .collect();
+        offsets
+            .iter()
+            .enumerate()
+            .map(|(i, start)| offsets.get(i + 1).copied().unwrap_or(self.size) - start)
+            .collect()
+    }
+}
+
 /// Held while one writer reads, writes and records an upload (see
 /// [`BlobStore::lock_upload`]); dropping it lets the next writer in.
 pub struct UploadLock(pub Option<Box<dyn std::any::Any + Send + Sync>>);

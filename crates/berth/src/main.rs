@@ -45,6 +45,8 @@ fn main() -> anyhow::Result<()> {
                 }),
         )
         .with_writer(std::io::stderr)
+        // Colours for a terminal only, never into a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;

@@ -92,12 +92,6 @@ pub async fn upload_part(call: &Call<'_>, input: &Value) -> Result<Value, EcrErr
             blob.len()
         )));
     }
-    if upload.size > 0 && upload.last_part < MIN_PART {
-        return Err(EcrError::new(
-            "LayerPartTooSmallException",
-            format!("Layer parts must be at least {MIN_PART} bytes, except the last"),
-        ));
-    }
     let mut data = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(blob))]);
     let advanced = registry
         .write_upload(&name, id, Some(first), part_len, &mut data)
@@ -130,6 +124,15 @@ pub async fn complete(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
         return Err(EcrError::new(
             "EmptyUploadException",
             format!("The upload with id '{id}' has no layer parts"),
+        ));
+    }
+    // Parts of at least 5 MiB but the last, checked on completion as ECR's
+    // model has it.
+    let sizes = upload.piece_sizes();
+    if sizes.iter().rev().skip(1).any(|size| *size < MIN_PART) {
+        return Err(EcrError::new(
+            "LayerPartTooSmallException",
+            format!("Layer parts must be at least {MIN_PART} bytes, except the last"),
         ));
     }
     if registry.blob_size(&name, &digest).await.is_ok() {

@@ -217,7 +217,10 @@ pub fn is_ecr_request(request: &Request) -> bool {
 }
 
 pub async fn serve(app: Arc<App>, request: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = request
+        .extensions()
+        .get::<crate::wrapper::RequestId>()
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |id| id.0.clone());
     let operation = request
         .headers()
         .get("x-amz-target")
@@ -242,6 +245,11 @@ pub async fn serve(app: Arc<App>, request: Request) -> Response {
         }
     };
     let mut response = (status, body.to_string()).into_response();
+    if MODEL.operation(&operation).is_some() {
+        response
+            .extensions_mut()
+            .insert(crate::wrapper::Operation(operation));
+    }
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
     if let Ok(id) = HeaderValue::from_str(&request_id) {
@@ -268,6 +276,7 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
         })?;
 
     let principal = app.identity.verify_body(pending, &parts, &body)?;
+    tracing::Span::current().record("principal", tracing::field::display(&principal.arn));
 
     let target = parts
         .headers
@@ -305,8 +314,10 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
         endpoint: app.endpoint(&parts.headers),
     };
     call.check_registry_id(&input)?;
+    if let Some(repository) = input["repositoryName"].as_str() {
+        tracing::Span::current().record("repository", tracing::field::display(repository));
+    }
     authorize(&call, name, &input, &mut facts).await?;
-    tracing::debug!(operation = name, principal = %call.principal.arn, "ecr call");
     match name {
         "CreateRepository" => repositories::create(&call, &input).await,
         "DescribeRepositories" => repositories::describe(&call, &input).await,

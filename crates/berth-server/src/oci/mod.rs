@@ -38,9 +38,29 @@ type Answer = Result<Response, OciError>;
 
 /// Serves every `/v2/` request.
 pub async fn serve(app: Arc<App>, request: Request) -> Response {
+    let operation = route::parse(request.uri().path())
+        .ok()
+        .flatten()
+        .filter(|_| {
+            matches!(
+                *request.method(),
+                Method::GET
+                    | Method::HEAD
+                    | Method::PUT
+                    | Method::POST
+                    | Method::PATCH
+                    | Method::DELETE
+            )
+        })
+        .map(|r| format!("{} {}", r.kind(), request.method()));
     let mut response = handle(&app, request)
         .await
         .unwrap_or_else(|refusal| refusal);
+    if let Some(operation) = operation {
+        response
+            .extensions_mut()
+            .insert(crate::wrapper::Operation(operation));
+    }
     response
         .headers_mut()
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
@@ -64,6 +84,9 @@ async fn handle(app: &App, request: Request) -> Result<Response, Response> {
     } else {
         authenticate(app, request.headers()).await?
     };
+    if let Some(p) = &principal {
+        tracing::Span::current().record("principal", tracing::field::display(&p.arn));
+    }
     let route = match route::parse_request(request.method(), request.uri().path()) {
         Ok(Some(route)) => route,
         // Anonymous callers learn nothing before they log in.
@@ -71,6 +94,9 @@ async fn handle(app: &App, request: Request) -> Result<Response, Response> {
         Ok(None) => return Err(OciError::not_found().into_response()),
         Err(e) => return Err(e.into_response()),
     };
+    if let Some(name) = route.repository() {
+        tracing::Span::current().record("repository", tracing::field::display(name));
+    }
     let facts = app.request_facts(&request);
     authorize(app, principal.as_ref(), &route, request.method(), &facts)
         .await

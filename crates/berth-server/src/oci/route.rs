@@ -21,6 +21,20 @@ pub enum Route {
 }
 
 impl Route {
+    /// The endpoint's name, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Route::Base => "base",
+            Route::Catalog => "catalog",
+            Route::Tags(_) => "tags",
+            Route::Manifest(..) => "manifest",
+            Route::Blob(..) => "blob",
+            Route::Uploads(_) => "upload start",
+            Route::Upload(..) => "upload",
+            Route::Referrers(..) => "referrers",
+        }
+    }
+
     /// The repository the request is about, if any.
     pub fn repository(&self) -> Option<&RepositoryName> {
         match self {

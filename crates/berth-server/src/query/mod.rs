@@ -123,7 +123,11 @@ pub fn is_query_request(request: &Request) -> bool {
 }
 
 pub async fn serve(app: Arc<App>, request: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = request
+        .extensions()
+        .get::<crate::wrapper::RequestId>()
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |id| id.0.clone());
+    let mut operation = None;
     // The credential scope says which service the caller means.
     let service = request
         .headers()
@@ -136,7 +140,16 @@ pub async fn serve(app: Arc<App>, request: Request) -> Response {
     } else {
         &IAM
     };
-    let (status, body) = match handle(&app, request, service.as_deref(), model, &request_id).await {
+    let answer = handle(
+        &app,
+        request,
+        service.as_deref(),
+        model,
+        &request_id,
+        &mut operation,
+    )
+    .await;
+    let (status, body) = match answer {
         Ok(xml) => (StatusCode::OK, xml),
         Err(e) => {
             let status = e.status.unwrap_or_else(|| {
@@ -157,6 +170,12 @@ pub async fn serve(app: Arc<App>, request: Request) -> Response {
         }
     };
     let mut response = (status, body).into_response();
+    if let Some(action) = operation {
+        let name = format!("{}:{action}", service.as_deref().unwrap_or("iam"));
+        response
+            .extensions_mut()
+            .insert(crate::wrapper::Operation(name));
+    }
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
     if let Ok(id) = HeaderValue::from_str(&request_id) {
@@ -171,6 +190,7 @@ async fn handle(
     service: Option<&str>,
     model: &Model,
     request_id: &str,
+    operation_name: &mut Option<String>,
 ) -> Result<String, QueryError> {
     let facts = app.request_facts(&request);
     let (parts, body) = request.into_parts();
@@ -196,6 +216,7 @@ async fn handle(
             )
         })?;
     let principal = app.identity.verify_body(pending, &parts, &body)?;
+    tracing::Span::current().record("principal", tracing::field::display(&principal.arn));
 
     let params: HashMap<String, String> = form_urlencoded::parse(&body)
         .chain(form_urlencoded::parse(
@@ -205,6 +226,7 @@ async fn handle(
         .collect();
     let action = params.get("Action").cloned().unwrap_or_default();
     let operation = model.operation(&action).ok_or_else(|| {
+        // Not recorded as an operation: the label set stays what the model names.
         QueryError::new(
             "InvalidAction",
             format!(
@@ -213,6 +235,7 @@ async fn handle(
             ),
         )
     })?;
+    *operation_name = Some(action.clone());
     let input = model
         .decode_query(operation, &params)
         .and_then(|input| model.validate(operation, &input).map(|()| input))

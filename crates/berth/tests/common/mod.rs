@@ -41,6 +41,11 @@ impl Berth {
     /// `BERTH_TEST_DATABASE_URL` set (a PostgreSQL URL), its metadata goes to
     /// a schema of that database named after the data directory.
     pub fn start_in(data_dir: &Path, args: &[&str]) -> Berth {
+        Berth::start_logging(data_dir, args, None)
+    }
+
+    /// As `start_in`, with every request logged (debug) into `log`.
+    pub fn start_logging(data_dir: &Path, args: &[&str], log: Option<&Path>) -> Berth {
         let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
         command.arg("serve");
         if let Ok(url) = std::env::var("BERTH_TEST_DATABASE_URL") {
@@ -58,7 +63,18 @@ impl Berth {
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
-            .env("BERTH_LOG", "warn")
+            .env(
+                "BERTH_LOG",
+                if log.is_some() {
+                    "warn,berth_server=debug"
+                } else {
+                    "warn"
+                },
+            )
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::inherit(),
+            })
             .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_KEY_ID)
             .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
             .stdout(Stdio::piped())
@@ -237,9 +253,40 @@ pub async fn error_code(response: reqwest::Response) -> String {
     body["errors"][0]["code"].as_str().unwrap().to_string()
 }
 
+/// Calls an IAM or STS action (Query protocol) as the account root,
+/// SigV4-signed for us-east-1.
+pub async fn query_call(berth: &Berth, service: &str, body: &str) -> reqwest::Response {
+    signed_post(
+        berth,
+        service,
+        None,
+        "application/x-www-form-urlencoded; charset=utf-8",
+        body,
+    )
+    .await
+}
+
 /// Calls an ECR operation as the account root, SigV4-signed for us-east-1
 /// (the default region).
 pub async fn ecr_call(berth: &Berth, operation: &str, body: &str) -> reqwest::Response {
+    let target = format!("AmazonEC2ContainerRegistry_V20150921.{operation}");
+    signed_post(
+        berth,
+        "ecr",
+        Some(&target),
+        "application/x-amz-json-1.1",
+        body,
+    )
+    .await
+}
+
+async fn signed_post(
+    berth: &Berth,
+    service: &str,
+    target: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> reqwest::Response {
     use berth_core::sigv4;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -247,13 +294,14 @@ pub async fn ecr_call(berth: &Berth, operation: &str, body: &str) -> reqwest::Re
         .as_secs() as i64;
     let amz_date = sigv4::format_amz_date(now);
     let host = berth.base.trim_start_matches("http://").to_string();
-    let target = format!("AmazonEC2ContainerRegistry_V20150921.{operation}");
     let payload = hex::encode(Sha256::digest(body.as_bytes()));
-    let headers = vec![
+    let mut headers = vec![
         ("host".to_string(), host),
         ("x-amz-date".to_string(), amz_date.clone()),
-        ("x-amz-target".to_string(), target.clone()),
     ];
+    if let Some(target) = target {
+        headers.push(("x-amz-target".to_string(), target.to_string()));
+    }
     let signed: Vec<String> = headers.iter().map(|(n, _)| n.clone()).collect();
     let request = sigv4::Request {
         method: "POST",
@@ -266,7 +314,7 @@ pub async fn ecr_call(berth: &Berth, operation: &str, body: &str) -> reqwest::Re
         access_key_id: ROOT_KEY_ID.into(),
         date: amz_date[..8].to_string(),
         region: "us-east-1".into(),
-        service: "ecr".into(),
+        service: service.into(),
         signed_headers: signed.clone(),
         signature: String::new(),
     };
@@ -276,11 +324,14 @@ pub async fn ecr_call(berth: &Berth, operation: &str, body: &str) -> reqwest::Re
         &auth,
         &sigv4::string_to_sign(&amz_date, &auth.scope(), &canonical),
     );
-    reqwest::Client::new()
+    let mut builder = reqwest::Client::new()
         .post(berth.url("/"))
         .header("x-amz-date", amz_date)
-        .header("x-amz-target", target)
-        .header("content-type", "application/x-amz-json-1.1")
+        .header("content-type", content_type);
+    if let Some(target) = target {
+        builder = builder.header("x-amz-target", target);
+    }
+    builder
         .header(
             "authorization",
             format!(
