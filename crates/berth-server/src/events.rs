@@ -1,33 +1,40 @@
 //! Events as EventBridge delivers them (source `aws.ecr`): recorded in the
-//! metadata store, rendered with the envelope on the way out.
+//! metadata store in the same transaction as the change they report (the
+//! outbox), rendered with the envelope on the way out.
 
-use berth_store::{Event, EventStore, StoreError, now_millis};
+use berth_store::{Event, NewEvent, now_millis};
 use serde_json::{Value, json};
 
 pub const IMAGE_ACTION: &str = "ECR Image Action";
 
-/// Records an `ECR Image Action` for an image deleted by a lifecycle rule;
-/// `lifecycle-rule-priority` (berth's own field) names the rule.
-pub async fn record_lifecycle_expiry(
-    store: &dyn EventStore,
+/// An `ECR Image Action` (`PUSH` or `DELETE`), as ECR sends it to
+/// EventBridge, to record with the change it reports. `extra` adds fields
+/// (`lifecycle-rule-priority`, berth's own, names the rule that expired an
+/// image).
+pub fn image_action(
+    action: &str,
     repository: &str,
     digest: &str,
-    tags: &[String],
-    rule_priority: u64,
-) -> Result<(), StoreError> {
+    tag: Option<&str>,
+    extra: &[(&str, Value)],
+) -> NewEvent {
     let mut detail = json!({
         "result": "SUCCESS",
         "repository-name": repository,
         "image-digest": digest,
-        "action-type": "DELETE",
-        "lifecycle-rule-priority": rule_priority,
+        "action-type": action,
     });
-    if let Some(tag) = tags.first() {
+    if let Some(tag) = tag {
         detail["image-tag"] = json!(tag);
     }
-    store
-        .record_event(now_millis(), IMAGE_ACTION, &detail.to_string())
-        .await
+    for (key, value) in extra {
+        detail[*key] = value.clone();
+    }
+    NewEvent {
+        at: now_millis(),
+        detail_type: IMAGE_ACTION.into(),
+        detail: detail.to_string(),
+    }
 }
 
 /// The event in EventBridge's envelope.

@@ -101,20 +101,20 @@ impl Lifecycle {
             let Ok(digest) = item.image.digest.parse::<Digest>() else {
                 continue;
             };
+            // The DELETE event names the rule, and commits with the delete.
+            let mut noted = vec![(
+                "lifecycle-rule-priority",
+                serde_json::json!(item.rule_priority),
+            )];
+            if let Some(tag) = item.image.tags.first() {
+                noted.push(("image-tag", serde_json::json!(tag)));
+            }
             match self
                 .registry
-                .delete_manifest(repository, &Reference::Digest(digest))
+                .delete_manifest_noting(repository, &Reference::Digest(digest), &noted)
                 .await
             {
                 Ok(()) => {
-                    crate::events::record_lifecycle_expiry(
-                        &*self.store,
-                        repository.as_str(),
-                        &item.image.digest,
-                        &item.image.tags,
-                        item.rule_priority,
-                    )
-                    .await?;
                     tracing::info!(
                         repository = %repository,
                         digest = %item.image.digest,

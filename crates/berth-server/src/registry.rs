@@ -748,9 +748,16 @@ impl Registry {
             blobs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
             children: parsed.children.into_iter().map(|d| d.digest).collect(),
         };
+        let pushed = crate::events::image_action(
+            "PUSH",
+            repository.as_str(),
+            &digest.to_string(),
+            tags.first().map(Tag::as_str),
+            &[],
+        );
         match self
             .metadata
-            .put_manifest(repository, &record, &tags)
+            .put_manifest(repository, &record, &tags, std::slice::from_ref(&pushed))
             .await
             .map_err(|e| self.repository_gone(e, repository))?
         {
@@ -774,6 +781,18 @@ impl Registry {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<()> {
+        self.delete_manifest_noting(repository, reference, &[])
+            .await
+    }
+
+    /// As [`Registry::delete_manifest`]; a deleted manifest's `DELETE` event
+    /// carries `extra` (why it was deleted).
+    pub async fn delete_manifest_noting(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        extra: &[(&str, serde_json::Value)],
+    ) -> Result<()> {
         match reference {
             Reference::Tag(tag) => {
                 if self.metadata.delete_tag(repository, tag).await? {
@@ -785,7 +804,18 @@ impl Registry {
                 }
             }
             Reference::Digest(digest) => {
-                match self.metadata.delete_manifest(repository, digest).await? {
+                let deleted = crate::events::image_action(
+                    "DELETE",
+                    repository.as_str(),
+                    &digest.to_string(),
+                    None,
+                    extra,
+                );
+                match self
+                    .metadata
+                    .delete_manifest(repository, digest, std::slice::from_ref(&deleted))
+                    .await?
+                {
                     DeleteManifestOutcome::Deleted => Ok(()),
                     DeleteManifestOutcome::NotFound => Err(self
                         .missing(repository, RegistryError::ManifestUnknown)
@@ -942,8 +972,15 @@ impl Registry {
             && image.tags.is_empty()
         {
             // Referenced by an index: it stays, untagged, as on ECR.
+            let deleted = crate::events::image_action(
+                "DELETE",
+                repository.as_str(),
+                &manifest.digest.to_string(),
+                Some(tag.as_str()),
+                &[],
+            );
             self.metadata
-                .delete_manifest(repository, &manifest.digest)
+                .delete_manifest(repository, &manifest.digest, &[deleted])
                 .await?;
         }
         Ok(Some(manifest.digest))

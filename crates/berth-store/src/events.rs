@@ -19,6 +19,21 @@ pub struct Event {
     pub detail: String,
 }
 
+/// An event to record in the same transaction as the change it reports
+/// (the outbox): both commit, or neither.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Milliseconds.
+    pub at: i64,
+    pub detail_type: String,
+    /// The `detail` object, as JSON text.
+    pub detail: String,
+}
+
+/// The statement that records one [`NewEvent`], in both dialects.
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO events (at, detail_type, detail) VALUES ($1, $2, $3)";
+
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     async fn record_event(&self, at: i64, detail_type: &str, detail: &str) -> Result<()>;

@@ -30,7 +30,7 @@ pub use access::{
     AccessKeyRecord, AccessStore, DeleteEntityOutcome, Dependent, IamEntity, IamKind, IamLink,
     LinkKind,
 };
-pub use events::{Event, EventStore};
+pub use events::{Event, EventStore, NewEvent};
 pub use fs::FsBlobStore;
 pub use gc::GcStore;
 pub use lifecycle::{LifecycleImage, LifecyclePolicyRecord, LifecycleStore};
@@ -330,6 +330,7 @@ pub trait MetadataStore:
         repository: &RepositoryName,
         manifest: &NewManifest,
         tags: &[Tag],
+        events: &[NewEvent],
     ) -> Result<PutManifestOutcome>;
     /// Records that the manifest was pulled at `at`.
     async fn record_pull(
@@ -343,6 +344,7 @@ pub trait MetadataStore:
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        events: &[NewEvent],
     ) -> Result<DeleteManifestOutcome>;
     /// Removes one tag; false if it did not exist.
     async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool>;

@@ -14,9 +14,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::sqlite::{ImageRow, REPOSITORY_COLUMNS, RepositoryRow, image_from_row, parse_digest};
 use crate::{
-    DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, MetadataStore, NewManifest,
-    PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError, StoredManifest, TagStatus,
-    Upload, now_millis,
+    DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, MetadataStore, NewEvent,
+    NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError,
+    StoredManifest, TagStatus, Upload, now_millis,
 };
 
 /// The SQL condition on manifest `m` for a tag status.
@@ -443,6 +443,7 @@ impl MetadataStore for PgStore {
         repository: &RepositoryName,
         manifest: &NewManifest,
         tags: &[Tag],
+        events: &[NewEvent],
     ) -> Result<PutManifestOutcome> {
         let mut tx = self.pool.begin().await?;
         let repository_id = Self::repository_id(&mut tx, repository)
@@ -568,6 +569,15 @@ impl MetadataStore for PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        // The outbox: the events commit with the manifest, or neither does.
+        for event in events {
+            sqlx::query(crate::events::INSERT_EVENT)
+                .bind(event.at)
+                .bind(&event.detail_type)
+                .bind(&event.detail)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(PutManifestOutcome::Stored)
     }
@@ -576,6 +586,7 @@ impl MetadataStore for PgStore {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        events: &[NewEvent],
     ) -> Result<DeleteManifestOutcome> {
         let mut tx = self.pool.begin().await?;
         let Some(repository_id) = Self::repository_id(&mut tx, repository).await? else {
@@ -611,6 +622,16 @@ impl MetadataStore for PgStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        if deleted == 1 {
+            for event in events {
+                sqlx::query(crate::events::INSERT_EVENT)
+                    .bind(event.at)
+                    .bind(&event.detail_type)
+                    .bind(&event.detail)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         tx.commit().await?;
         Ok(if deleted == 1 {
             DeleteManifestOutcome::Deleted

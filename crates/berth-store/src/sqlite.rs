@@ -16,9 +16,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, MetadataStore, NewManifest,
-    PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError, StoredManifest, TagStatus,
-    Upload, now_millis,
+    DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, MetadataStore, NewEvent,
+    NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError,
+    StoredManifest, TagStatus, Upload, now_millis,
 };
 
 /// The SQL condition on manifest `m` for a tag status.
@@ -476,6 +476,7 @@ impl MetadataStore for SqliteStore {
         repository: &RepositoryName,
         manifest: &NewManifest,
         tags: &[Tag],
+        events: &[NewEvent],
     ) -> Result<PutManifestOutcome> {
         let blobs: BTreeSet<String> = manifest.blobs.iter().map(Digest::to_string).collect();
         let children: BTreeSet<String> = manifest.children.iter().map(Digest::to_string).collect();
@@ -616,6 +617,15 @@ impl MetadataStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        // The outbox: the events commit with the manifest, or neither does.
+        for event in events {
+            sqlx::query(crate::events::INSERT_EVENT)
+                .bind(event.at)
+                .bind(&event.detail_type)
+                .bind(&event.detail)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(PutManifestOutcome::Stored)
     }
@@ -624,6 +634,7 @@ impl MetadataStore for SqliteStore {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        events: &[NewEvent],
     ) -> Result<DeleteManifestOutcome> {
         let mut tx = self.write.begin().await?;
         let Some(repository_id) = Self::repository_id(&mut tx, repository).await? else {
@@ -658,6 +669,16 @@ impl MetadataStore for SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        if deleted == 1 {
+            for event in events {
+                sqlx::query(crate::events::INSERT_EVENT)
+                    .bind(event.at)
+                    .bind(&event.detail_type)
+                    .bind(&event.detail)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         tx.commit().await?;
         Ok(if deleted == 1 {
             DeleteManifestOutcome::Deleted
