@@ -64,7 +64,7 @@ BERTH_TEST_DATABASE_URL=$(scripts/postgres.sh)
 AWS_ENDPOINT_URL_S3=$(PATH="$HOME/.cargo/bin:$PATH" scripts/s3.sh)
 export BERTH_TEST_DATABASE_URL AWS_ENDPOINT_URL_S3
 export AWS_ACCESS_KEY_ID=s3-test-key AWS_SECRET_ACCESS_KEY=s3-test-secret BERTH_TEST_STORAGE_URL=s3://berth
-cargo test -p berth --test oci_api --test multi_node --test gc --test integrity --test hostile --locked
+cargo test -p berth --test oci_api --test multi_node --test gc --test integrity --test hostile --test jobs --locked
 cargo test -p berth-store --test outbox --locked
 CONFORMANCE_RESULTS=target/conformance-postgres-s3 scripts/conformance.sh target/debug/berth
 clients

@@ -5,6 +5,7 @@ pub mod ecr;
 pub mod events;
 pub mod gc;
 pub mod identity;
+pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
@@ -28,6 +29,8 @@ pub struct App {
     pub identity: Arc<Identity>,
     pub access: Arc<Access>,
     pub lifecycle: Arc<lifecycle::Lifecycle>,
+    /// The durable job queue's workers on this node.
+    pub jobs: Arc<jobs::Jobs>,
     /// `scheme://host[:port]` clients reach berth at, when not the request's `Host`.
     pub public_url: Option<String>,
     /// `http` or `https`: how this listener is reached.
@@ -84,7 +87,7 @@ async fn readyz(State(app): State<Arc<App>>) -> axum::response::Response {
         "database": status(&database),
         "storage": status(&storage),
         "node": app.registry.node_id(),
-        "jobs": app.registry.held_leases(),
+        "jobs": app.jobs.running(),
     });
     let code = if ready {
         axum::http::StatusCode::OK
@@ -103,15 +106,22 @@ pub struct Limits {
     pub body_idle: std::time::Duration,
 }
 
+/// `GET /metrics`: this node's counters, and the queue as the database holds it.
+async fn metrics_text(State(app): State<Arc<App>>) -> String {
+    let mut text = metrics::METRICS.render();
+    match app.registry.job_counts().await {
+        Ok(counts) => text.push_str(&metrics::Metrics::render_queue(&counts)),
+        Err(e) => tracing::warn!(error = %e, "could not count the queued jobs"),
+    }
+    text
+}
+
 /// The HTTP application: every front door on one listener.
 pub fn app(app: Arc<App>, limits: Limits) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(healthz))
         .route("/readyz", axum::routing::get(readyz))
-        .route(
-            "/metrics",
-            axum::routing::get(|| async { metrics::METRICS.render() }),
-        )
+        .route("/metrics", axum::routing::get(metrics_text))
         .fallback(|State(app): State<Arc<App>>, request: Request| async move {
             if ecr::is_ecr_request(&request) {
                 ecr::serve(app, request).await

@@ -103,8 +103,12 @@ impl Requests {
     }
 }
 
+/// Jobs settled on this node, by kind and outcome.
+pub struct Settled(Mutex<BTreeMap<(String, &'static str), u64>>);
+
 pub struct Metrics {
     pub requests: Requests,
+    settled: Settled,
     pub gc_runs: Counter,
     pub gc_blobs: Counter,
     pub gc_bytes: Counter,
@@ -115,6 +119,7 @@ pub struct Metrics {
 
 pub static METRICS: Metrics = Metrics {
     requests: Requests::new(),
+    settled: Settled(Mutex::new(BTreeMap::new())),
     gc_runs: Counter::new(),
     gc_blobs: Counter::new(),
     gc_bytes: Counter::new(),
@@ -124,6 +129,36 @@ pub static METRICS: Metrics = Metrics {
 };
 
 impl Metrics {
+    /// Counts a job's end on this node.
+    pub fn jobs_settled(&self, kind: &str, outcome: &berth_store::JobOutcome<'_>) {
+        let outcome = match outcome {
+            berth_store::JobOutcome::Done => "done",
+            berth_store::JobOutcome::Retry { .. } => "retried",
+            berth_store::JobOutcome::Failed { .. } => "failed",
+        };
+        *self
+            .settled
+            .0
+            .lock()
+            .expect("metrics lock")
+            .entry((kind.to_string(), outcome))
+            .or_default() += 1;
+    }
+
+    /// The queue as the database holds it (all nodes): jobs by kind and state.
+    pub fn render_queue(counts: &[(String, String, i64)]) -> String {
+        let mut text = String::from(
+            "# HELP berth_jobs Jobs in the durable queue (all nodes), by kind and state.\n\
+             # TYPE berth_jobs gauge\n",
+        );
+        for (kind, state, n) in counts {
+            text.push_str(&format!(
+                "berth_jobs{{kind=\"{kind}\",state=\"{state}\"}} {n}\n"
+            ));
+        }
+        text
+    }
+
     /// The counters in Prometheus' text exposition format.
     pub fn render(&self) -> String {
         let counters = [
@@ -166,6 +201,15 @@ impl Metrics {
             ));
         }
         self.requests.render(&mut text);
+        text.push_str(
+            "# HELP berth_jobs_settled_total Jobs this node ran to an end, by kind and outcome.\n\
+             # TYPE berth_jobs_settled_total counter\n",
+        );
+        for ((kind, outcome), n) in self.settled.0.lock().expect("metrics lock").iter() {
+            text.push_str(&format!(
+                "berth_jobs_settled_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}\n"
+            ));
+        }
         text
     }
 }

@@ -147,10 +147,8 @@ pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     config: RegistryConfig,
     upload_locks: KeyedLocks,
-    /// This process, as a lease holder among the nodes sharing the database.
+    /// This process, among the nodes sharing the database.
     node_id: String,
-    /// Leases on background jobs this node holds now.
-    leases: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Registry {
@@ -165,7 +163,6 @@ impl Registry {
             config,
             upload_locks: KeyedLocks::default(),
             node_id: uuid::Uuid::new_v4().to_string(),
-            leases: Mutex::default(),
         }
     }
 
@@ -173,33 +170,11 @@ impl Registry {
         &self.node_id
     }
 
-    /// Takes or renews the lease on background job `name` for `ttl`: true
-    /// if this node is the one to run it now.
-    pub async fn hold_lease(&self, name: &str, ttl: Duration) -> Result<bool> {
-        let held = self
-            .metadata
-            .try_lease(name, &self.node_id, now_millis(), ttl.as_millis() as i64)
-            .await?;
-        let mut leases = self.leases.lock().expect("lease set lock");
-        if held {
-            leases.insert(name.to_string());
-        } else {
-            leases.remove(name);
-        }
-        Ok(held)
+    /// Jobs in the durable queue by kind and state (all nodes).
+    pub async fn job_counts(&self) -> std::result::Result<Vec<(String, String, i64)>, StoreError> {
+        self.metadata.job_counts().await
     }
 
-    /// The background jobs this node holds the lease of.
-    pub fn held_leases(&self) -> Vec<String> {
-        self.leases
-            .lock()
-            .expect("lease set lock")
-            .iter()
-            .cloned()
-            .collect()
-    }
-
-    /// Whether the database and the blob storage answer.
     pub async fn readiness(&self) -> (Result<(), StoreError>, Result<(), StoreError>) {
         (self.metadata.ping().await, self.blobs.ping().await)
     }

@@ -413,7 +413,7 @@ macro_rules! impl_access_store {
                 name: &str,
             ) -> $crate::Result<$crate::access::DeleteEntityOutcome> {
                 use $crate::access::{DeleteEntityOutcome, Dependent, LinkKind};
-                let mut tx = self.$write.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let arn: Option<(String,)> =
                     sqlx::query_as("SELECT arn FROM iam_entities WHERE kind = $1 AND key = $2")
                         .bind(kind.as_str())
@@ -462,7 +462,7 @@ macro_rules! impl_access_store {
                 link: &$crate::access::IamLink,
                 requires: &[($crate::access::IamKind, &str)],
             ) -> $crate::Result<bool> {
-                let mut tx = self.$write.begin().await?;
+                let mut tx = self.begin_write().await?;
                 for (kind, name) in requires {
                     let found: Option<(String,)> =
                         sqlx::query_as("SELECT kind FROM iam_entities WHERE kind = $1 AND key = $2")

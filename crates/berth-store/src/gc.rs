@@ -100,7 +100,7 @@ macro_rules! impl_gc_store {
                 // from then on nothing can reference it without uploading it
                 // again. The no-op UPDATE takes the row's lock and checks the
                 // condition on the row as it is then.
-                let mut tx = self.$write.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let locked: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "UPDATE blobs SET last_linked_at = last_linked_at WHERE {STILL_GARBAGE} RETURNING digest"
                 )))
@@ -120,7 +120,7 @@ macro_rules! impl_gc_store {
                 // Then the row and the bytes, the row locked (and the condition
                 // checked again) while the bytes go; a crash in between leaves
                 // an unlinked row for the next pass.
-                let mut tx = self.$write.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let gone: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "DELETE FROM blobs WHERE {STILL_GARBAGE} RETURNING digest"
                 )))

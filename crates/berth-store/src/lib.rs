@@ -20,6 +20,7 @@ pub mod access;
 pub mod events;
 pub mod fs;
 pub mod gc;
+pub mod jobs;
 pub mod lifecycle;
 pub mod postgres;
 pub mod quota;
@@ -33,6 +34,7 @@ pub use access::{
 pub use events::{Event, EventStore, NewEvent};
 pub use fs::FsBlobStore;
 pub use gc::GcStore;
+pub use jobs::{Job, JobOutcome, JobStore, NewJob};
 pub use lifecycle::{LifecycleImage, LifecyclePolicyRecord, LifecycleStore};
 pub use postgres::PgStore;
 pub use quota::QuotaStore;
@@ -284,7 +286,7 @@ pub struct Referrer {
 /// policies behind [`LifecycleStore`].
 #[async_trait]
 pub trait MetadataStore:
-    AccessStore + EventStore + GcStore + LifecycleStore + QuotaStore + Send + Sync + 'static
+    AccessStore + EventStore + GcStore + JobStore + LifecycleStore + QuotaStore + Send + Sync + 'static
 {
     /// Creates the repository if it does not exist.
     async fn ensure_repository(&self, name: &RepositoryName) -> Result<()>;
@@ -421,9 +423,6 @@ pub trait MetadataStore:
         digest: &Digest,
     ) -> Result<Option<ImageRecord>>;
 
-    /// Takes or renews the lease `name` for `holder` until `now + ttl_millis`,
-    /// if it is free, expired, or already `holder`'s. True if `holder` holds it.
-    async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_millis: i64) -> Result<bool>;
     /// Answers if the database does (for readiness checks).
     async fn ping(&self) -> Result<()>;
 }

@@ -41,6 +41,11 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// A write transaction (see `SqliteStore::begin_write`).
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
     /// Connects to `url` (`postgres://…`) and migrates the schema. A `schema`
     /// query parameter (berth's own) keeps berth's tables in that schema,
     /// created if needed, so one database can hold several registries.
@@ -961,22 +966,6 @@ impl MetadataStore for PgStore {
         row.map(image_from_row).transpose()
     }
 
-    async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_millis: i64) -> Result<bool> {
-        let taken = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE leases.holder = excluded.holder OR leases.expires_at < $4",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(now + ttl_millis)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(taken == 1)
-    }
-
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -986,6 +975,7 @@ impl MetadataStore for PgStore {
 crate::access::impl_access_store!(PgStore, pool, pool);
 crate::events::impl_event_store!(PgStore, pool, pool);
 crate::gc::impl_gc_store!(PgStore, pool, pool);
+crate::jobs::impl_job_store!(PgStore, pool, pool, "FOR UPDATE SKIP LOCKED");
 crate::quota::impl_quota_store!(PgStore, pool);
 crate::lifecycle::impl_lifecycle_store!(PgStore, pool, pool);
 

@@ -98,6 +98,14 @@ pub(crate) fn parse_digest(s: &str) -> Result<Digest> {
 }
 
 impl SqliteStore {
+    /// A write transaction holding the database's write lock from its start
+    /// (`BEGIN IMMEDIATE`): a deferred one that reads first cannot take the
+    /// lock later once another process wrote meanwhile (SQLite answers
+    /// "database is locked" at once, without waiting).
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::new()
@@ -192,7 +200,7 @@ impl SqliteStore {
 #[async_trait]
 impl MetadataStore for SqliteStore {
     async fn ensure_repository(&self, name: &RepositoryName) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         Self::ensure_repository_id(&mut tx, name).await?;
         tx.commit().await?;
         Ok(())
@@ -238,7 +246,7 @@ impl MetadataStore for SqliteStore {
         from: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Marks the blob wanted (and locks its row) before looking: garbage
         // collection either reclaimed it already or now leaves it alone.
         sqlx::query("UPDATE blobs SET last_linked_at = ? WHERE digest = ?")
@@ -300,7 +308,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn create_upload(&self, upload: &Upload) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let repository_id = Self::repository_id(&mut tx, &upload.repository)
             .await?
             .ok_or(StoreError::NotFound)?;
@@ -359,7 +367,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn complete_upload(&self, upload: &Upload, digest: &Digest) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         // The upload's own repository: gone with it if the repository was
         // deleted meanwhile, which then stays deleted.
         let repository_id: i64 =
@@ -488,7 +496,7 @@ impl MetadataStore for SqliteStore {
         {
             return Ok(missing);
         }
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let repository_id = Self::repository_id(&mut tx, repository)
             .await?
             .ok_or(StoreError::NotFound)?;
@@ -636,7 +644,7 @@ impl MetadataStore for SqliteStore {
         digest: &Digest,
         events: &[NewEvent],
     ) -> Result<DeleteManifestOutcome> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(repository_id) = Self::repository_id(&mut tx, repository).await? else {
             return Ok(DeleteManifestOutcome::NotFound);
         };
@@ -748,7 +756,7 @@ impl MetadataStore for SqliteStore {
         &self,
         record: &RepositoryRecord,
     ) -> Result<Option<RepositoryRecord>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO repositories (name, created_at, image_tag_mutability, scan_on_push, encryption_type, kms_key,
                                        tag_mutability_exclusions)
@@ -820,7 +828,7 @@ impl MetadataStore for SqliteStore {
         let Some(record) = self.get_repository(name).await? else {
             return Ok(DeleteRepositoryOutcome::NotFound);
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(id) = Self::repository_id(&mut tx, name).await? else {
             return Ok(DeleteRepositoryOutcome::NotFound);
         };
@@ -862,7 +870,7 @@ impl MetadataStore for SqliteStore {
         image_tag_mutability: Option<(&str, &[String])>,
         scan_on_push: Option<bool>,
     ) -> Result<Option<RepositoryRecord>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
             .bind(name.as_str())
             .fetch_optional(&mut *tx)
@@ -899,7 +907,7 @@ impl MetadataStore for SqliteStore {
         remove: &[String],
         limit: usize,
     ) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(id) = Self::repository_id(&mut tx, name).await? else {
             return Ok(false);
         };
@@ -1011,22 +1019,6 @@ impl MetadataStore for SqliteStore {
         row.map(image_from_row).transpose()
     }
 
-    async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_millis: i64) -> Result<bool> {
-        let taken = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(now + ttl_millis)
-        .bind(now)
-        .execute(&self.write)
-        .await?
-        .rows_affected();
-        Ok(taken == 1)
-    }
-
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
@@ -1036,6 +1028,7 @@ impl MetadataStore for SqliteStore {
 crate::access::impl_access_store!(SqliteStore, write, read);
 crate::events::impl_event_store!(SqliteStore, write, read);
 crate::gc::impl_gc_store!(SqliteStore, write, read);
+crate::jobs::impl_job_store!(SqliteStore, write, read, "");
 crate::quota::impl_quota_store!(SqliteStore, read);
 crate::lifecycle::impl_lifecycle_store!(SqliteStore, write, read);
 

@@ -83,6 +83,86 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Args, Debug)]
+pub struct QueueArgs {
+    #[command(flatten)]
+    install: InstallArgs,
+
+    /// How many of the newest jobs to list.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+
+    /// Print JSON (one object per job) instead of a table.
+    #[arg(long)]
+    json: bool,
+
+    /// Queue a job of this kind instead of listing (for operators and tests).
+    #[arg(long)]
+    enqueue: Option<String>,
+
+    /// The queued job's payload (JSON).
+    #[arg(long, default_value = "{}", requires = "enqueue")]
+    payload: String,
+
+    /// The queued job's attempts at most.
+    #[arg(long, default_value_t = 3, requires = "enqueue")]
+    max_attempts: i64,
+}
+
+/// Lists the queue (counts by kind and state, then the newest jobs), or
+/// queues one job.
+pub async fn queue(args: QueueArgs) -> anyhow::Result<()> {
+    let install = args.install.open().await?;
+    let now = berth_store::now_millis();
+    if let Some(kind) = &args.enqueue {
+        serde_json::from_str::<serde_json::Value>(&args.payload)
+            .map_err(|e| anyhow::anyhow!("--payload is not JSON: {e}"))?;
+        let job = berth_store::NewJob {
+            kind,
+            payload: &args.payload,
+            singleton: None,
+            max_attempts: args.max_attempts.max(1),
+            run_after: now,
+        };
+        let id = install.metadata.enqueue_job(&job, now).await?;
+        println!("queued job {}", id.unwrap_or_default());
+        return Ok(());
+    }
+    let jobs = install.metadata.recent_jobs(args.limit).await?;
+    if args.json {
+        for job in jobs {
+            let line = serde_json::json!({
+                "id": job.id, "kind": job.kind, "state": job.state, "attempts": job.attempts,
+                "max_attempts": job.max_attempts, "worker": job.worker,
+                "last_error": job.last_error, "created_at": job.created_at,
+                "finished_at": job.finished_at, "run_after": job.run_after,
+            });
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    for (kind, state, n) in install.metadata.job_counts().await? {
+        println!("{kind:<20} {state:<8} {n}");
+    }
+    println!();
+    println!(
+        "{:>8}  {:<20} {:<8} {:>8}  last error",
+        "id", "kind", "state", "attempts"
+    );
+    for job in jobs {
+        println!(
+            "{:>8}  {:<20} {:<8} {:>4}/{:<3}  {}",
+            job.id,
+            job.kind,
+            job.state,
+            job.attempts,
+            job.max_attempts,
+            job.last_error.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 fn registry(install: &Install, args: &InstallArgs) -> Arc<Registry> {
     Arc::new(Registry::new(
         install.metadata.clone(),

@@ -31,8 +31,10 @@ enum Command {
     Lifecycle(jobs::LifecycleArgs),
     /// Reclaim blobs nothing references now (`serve` does every `--gc-interval`).
     Gc(jobs::GcArgs),
-    /// Print the newest recorded events (lifecycle expiries), EventBridge-shaped.
+    /// Print the newest recorded events (pushes, deletes, lifecycle expiries), EventBridge-shaped.
     Events(jobs::EventsArgs),
+    /// Show the durable job queue (or queue a job).
+    Jobs(jobs::QueueArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,5 +59,6 @@ fn main() -> anyhow::Result<()> {
         Command::Lifecycle(args) => runtime.block_on(jobs::lifecycle(args)),
         Command::Gc(args) => runtime.block_on(jobs::gc(args)),
         Command::Events(args) => runtime.block_on(jobs::events(args)),
+        Command::Jobs(args) => runtime.block_on(jobs::queue(args)),
     }
 }

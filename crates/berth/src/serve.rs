@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use axum_server::tls_rustls::RustlsConfig;
 use berth_server::gc::Collector;
+use berth_server::jobs::{JobResult, Jobs, JobsConfig};
 use berth_server::lifecycle::Lifecycle;
 use berth_server::registry::Quotas;
 use berth_server::{App, Identity, Registry, RegistryConfig};
@@ -82,6 +83,23 @@ pub struct ServeArgs {
     /// default: the `Host` of each request, over http.
     #[arg(long, env = "BERTH_PUBLIC_URL")]
     public_url: Option<String>,
+
+    /// Background jobs (periodic work, scans, imports …) this node runs at once.
+    #[arg(long, env = "BERTH_JOB_WORKERS", default_value_t = 2)]
+    job_workers: usize,
+
+    /// A job's claim lapses when its node has not renewed it for this long:
+    /// another node then runs it again.
+    #[arg(long, env = "BERTH_JOB_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
+    job_lease: Duration,
+
+    /// A failed job is retried after this, then twice as long each time.
+    #[arg(long, env = "BERTH_JOB_BACKOFF", default_value = "10s", value_parser = humantime::parse_duration)]
+    job_backoff: Duration,
+
+    /// On SIGTERM, how long running jobs get to finish.
+    #[arg(long, env = "BERTH_JOB_DRAIN", default_value = "60s", value_parser = humantime::parse_duration)]
+    job_drain: Duration,
 
     /// Open connections at most; more are closed at once.
     #[arg(long, env = "BERTH_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -430,45 +448,49 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let lifecycle = Arc::new(Lifecycle::new(metadata.clone(), registry.clone()));
     let upload_interval =
         (args.upload_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
-    let jobs = [
-        tokio::spawn(periodic(
-            registry.clone(),
-            "upload-cleanup",
-            upload_interval,
-            {
-                let registry = registry.clone();
-                move || clean_uploads(registry.clone())
-            },
-        )),
-        tokio::spawn(periodic(
-            registry.clone(),
-            "lifecycle",
-            args.lifecycle_interval,
-            {
-                let lifecycle = lifecycle.clone();
-                move || enforce_lifecycle(lifecycle.clone())
-            },
-        )),
-        tokio::spawn(periodic(
-            registry.clone(),
-            "credential-purge",
-            CREDENTIAL_PURGE_INTERVAL,
-            {
-                let metadata = metadata.clone();
-                move || purge_expired_credentials(metadata.clone())
-            },
-        )),
-        tokio::spawn(periodic(registry.clone(), "gc", args.gc_interval, {
-            let collector = Arc::new(Collector::new(metadata.clone(), blobs.clone()));
-            let grace = args.gc_grace;
-            move || collect_garbage(collector.clone(), grace)
-        })),
-    ];
+    let jobs = Arc::new(Jobs::new(
+        metadata.clone(),
+        registry.node_id(),
+        JobsConfig {
+            workers: args.job_workers,
+            lease: args.job_lease,
+            backoff: args.job_backoff,
+            drain: args.job_drain,
+            ..JobsConfig::default()
+        },
+    ));
+    jobs.every("upload-cleanup", upload_interval, {
+        let registry = registry.clone();
+        move |_| clean_uploads(registry.clone())
+    });
+    jobs.every("lifecycle", args.lifecycle_interval, {
+        let lifecycle = lifecycle.clone();
+        move |_| enforce_lifecycle(lifecycle.clone())
+    });
+    jobs.every("credential-purge", CREDENTIAL_PURGE_INTERVAL, {
+        let metadata = metadata.clone();
+        move |_| purge_expired_credentials(metadata.clone())
+    });
+    jobs.every("gc", args.gc_interval, {
+        let collector = Arc::new(Collector::new(metadata.clone(), blobs.clone()));
+        let grace = args.gc_grace;
+        move |_| collect_garbage(collector.clone(), grace)
+    });
+    jobs.every("queue-purge", QUEUE_PURGE_INTERVAL, {
+        let metadata = metadata.clone();
+        move |_| purge_finished_jobs(metadata.clone())
+    });
+    if std::env::var_os("BERTH_TEST_JOBS").is_some() {
+        test_jobs(&jobs);
+    }
+    let (stop_jobs, stop) = tokio::sync::watch::channel(false);
+    let workers = tokio::spawn(jobs.clone().run(stop));
     let app = Arc::new(App {
         registry: registry.clone(),
         identity,
         access,
         lifecycle,
+        jobs,
         public_url: args.public_url.clone(),
         scheme,
     });
@@ -485,6 +507,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let stopper = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
+        // Workers stop claiming and finish their jobs within --job-drain.
+        let _ = stop_jobs.send(true);
         // Requests in flight get two minutes to finish.
         stopper.graceful_shutdown(Some(Duration::from_secs(120)));
     });
@@ -516,8 +540,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             server.serve(service).await?
         }
     }
-    for job in jobs {
-        job.abort();
+    if let Err(e) = workers.await {
+        tracing::warn!(error = %e, "the job workers ended abnormally");
     }
     tracing::info!("stopped");
     Ok(())
@@ -641,89 +665,89 @@ async fn reload_certificate_on_sighup(config: RustlsConfig, cert: PathBuf, key: 
     }
 }
 
-/// Removes abandoned uploads, checking a few times per upload timeout. With
-/// several nodes on one database, the node holding the job's lease does it;
-/// another takes over when that lease lapses (a node died).
-/// Runs `job` every `interval` on the one node that holds lease `name`. The
-/// lease is renewed at least every minute, so that another node takes the job
-/// over within minutes of this one's death.
-async fn periodic<F, Fut>(registry: Arc<Registry>, name: &'static str, interval: Duration, job: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let tick = interval.clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let mut ticks = tokio::time::interval(tick);
-    let mut last_run: Option<tokio::time::Instant> = None;
-    loop {
-        ticks.tick().await;
-        match registry.hold_lease(name, tick * 3).await {
-            Ok(true) => {}
-            Ok(false) => {
-                last_run = None;
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(job = name, error = %e, "could not take the job's lease");
-                continue;
-            }
-        }
-        if last_run.is_some_and(|at| at.elapsed() < interval) {
-            continue;
-        }
-        last_run = Some(tokio::time::Instant::now());
-        job().await;
+/// Removes abandoned uploads, a few times per upload timeout.
+async fn clean_uploads(registry: Arc<Registry>) -> JobResult {
+    let n = registry
+        .clean_stale_uploads()
+        .await
+        .map_err(|e| format!("upload clean-up: {e}"))?;
+    if n > 0 {
+        berth_server::metrics::METRICS
+            .uploads_abandoned
+            .add(n as u64);
+        tracing::info!(removed = n, "removed abandoned uploads");
     }
-}
-
-async fn clean_uploads(registry: Arc<Registry>) {
-    match registry.clean_stale_uploads().await {
-        Ok(0) => {}
-        Ok(n) => {
-            berth_server::metrics::METRICS
-                .uploads_abandoned
-                .add(n as u64);
-            tracing::info!(removed = n, "removed abandoned uploads")
-        }
-        Err(e) => tracing::warn!(error = %e, "upload clean-up failed"),
-    }
+    Ok(())
 }
 
 /// How often expired temporary credentials are removed from the database.
 const CREDENTIAL_PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
-async fn purge_expired_credentials(metadata: Arc<dyn MetadataStore>) {
-    match metadata
+async fn purge_expired_credentials(metadata: Arc<dyn MetadataStore>) -> JobResult {
+    let n = metadata
         .delete_expired_access_keys(berth_store::now_millis())
         .await
-    {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, "purged expired temporary credentials"),
-        Err(e) => tracing::warn!(error = %e, "purging expired credentials failed"),
+        .map_err(|e| format!("purging expired credentials: {e}"))?;
+    if n > 0 {
+        tracing::info!(removed = n, "purged expired temporary credentials");
     }
+    Ok(())
 }
 
-async fn collect_garbage(collector: Arc<Collector>, grace: Duration) {
-    match collector.collect(grace, false).await {
-        Ok(report) if report.blobs.is_empty() => {}
-        Ok(report) => tracing::info!(
+/// How often finished jobs older than [`QUEUE_KEEP`] are forgotten.
+const QUEUE_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long finished jobs stay visible in `berth jobs`.
+const QUEUE_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+async fn purge_finished_jobs(metadata: Arc<dyn MetadataStore>) -> JobResult {
+    let cutoff = berth_store::now_millis() - QUEUE_KEEP.as_millis() as i64;
+    metadata
+        .purge_jobs(cutoff)
+        .await
+        .map(drop)
+        .map_err(|e| format!("purging finished jobs: {e}"))
+}
+
+/// Job kinds for the queue's own tests (with `BERTH_TEST_JOBS` set):
+/// `test.sleep` waits `{"seconds": n}`, `test.fail` always fails.
+fn test_jobs(jobs: &Jobs) {
+    jobs.handle("test.sleep", |job| async move {
+        let seconds = serde_json::from_str::<serde_json::Value>(&job.payload)
+            .ok()
+            .and_then(|p| p["seconds"].as_f64())
+            .unwrap_or(1.0);
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        Ok(())
+    });
+    jobs.handle("test.fail", |_| async {
+        Err("failing on purpose".to_string())
+    });
+}
+
+async fn collect_garbage(collector: Arc<Collector>, grace: Duration) -> JobResult {
+    let report = collector
+        .collect(grace, false)
+        .await
+        .map_err(|e| format!("garbage collection: {e}"))?;
+    if !report.blobs.is_empty() {
+        tracing::info!(
             blobs = report.blobs.len(),
             bytes = report.bytes(),
             "garbage collection reclaimed blobs"
-        ),
-        Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+        );
     }
+    Ok(())
 }
 
-async fn enforce_lifecycle(lifecycle: Arc<Lifecycle>) {
-    match lifecycle
+async fn enforce_lifecycle(lifecycle: Arc<Lifecycle>) -> JobResult {
+    let expired = lifecycle
         .enforce_all(berth_store::now_millis(), false)
         .await
-    {
-        Ok(expired) if expired.is_empty() => {}
-        Ok(expired) => tracing::info!(expired = expired.len(), "lifecycle policies applied"),
-        Err(e) => tracing::warn!(error = %e, "lifecycle enforcement failed"),
+        .map_err(|e| format!("lifecycle enforcement: {e}"))?;
+    if !expired.is_empty() {
+        tracing::info!(expired = expired.len(), "lifecycle policies applied");
     }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM; requests in flight then finish.

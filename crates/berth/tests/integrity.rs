@@ -13,7 +13,10 @@ fn payload(seed: &str, round: usize, len: usize) -> Vec<u8> {
 }
 
 fn upload_location(response: &reqwest::Response) -> String {
-    response.headers()["location"].to_str().unwrap().to_string()
+    match response.headers().get("location") {
+        Some(location) => location.to_str().unwrap().to_string(),
+        None => panic!("no upload location: {response:?}"),
+    }
 }
 
 #[tokio::test]

@@ -75,6 +75,8 @@ impl Berth {
                 Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
                 None => Stdio::inherit(),
             })
+            // The queue's test job kinds (`test.sleep`, `test.fail`).
+            .env("BERTH_TEST_JOBS", "1")
             .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_KEY_ID)
             .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
             .stdout(Stdio::piped())
@@ -96,6 +98,29 @@ impl Berth {
             data_dir: data_dir.to_path_buf(),
             _tmp: None,
         }
+    }
+
+    /// Runs `berth <command> …` on this install (same database and storage);
+    /// returns its standard output.
+    pub fn cli(&self, command: &[&str]) -> String {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.args(command).arg("--data-dir").arg(&self.data_dir);
+        if let Ok(url) = std::env::var("BERTH_TEST_DATABASE_URL") {
+            cmd.arg("--database")
+                .arg(database_for(&url, &self.data_dir));
+        }
+        let out = cmd
+            .env("BERTH_LOG", "warn")
+            .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_KEY_ID)
+            .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 
     pub fn pid(&self) -> u32 {
