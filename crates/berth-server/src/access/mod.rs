@@ -7,7 +7,6 @@
 //! round trip per request. Changes made through this node show at once; on
 //! other nodes within [`CACHE_SECONDS`].
 
-pub mod actions;
 pub mod managed;
 
 use std::collections::HashMap;

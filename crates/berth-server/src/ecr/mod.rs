@@ -3,6 +3,7 @@
 //! It authenticates, checks input against botocore's model, translates to
 //! registry calls and registry errors to ECR's `__type`s. No registry logic.
 
+mod actions;
 mod images;
 mod layers;
 mod lifecycle;
@@ -20,7 +21,7 @@ use berth_store::now_millis;
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::access::{AccessError, RequestFacts, actions};
+use crate::access::{AccessError, RequestFacts};
 use crate::identity::{AuthError, Principal};
 use crate::model::{ECR as MODEL, InputError};
 use crate::registry::RegistryError;

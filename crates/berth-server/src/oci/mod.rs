@@ -19,7 +19,7 @@ use futures_util::TryStreamExt;
 use serde_json::json;
 
 use crate::App;
-use crate::access::{self, AccessError, RequestFacts};
+use crate::access::{AccessError, RequestFacts};
 use crate::identity::{AuthError, Principal};
 use crate::registry::{Registry, RegistryError};
 use base64::Engine as _;
@@ -129,13 +129,15 @@ async fn authorize(
     method: &Method,
     facts: &RequestFacts,
 ) -> Result<(), Refusal> {
-    let Some(actions) = access::actions::oci_actions(route, method) else {
+    let Some(actions) = route.actions(method) else {
         return match principal {
             Some(_) => Ok(()),
             None => Err(Refusal::LogIn),
         };
     };
-    if principal.is_none() && !access::actions::is_pull(method) {
+    // Anonymous callers may pull where a repository policy lets them; for
+    // anything else they are asked to log in first.
+    if principal.is_none() && !matches!(*method, Method::GET | Method::HEAD) {
         return Err(Refusal::LogIn);
     }
     let name = route.repository().expect("repository routes name one");

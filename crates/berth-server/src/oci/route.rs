@@ -1,6 +1,7 @@
 //! `/v2/…` paths. Repository names contain `/`, so the endpoint is found from
 //! the end of the path, never by a generic router.
 
+use axum::http::Method;
 use berth_core::{Digest, Reference, RepositoryName};
 use percent_encoding::percent_decode_str;
 
@@ -33,6 +34,27 @@ impl Route {
             Route::Upload(..) => "upload",
             Route::Referrers(..) => "referrers",
         }
+    }
+
+    /// The IAM actions a request to this endpoint with `method` needs on its
+    /// repository, in order (README, "Access control"). `None` for requests
+    /// that are not about one repository (`/v2/`, `_catalog`).
+    pub fn actions(&self, method: &Method) -> Option<&'static [&'static str]> {
+        let actions: &'static [&'static str] = match (self, method) {
+            (Route::Base | Route::Catalog, _) => return None,
+            (Route::Tags(_), _) => &["ecr:ListImages"],
+            (Route::Manifest(..), &Method::GET | &Method::HEAD) => &["ecr:BatchGetImage"],
+            (Route::Manifest(..), &Method::PUT) => &["ecr:PutImage"],
+            (Route::Manifest(..), _) => &["ecr:BatchDeleteImage"],
+            (Route::Blob(..), &Method::HEAD) => &["ecr:BatchCheckLayerAvailability"],
+            (Route::Blob(..), &Method::GET) => &["ecr:GetDownloadUrlForLayer"],
+            (Route::Blob(..), _) => &["ecr:BatchDeleteImage"],
+            (Route::Uploads(_), _) => &["ecr:InitiateLayerUpload"],
+            (Route::Upload(..), &Method::PUT) => &["ecr:CompleteLayerUpload"],
+            (Route::Upload(..), _) => &["ecr:UploadLayerPart"],
+            (Route::Referrers(..), _) => &["ecr:BatchGetImage"],
+        };
+        Some(actions)
     }
 
     /// The repository the request is about, if any.
@@ -211,6 +233,17 @@ mod tests {
             "DIGEST_INVALID"
         );
         assert_eq!(parse("/v3/x").unwrap(), None);
+        let manifest = parse("/v2/app/manifests/latest").unwrap().unwrap();
+        assert_eq!(
+            manifest.actions(&Method::GET),
+            Some(&["ecr:BatchGetImage"][..])
+        );
+        assert_eq!(manifest.actions(&Method::PUT), Some(&["ecr:PutImage"][..]));
+        assert_eq!(
+            Route::Uploads(name("app")).actions(&Method::POST),
+            Some(&["ecr:InitiateLayerUpload"][..])
+        );
+        assert_eq!(Route::Catalog.actions(&Method::GET), None);
         assert_eq!(parse("/v2/x").unwrap(), None);
         assert_eq!(parse("/v2x").unwrap(), None);
     }
