@@ -1,0 +1,179 @@
+//! Manifests: push (with its event), pull, delete.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Registry {
+    pub async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
+        match self.metadata.get_manifest(repository, reference).await? {
+            Some(m) => Ok(m),
+            None => Err(self
+                .missing(repository, RegistryError::ManifestUnknown)
+                .await?),
+        }
+    }
+
+    /// Records a pull of `digest` (last recorded at `last_pulled_at`) in
+    /// the background, at most hourly, as ECR refreshes `lastRecordedPullTime`.
+    pub fn note_pull(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        last_pulled_at: Option<i64>,
+    ) {
+        const REFRESH_MILLIS: i64 = 3600 * 1000;
+        let now = now_millis();
+        if last_pulled_at.is_some_and(|at| now - at < REFRESH_MILLIS) {
+            return;
+        }
+        let (metadata, repository, digest) =
+            (self.metadata.clone(), repository.clone(), digest.clone());
+        tokio::spawn(async move {
+            if let Err(e) = metadata.record_pull(&repository, &digest, now).await {
+                tracing::warn!(error = %e, "could not record a pull");
+            }
+        });
+    }
+
+    /// `err` if the repository exists, else `NameUnknown`.
+    pub(super) async fn missing(
+        &self,
+        repository: &RepositoryName,
+        err: RegistryError,
+    ) -> Result<RegistryError> {
+        Ok(if self.metadata.repository_exists(repository).await? {
+            err
+        } else {
+            self.name_unknown(repository)
+        })
+    }
+
+    /// Stores a manifest pushed by `reference`, tagging it with the tag of
+    /// the reference or, when pushed by digest, with `extra_tags`.
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        extra_tags: Vec<Tag>,
+        content_type: Option<&str>,
+        content: Bytes,
+    ) -> Result<PutManifest> {
+        self.check_pushable(repository).await?;
+        let parsed = manifest::parse(&content, content_type)?;
+        let (digest, tags) = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &content);
+                if &actual != expected {
+                    return Err(RegistryError::DigestInvalid(format!(
+                        "manifest has digest {actual}, not {expected}"
+                    )));
+                }
+                (actual, extra_tags)
+            }
+            Reference::Tag(tag) => (Digest::of(Algorithm::Sha256, &content), vec![tag.clone()]),
+        };
+        let limit = self.config.quotas.images_per_repository;
+        if !self.metadata.has_image(repository, &digest).await?
+            && self.metadata.image_count(repository).await? >= limit
+        {
+            return Err(RegistryError::LimitExceeded(format!(
+                "The maximum number of images ({limit}) in the repository '{repository}' has been reached"
+            )));
+        }
+        let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+        let record = NewManifest {
+            digest: digest.clone(),
+            media_type: parsed.media_type,
+            content,
+            artifact_type: parsed.artifact_type,
+            subject: subject.clone(),
+            annotations: parsed
+                .annotations
+                .map(|a| serde_json::Value::Object(a).to_string()),
+            blobs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
+            children: parsed.children.into_iter().map(|d| d.digest).collect(),
+        };
+        let pushed = crate::events::image_action(
+            "PUSH",
+            repository.as_str(),
+            &digest.to_string(),
+            tags.first().map(Tag::as_str),
+            &[],
+        );
+        match self
+            .metadata
+            .put_manifest(repository, &record, &tags, std::slice::from_ref(&pushed))
+            .await
+            .map_err(|e| self.repository_gone(e, repository))?
+        {
+            PutManifestOutcome::Stored => Ok(PutManifest {
+                digest,
+                subject,
+                tags,
+            }),
+            PutManifestOutcome::TagImmutable(tag) => Err(RegistryError::TagImmutable {
+                tag,
+                repository: repository.clone(),
+            }),
+            PutManifestOutcome::MissingBlobs(d) => Err(RegistryError::ManifestBlobUnknown(d)),
+            PutManifestOutcome::MissingManifests(d) => Err(RegistryError::ManifestChildUnknown(d)),
+        }
+    }
+
+    /// Deletes a tag (by tag) or a manifest with all its tags (by digest).
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
+        self.delete_manifest_noting(repository, reference, &[])
+            .await
+    }
+
+    /// As [`Registry::delete_manifest`]; a deleted manifest's `DELETE` event
+    /// carries `extra` (why it was deleted).
+    pub async fn delete_manifest_noting(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        extra: &[(&str, serde_json::Value)],
+    ) -> Result<()> {
+        match reference {
+            Reference::Tag(tag) => {
+                if self.metadata.delete_tag(repository, tag).await? {
+                    Ok(())
+                } else {
+                    Err(self
+                        .missing(repository, RegistryError::ManifestUnknown)
+                        .await?)
+                }
+            }
+            Reference::Digest(digest) => {
+                let deleted = crate::events::image_action(
+                    "DELETE",
+                    repository.as_str(),
+                    &digest.to_string(),
+                    None,
+                    extra,
+                );
+                match self
+                    .metadata
+                    .delete_manifest(repository, digest, std::slice::from_ref(&deleted))
+                    .await?
+                {
+                    DeleteManifestOutcome::Deleted => Ok(()),
+                    DeleteManifestOutcome::NotFound => Err(self
+                        .missing(repository, RegistryError::ManifestUnknown)
+                        .await?),
+                    DeleteManifestOutcome::ReferencedBy(parent) => {
+                        Err(RegistryError::ManifestReferenced(parent))
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The registry service: repositories, blobs, uploads, manifests and tags.
+//!
+//! Every front door calls this; it owns the invariants (a blob is visible only
+//! once its digest is verified; a manifest's references exist; a tag points at
+//! a manifest of its repository) and knows nothing of HTTP.
+
+use std::collections::HashMap;
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use berth_core::manifest::{self, ManifestError};
+use berth_core::{Algorithm, Digest, Hasher, Reference, RepositoryName, Tag};
+use berth_store::{
+    BlobStore, BlobStream, ByteStream, DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord,
+    MetadataStore, NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, StoreError,
+    StoredManifest, TagStatus, Upload, now_millis,
+};
+use bytes::Bytes;
+use futures_util::Stream;
+
+mod blobs;
+mod discovery;
+mod images;
+mod manifests;
+mod repositories;
+mod uploads;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// ECR's wording, on both front doors.
+    #[error(
+        "The repository with name '{name}' does not exist in the registry with id '{registry_id}'"
+    )]
+    NameUnknown { name: String, registry_id: String },
+    #[error("blob unknown to registry")]
+    BlobUnknown,
+    #[error("blob upload unknown to registry")]
+    UploadUnknown,
+    #[error("blob upload invalid: {0}")]
+    UploadInvalid(String),
+    /// A chunk did not start where the upload ends.
+    #[error("chunk must start at byte {size}")]
+    RangeInvalid { size: u64 },
+    #[error("requested range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("{0}")]
+    DigestInvalid(String),
+    #[error("{0}")]
+    SizeInvalid(String),
+    #[error("manifest unknown to registry")]
+    ManifestUnknown,
+    #[error(transparent)]
+    ManifestInvalid(#[from] ManifestError),
+    #[error("manifest references unknown blobs: {}", list(.0))]
+    ManifestBlobUnknown(Vec<Digest>),
+    #[error("manifest references unknown manifests: {}", list(.0))]
+    ManifestChildUnknown(Vec<Digest>),
+    #[error("manifest is referenced by index {0} and cannot be deleted")]
+    ManifestReferenced(Digest),
+    /// ECR's wording, which docker shows to the user.
+    #[error(
+        "The image tag '{tag}' already exists in the '{repository}' repository and cannot be overwritten because the repository is immutable."
+    )]
+    TagImmutable {
+        tag: Tag,
+        repository: RepositoryName,
+    },
+    #[error("a repository may carry at most {0} tags")]
+    TooManyTags(usize),
+    #[error("repository already exists")]
+    RepositoryAlreadyExists,
+    /// A quota would be exceeded (ECR: `LimitExceededException`).
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("repository still contains images")]
+    RepositoryNotEmpty,
+    #[error("internal error: {0}")]
+    Internal(#[from] StoreError),
+}
+
+fn list(digests: &[Digest]) -> String {
+    digests
+        .iter()
+        .map(Digest::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// A page of a listing: its items, and whether more follow.
+pub type Page<T> = (Vec<T>, bool);
+
+/// The page in `items`, fetched with one more than `limit` to learn whether
+/// more follow: the one place listings page.
+fn page_of<T>(mut items: Vec<T>, limit: u32) -> Page<T> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    (items, more)
+}
+
+/// Sizes of the manifests sized so far in one call (see [`Registry::image_size`]).
+#[derive(Default)]
+pub struct ImageSizes(std::collections::HashMap<Digest, u64>);
+
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// The registry's id: its account's 12 digits.
+    pub registry_id: String,
+    /// An upload not written to for this long is abandoned and cleaned up.
+    pub upload_timeout: Duration,
+    /// Whether a push to a missing repository creates it (ECR: no).
+    pub create_on_push: bool,
+    /// Answer blob `GET`s with a redirect to the object store, where it can sign one.
+    pub redirect_blob_pulls: bool,
+    pub quotas: Quotas,
+}
+
+/// Limits on what the registry holds, with ECR's default service quotas.
+/// Checked before each write: writers racing at the limit may overshoot it
+/// by their number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quotas {
+    pub repositories: u64,
+    pub images_per_repository: u64,
+    /// Bytes of one layer (blob).
+    pub layer_size: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            repositories: 100_000,
+            images_per_repository: 20_000,
+            layer_size: 52_000 << 20,
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            registry_id: "000000000000".into(),
+            upload_timeout: Duration::from_secs(24 * 3600),
+            create_on_push: false,
+            redirect_blob_pulls: false,
+            quotas: Quotas::default(),
+        }
+    }
+}
+
+/// A stored manifest: its digest, its subject's, and the tags now pointing at it.
+pub struct PutManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+    pub tags: Vec<Tag>,
+}
+
+pub struct Registry {
+    metadata: Arc<dyn MetadataStore>,
+    blobs: Arc<dyn BlobStore>,
+    config: RegistryConfig,
+    upload_locks: KeyedLocks,
+    /// This process, among the nodes sharing the database.
+    node_id: String,
+}
+
+impl Registry {
+    pub fn new(
+        metadata: Arc<dyn MetadataStore>,
+        blobs: Arc<dyn BlobStore>,
+        config: RegistryConfig,
+    ) -> Registry {
+        Registry {
+            metadata,
+            blobs,
+            config,
+            upload_locks: KeyedLocks::default(),
+            node_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Jobs in the durable queue by kind and state (all nodes).
+    pub async fn job_counts(&self) -> std::result::Result<Vec<(String, String, i64)>, StoreError> {
+        self.metadata.job_counts().await
+    }
+
+    pub async fn readiness(&self) -> (Result<(), StoreError>, Result<(), StoreError>) {
+        (self.metadata.ping().await, self.blobs.ping().await)
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+}
+
+/// Feeds every frame that passes through to a hasher, and fails the stream
+/// (`FileTooLarge`) past `allowed` bytes.
+struct Hashing<'a, 'b> {
+    inner: &'a mut ByteStream<'b>,
+    hasher: &'a mut Hasher,
+    allowed: u64,
+}
+
+impl Stream for Hashing<'_, '_> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut *this.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            let Some(left) = this.allowed.checked_sub(frame.len() as u64) else {
+                return Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::FileTooLarge,
+                    "the layer size quota is exceeded",
+                ))));
+            };
+            this.allowed = left;
+            this.hasher.update(frame);
+        }
+        polled
+    }
+}
+
+/// One async mutex per key, held only while someone uses it: serializes the
+/// writes to one upload on this node.
+#[derive(Default)]
+struct KeyedLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+struct KeyedGuard<'a> {
+    owner: &'a KeyedLocks,
+    key: String,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl KeyedLocks {
+    async fn lock(&self, key: &str) -> KeyedGuard<'_> {
+        let lock = self
+            .locks
+            .lock()
+            .expect("lock map poisoned")
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        KeyedGuard {
+            owner: self,
+            key: key.to_string(),
+            _guard: lock.lock_owned().await,
+        }
+    }
+
+    fn is_locked(&self, key: &str) -> bool {
+        self.locks
+            .lock()
+            .expect("lock map poisoned")
+            .contains_key(key)
+    }
+}
+
+impl Drop for KeyedGuard<'_> {
+    fn drop(&mut self) {
+        let mut locks = self.owner.locks.lock().expect("lock map poisoned");
+        // Two references left (the map's and this guard's): nobody else waits.
+        if locks
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) <= 2)
+        {
+            locks.remove(&self.key);
+        }
+    }
+}
