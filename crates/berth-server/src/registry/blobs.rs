@@ -6,10 +6,15 @@ use super::*;
 impl Registry {
     /// The size of a blob linked to `repository`.
     pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64> {
-        self.metadata
-            .blob_size(repository, digest)
-            .await?
-            .ok_or(RegistryError::BlobUnknown)
+        if let Some(size) = self.metadata.blob_size(repository, digest).await? {
+            return Ok(size);
+        }
+        if self.blob_fetched(repository, digest).await?
+            && let Some(size) = self.metadata.blob_size(repository, digest).await?
+        {
+            return Ok(size);
+        }
+        Err(RegistryError::BlobUnknown)
     }
 
     /// Streams a blob (or `range` of it, already checked against its size).

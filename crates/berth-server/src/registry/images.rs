@@ -56,17 +56,26 @@ impl Registry {
             (Some(d), _) => d.clone(),
             (None, Some(tag)) => {
                 match self
-                    .metadata
                     .get_manifest(repository, &Reference::Tag(tag.clone()))
-                    .await?
+                    .await
                 {
-                    Some(m) => m.digest,
-                    None => return Ok(None),
+                    Ok(m) => m.digest,
+                    Err(RegistryError::ManifestUnknown | RegistryError::NameUnknown { .. }) => {
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             (None, None) => return Ok(None),
         };
-        let image = self.metadata.image(repository, &digest).await?;
+        let mut image = self.metadata.image(repository, &digest).await?;
+        if image.is_none()
+            && self
+                .manifest_fetched(repository, &Reference::Digest(digest.clone()))
+                .await?
+        {
+            image = self.metadata.image(repository, &digest).await?;
+        }
         Ok(image.filter(|i| tag.is_none_or(|t| i.tags.iter().any(|x| x == t.as_str()))))
     }
 

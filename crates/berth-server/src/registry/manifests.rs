@@ -9,12 +9,17 @@ impl Registry {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<StoredManifest> {
-        match self.metadata.get_manifest(repository, reference).await? {
-            Some(m) => Ok(m),
-            None => Err(self
-                .missing(repository, RegistryError::ManifestUnknown)
-                .await?),
+        if let Some(m) = self.metadata.get_manifest(repository, reference).await? {
+            return Ok(m);
         }
+        if self.manifest_fetched(repository, reference).await?
+            && let Some(m) = self.metadata.get_manifest(repository, reference).await?
+        {
+            return Ok(m);
+        }
+        Err(self
+            .missing(repository, RegistryError::ManifestUnknown)
+            .await?)
     }
 
     /// Records a pull of `digest` (last recorded at `last_pulled_at`) in

@@ -160,6 +160,21 @@ pub struct PutManifest {
     pub tags: Vec<Tag>,
 }
 
+/// A future a [`ReadMiss`] hook returns.
+pub type MissFuture<'a> = Pin<Box<dyn std::future::Future<Output = Result<bool>> + Send + 'a>>;
+
+/// Asked when a read misses, for both doors: where the pull-through cache
+/// plugs in. Answers `true` when it stored what was missing, and the read is
+/// then tried once more.
+pub trait ReadMiss: Send + Sync + 'static {
+    fn manifest<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        reference: &'a Reference,
+    ) -> MissFuture<'a>;
+    fn blob<'a>(&'a self, repository: &'a RepositoryName, digest: &'a Digest) -> MissFuture<'a>;
+}
+
 pub struct Registry {
     metadata: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
@@ -167,6 +182,8 @@ pub struct Registry {
     upload_locks: KeyedLocks,
     /// This process, among the nodes sharing the database.
     node_id: String,
+    /// Asked when a manifest or blob read misses; set once at start-up.
+    read_miss: std::sync::OnceLock<Arc<dyn ReadMiss>>,
 }
 
 impl Registry {
@@ -181,6 +198,32 @@ impl Registry {
             config,
             upload_locks: KeyedLocks::default(),
             node_id: uuid::Uuid::new_v4().to_string(),
+            read_miss: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Installs the hook asked when reads miss (once; later calls are ignored).
+    pub fn on_read_miss(&self, hook: Arc<dyn ReadMiss>) {
+        let _ = self.read_miss.set(hook);
+    }
+
+    /// Whether the read-miss hook stored the missing manifest.
+    async fn manifest_fetched(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<bool> {
+        match self.read_miss.get() {
+            Some(hook) => hook.manifest(repository, reference).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the read-miss hook stored the missing blob.
+    async fn blob_fetched(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        match self.read_miss.get() {
+            Some(hook) => hook.blob(repository, digest).await,
+            None => Ok(false),
         }
     }
 
@@ -277,5 +320,104 @@ impl Drop for KeyedGuard<'_> {
         {
             locks.remove(&self.key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_store::{FsBlobStore, NewManifest, SqliteStore};
+
+    /// Stores an empty index as whatever manifest is asked for by digest,
+    /// and counts the misses it is asked about.
+    struct Fetcher {
+        metadata: Arc<dyn MetadataStore>,
+        content: Bytes,
+        asked: Mutex<Vec<String>>,
+    }
+
+    impl ReadMiss for Fetcher {
+        fn manifest<'a>(
+            &'a self,
+            repository: &'a RepositoryName,
+            reference: &'a Reference,
+        ) -> MissFuture<'a> {
+            Box::pin(async move {
+                self.asked.lock().unwrap().push(reference.to_string());
+                let Reference::Digest(digest) = reference else {
+                    return Ok(false);
+                };
+                if *digest != Digest::of(Algorithm::Sha256, &self.content) {
+                    return Ok(false);
+                }
+                self.metadata.ensure_repository(repository).await?;
+                let manifest = NewManifest {
+                    digest: digest.clone(),
+                    media_type: manifest::OCI_INDEX.into(),
+                    content: self.content.clone(),
+                    artifact_type: None,
+                    subject: None,
+                    annotations: None,
+                    blobs: Vec::new(),
+                    children: Vec::new(),
+                };
+                self.metadata
+                    .put_manifest(repository, &manifest, &[], &[])
+                    .await?;
+                Ok(true)
+            })
+        }
+
+        fn blob<'a>(&'a self, _: &'a RepositoryName, digest: &'a Digest) -> MissFuture<'a> {
+            Box::pin(async move {
+                self.asked.lock().unwrap().push(digest.to_string());
+                Ok(false)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_that_miss_ask_the_hook_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata: Arc<dyn MetadataStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("m.db")).await.unwrap());
+        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path().join("b")).unwrap());
+        let registry = Registry::new(metadata.clone(), blobs, RegistryConfig::default());
+        let content = Bytes::from_static(
+            br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
+        );
+        let fetcher = Arc::new(Fetcher {
+            metadata,
+            content: content.clone(),
+            asked: Mutex::default(),
+        });
+        registry.on_read_miss(fetcher.clone());
+        let repo: RepositoryName = "cache/app".parse().unwrap();
+        let digest = Digest::of(Algorithm::Sha256, &content);
+
+        let found = registry
+            .get_manifest(&repo, &Reference::Digest(digest.clone()))
+            .await
+            .unwrap();
+        assert_eq!(found.content, content);
+        // Found now without asking.
+        registry
+            .get_manifest(&repo, &Reference::Digest(digest.clone()))
+            .await
+            .unwrap();
+        let tag: Reference = "missing".parse().unwrap();
+        assert!(matches!(
+            registry.get_manifest(&repo, &tag).await,
+            Err(RegistryError::ManifestUnknown)
+        ));
+        let other = Digest::of(Algorithm::Sha256, b"layer");
+        assert!(matches!(
+            registry.blob_size(&repo, &other).await,
+            Err(RegistryError::BlobUnknown)
+        ));
+        assert_eq!(
+            *fetcher.asked.lock().unwrap(),
+            [digest.to_string(), "missing".to_string(), other.to_string()]
+        );
     }
 }
