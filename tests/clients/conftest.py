@@ -87,6 +87,22 @@ class Berth:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def client(berth, service, key=ROOT_KEY, token=None, validate=True):
+    """A boto3 client for berth's `service` API, without retries."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=berth.url,
+        region_name=REGION,
+        aws_access_key_id=key[0],
+        aws_secret_access_key=key[1],
+        aws_session_token=token,
+        config=Config(retries={"max_attempts": 1}, parameter_validation=validate),
+    )
+
+
 def root_env():
     return {"BERTH_ROOT_ACCESS_KEY_ID": ROOT_KEY[0], "BERTH_ROOT_SECRET_ACCESS_KEY": ROOT_KEY[1], "BERTH_REGION": REGION}
 

@@ -7,12 +7,10 @@ import subprocess
 import urllib.error
 import urllib.request
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, REGION, ROOT_KEY, Berth, aws, basic_auth, failure, ok, root_env
+from conftest import ACCOUNT, REGION, ROOT_KEY, Berth, aws, basic_auth, client, failure, ok, root_env
 from oci_layout import Layout, sample_files
 
 REPO_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository"
@@ -45,18 +43,6 @@ def berth():
     server = Berth(env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
     yield server
     server.stop()
-
-
-def client(berth, service, key=ROOT_KEY, token=None, validate=True):
-    return boto3.client(
-        service,
-        endpoint_url=berth.url,
-        region_name=REGION,
-        aws_access_key_id=key[0],
-        aws_secret_access_key=key[1],
-        aws_session_token=token,
-        config=Config(retries={"max_attempts": 1}, parameter_validation=validate),
-    )
 
 
 def as_key(key, token=None):

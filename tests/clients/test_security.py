@@ -5,12 +5,10 @@ import json
 import os
 import subprocess
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, BINARY, REGION, ROOT_KEY, Berth, root_env
+from conftest import ACCOUNT, REGION, ROOT_KEY, Berth, client, root_env
 
 REPO_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository"
 ECR_ALL = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess"
@@ -21,18 +19,6 @@ def berth():
     server = Berth(env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
     yield server
     server.stop()
-
-
-def client(berth, service, key=ROOT_KEY, token=None, validate=True):
-    return boto3.client(
-        service,
-        endpoint_url=berth.url,
-        region_name=REGION,
-        aws_access_key_id=key[0],
-        aws_secret_access_key=key[1],
-        aws_session_token=token,
-        config=Config(retries={"max_attempts": 1}, parameter_validation=validate),
-    )
 
 
 def error_code(call, *args, **kwargs):

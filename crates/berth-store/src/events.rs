@@ -30,9 +30,21 @@ pub struct NewEvent {
     pub detail: String,
 }
 
-/// The statement that records one [`NewEvent`], in both dialects.
-pub(crate) const INSERT_EVENT: &str =
-    "INSERT INTO events (at, detail_type, detail) VALUES ($1, $2, $3)";
+/// Records `events` in transaction `tx` (the outbox), in both dialects.
+macro_rules! insert_events {
+    ($tx:expr, $events:expr) => {
+        for event in $events {
+            sqlx::query("INSERT INTO events (at, detail_type, detail) VALUES ($1, $2, $3)")
+                .bind(event.at)
+                .bind(&event.detail_type)
+                .bind(&event.detail)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
+pub(crate) use insert_events;
 
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {

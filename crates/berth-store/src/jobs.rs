@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::Result;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Job {
     pub id: i64,
     pub kind: String,
@@ -80,55 +80,6 @@ pub enum JobOutcome<'a> {
 pub(crate) const JOB_COLUMNS: &str = "id, kind, payload, state, singleton, attempts, max_attempts, \
      run_after, worker, heartbeat_at, last_error, created_at, finished_at";
 
-pub(crate) type JobRow = (
-    i64,
-    String,
-    String,
-    String,
-    Option<String>,
-    i64,
-    i64,
-    i64,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    i64,
-    Option<i64>,
-);
-
-pub(crate) fn job_from_row(row: JobRow) -> Job {
-    let (
-        id,
-        kind,
-        payload,
-        state,
-        singleton,
-        attempts,
-        max_attempts,
-        run_after,
-        worker,
-        heartbeat_at,
-        last_error,
-        created_at,
-        finished_at,
-    ) = row;
-    Job {
-        id,
-        kind,
-        payload,
-        state,
-        singleton,
-        attempts,
-        max_attempts,
-        run_after,
-        worker,
-        heartbeat_at,
-        last_error,
-        created_at,
-        finished_at,
-    }
-}
-
 /// `$lock` is what the claim's inner `SELECT` ends with: `FOR UPDATE SKIP
 /// LOCKED` on PostgreSQL, nothing on SQLite (one writer at a time).
 macro_rules! impl_job_store {
@@ -176,7 +127,7 @@ macro_rules! impl_job_store {
                 if due.is_none() {
                     return Ok(None);
                 }
-                let row: Option<$crate::jobs::JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let job: Option<$crate::jobs::Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "UPDATE jobs SET state = 'running', worker = $1, heartbeat_at = $2, attempts = attempts + 1
                      WHERE id = (SELECT id FROM jobs
                                  WHERE (state = 'queued' AND run_after <= $2)
@@ -191,7 +142,7 @@ macro_rules! impl_job_store {
                 .bind(stale_before)
                 .fetch_optional(&self.$write)
                 .await?;
-                Ok(row.map($crate::jobs::job_from_row))
+                Ok(job)
             }
 
             async fn heartbeat_job(&self, id: i64, worker: &str, now: i64) -> $crate::Result<bool> {
@@ -254,14 +205,14 @@ macro_rules! impl_job_store {
             }
 
             async fn recent_jobs(&self, limit: u32) -> $crate::Result<Vec<$crate::jobs::Job>> {
-                let rows: Vec<$crate::jobs::JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let jobs: Vec<$crate::jobs::Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {} FROM jobs ORDER BY id DESC LIMIT $1",
                     $crate::jobs::JOB_COLUMNS
                 )))
                 .bind(i64::from(limit))
                 .fetch_all(&self.$read)
                 .await?;
-                Ok(rows.into_iter().map($crate::jobs::job_from_row).collect())
+                Ok(jobs)
             }
 
             async fn purge_jobs(&self, cutoff: i64) -> $crate::Result<u64> {

@@ -575,14 +575,7 @@ impl MetadataStore for PgStore {
             .await?;
         }
         // The outbox: the events commit with the manifest, or neither does.
-        for event in events {
-            sqlx::query(crate::events::INSERT_EVENT)
-                .bind(event.at)
-                .bind(&event.detail_type)
-                .bind(&event.detail)
-                .execute(&mut *tx)
-                .await?;
-        }
+        crate::events::insert_events!(tx, events);
         tx.commit().await?;
         Ok(PutManifestOutcome::Stored)
     }
@@ -628,14 +621,7 @@ impl MetadataStore for PgStore {
             .await?
             .rows_affected();
         if deleted == 1 {
-            for event in events {
-                sqlx::query(crate::events::INSERT_EVENT)
-                    .bind(event.at)
-                    .bind(&event.detail_type)
-                    .bind(&event.detail)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            crate::events::insert_events!(tx, events);
         }
         tx.commit().await?;
         Ok(if deleted == 1 {

@@ -626,14 +626,7 @@ impl MetadataStore for SqliteStore {
             .await?;
         }
         // The outbox: the events commit with the manifest, or neither does.
-        for event in events {
-            sqlx::query(crate::events::INSERT_EVENT)
-                .bind(event.at)
-                .bind(&event.detail_type)
-                .bind(&event.detail)
-                .execute(&mut *tx)
-                .await?;
-        }
+        crate::events::insert_events!(tx, events);
         tx.commit().await?;
         Ok(PutManifestOutcome::Stored)
     }
@@ -678,14 +671,7 @@ impl MetadataStore for SqliteStore {
             .await?
             .rows_affected();
         if deleted == 1 {
-            for event in events {
-                sqlx::query(crate::events::INSERT_EVENT)
-                    .bind(event.at)
-                    .bind(&event.detail_type)
-                    .bind(&event.detail)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            crate::events::insert_events!(tx, events);
         }
         tx.commit().await?;
         Ok(if deleted == 1 {

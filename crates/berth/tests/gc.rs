@@ -116,14 +116,7 @@ async fn unreferenced_blobs_go_after_the_grace_period_and_shared_ones_stay() {
         expected.sort();
         assert_eq!(stored_blobs(&berth), expected);
     }
-    let metrics = client()
-        .get(berth.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&berth).await;
     assert!(
         metrics.contains("berth_gc_reclaimed_blobs_total 2"),
         "{metrics}"

@@ -115,14 +115,7 @@ async fn a_failing_job_is_retried_with_back_off_then_fails() {
     assert_eq!(failed["last_error"], "failing on purpose");
     // Back-off: 300 ms, then 600 ms between the three attempts.
     assert!(started.elapsed() >= Duration::from_millis(900));
-    let metrics = anonymous()
-        .get(berth.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&berth).await;
     assert!(
         metrics.contains(r#"berth_jobs_settled_total{kind="test.fail",outcome="retried"} 2"#),
         "{metrics}"

@@ -81,14 +81,7 @@ async fn every_response_carries_a_logged_request_id_and_is_counted() {
     let r = anonymous().get(berth.url("/healthz")).send().await.unwrap();
     ids.push(r.headers()["x-request-id"].to_str().unwrap().to_string());
 
-    let metrics = anonymous()
-        .get(berth.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&berth).await;
     for line in [
         r#"berth_requests_total{door="oci",operation="manifest GET",code="200"} 1"#,
         r#"berth_requests_total{door="oci",operation="manifest PUT",code="201"} 1"#,

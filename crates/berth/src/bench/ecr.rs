@@ -81,7 +81,6 @@ impl Repositories {
             ("x-amz-date".to_string(), amz_date.clone()),
             ("x-amz-target".to_string(), target.clone()),
         ];
-        let signed: Vec<String> = headers.iter().map(|(n, _)| n.clone()).collect();
         let request = sigv4::Request {
             method: "POST",
             path: "/",
@@ -89,19 +88,13 @@ impl Repositories {
             headers: &headers,
             payload_sha256: &payload,
         };
-        let auth = sigv4::Authorization {
-            access_key_id: self.key_id.clone(),
-            date: amz_date[..8].to_string(),
-            region: self.region.clone(),
-            service: "ecr".into(),
-            signed_headers: signed.clone(),
-            signature: String::new(),
-        };
-        let canonical = sigv4::canonical_request(&request, &signed);
-        let signature = sigv4::sign(
+        let authorization = sigv4::authorization_header(
+            &request,
+            &amz_date,
+            &self.key_id,
             &self.secret,
-            &auth,
-            &sigv4::string_to_sign(&amz_date, &auth.scope(), &canonical),
+            &self.region,
+            "ecr",
         );
         let response = self
             .http
@@ -109,15 +102,7 @@ impl Repositories {
             .header("x-amz-date", amz_date)
             .header("x-amz-target", target)
             .header("content-type", "application/x-amz-json-1.1")
-            .header(
-                "authorization",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders={}, Signature={signature}",
-                    self.key_id,
-                    auth.scope(),
-                    signed.join(";")
-                ),
-            )
+            .header("authorization", authorization)
             .body(body.to_string())
             .send()
             .await?;

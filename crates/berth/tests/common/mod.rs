@@ -272,6 +272,18 @@ pub async fn put_manifest(
         .unwrap()
 }
 
+/// `GET /metrics`, as text.
+pub async fn metrics_text(berth: &Berth) -> String {
+    anonymous()
+        .get(berth.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The `code` of the first error in an OCI error body.
 pub async fn error_code(response: reqwest::Response) -> String {
     let body: serde_json::Value = response.json().await.expect("JSON error body");
@@ -327,7 +339,6 @@ async fn signed_post(
     if let Some(target) = target {
         headers.push(("x-amz-target".to_string(), target.to_string()));
     }
-    let signed: Vec<String> = headers.iter().map(|(n, _)| n.clone()).collect();
     let request = sigv4::Request {
         method: "POST",
         path: "/",
@@ -335,19 +346,13 @@ async fn signed_post(
         headers: &headers,
         payload_sha256: &payload,
     };
-    let auth = sigv4::Authorization {
-        access_key_id: ROOT_KEY_ID.into(),
-        date: amz_date[..8].to_string(),
-        region: "us-east-1".into(),
-        service: service.into(),
-        signed_headers: signed.clone(),
-        signature: String::new(),
-    };
-    let canonical = sigv4::canonical_request(&request, &signed);
-    let signature = sigv4::sign(
+    let authorization = sigv4::authorization_header(
+        &request,
+        &amz_date,
+        ROOT_KEY_ID,
         ROOT_SECRET,
-        &auth,
-        &sigv4::string_to_sign(&amz_date, &auth.scope(), &canonical),
+        "us-east-1",
+        service,
     );
     let mut builder = reqwest::Client::new()
         .post(berth.url("/"))
@@ -357,14 +362,7 @@ async fn signed_post(
         builder = builder.header("x-amz-target", target);
     }
     builder
-        .header(
-            "authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential={ROOT_KEY_ID}/{}, SignedHeaders={}, Signature={signature}",
-                auth.scope(),
-                signed.join(";")
-            ),
-        )
+        .header("authorization", authorization)
         .body(body.to_string())
         .send()
         .await
