@@ -67,9 +67,13 @@ pub struct EventsArgs {
     #[command(flatten)]
     install: InstallArgs,
 
-    /// How many of the newest events to print.
+    /// How many of the newest events to look at.
     #[arg(long, default_value_t = 100)]
     limit: u32,
+
+    /// Only events of this `action-type` (`PUSH`, `DELETE`).
+    #[arg(long)]
+    action: Option<String>,
 }
 
 /// Prints the newest events, oldest first, one EventBridge-shaped JSON object per line.
@@ -78,6 +82,11 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     for event in install.metadata.recent_events(args.limit).await? {
         let envelope =
             berth_server::events::envelope(&event, &args.install.account_id, &args.install.region);
+        if let Some(action) = &args.action
+            && envelope["detail"]["action-type"].as_str() != Some(action.as_str())
+        {
+            continue;
+        }
         println!("{envelope}");
     }
     Ok(())
