@@ -26,6 +26,7 @@ pub mod postgres;
 pub mod quota;
 pub mod s3;
 pub mod sqlite;
+pub mod uploads;
 
 pub use access::{
     AccessKeyRecord, AccessStore, DeleteEntityOutcome, Dependent, IamEntity, IamKind, IamLink,
@@ -40,6 +41,7 @@ pub use postgres::PgStore;
 pub use quota::QuotaStore;
 pub use s3::S3BlobStore;
 pub use sqlite::SqliteStore;
+pub use uploads::UploadStore;
 
 /// Bytes arriving from a client, borrowed for the length of one write.
 pub type ByteStream<'a> = dyn Stream<Item = io::Result<Bytes>> + Send + Unpin + 'a;
@@ -286,7 +288,16 @@ pub struct Referrer {
 /// policies behind [`LifecycleStore`].
 #[async_trait]
 pub trait MetadataStore:
-    AccessStore + EventStore + GcStore + JobStore + LifecycleStore + QuotaStore + Send + Sync + 'static
+    AccessStore
+    + EventStore
+    + GcStore
+    + JobStore
+    + LifecycleStore
+    + QuotaStore
+    + UploadStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Creates the repository if it does not exist.
     async fn ensure_repository(&self, name: &RepositoryName) -> Result<()>;
@@ -307,18 +318,6 @@ pub trait MetadataStore:
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
     /// Whether a manifest of `repository` references the blob.
     async fn blob_referenced(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
-
-    async fn create_upload(&self, upload: &Upload) -> Result<()>;
-    async fn get_upload(&self, repository: &RepositoryName, id: &str) -> Result<Option<Upload>>;
-    /// Records a write that took the upload from `from_size` to `upload.size`;
-    /// false if the upload is gone or moved on meanwhile.
-    async fn advance_upload(&self, upload: &Upload, from_size: u64) -> Result<bool>;
-    /// Records the verified blob, links it into the upload's repository and
-    /// ends the upload, in one step.
-    async fn complete_upload(&self, upload: &Upload, digest: &Digest) -> Result<()>;
-    async fn delete_upload(&self, id: &str) -> Result<bool>;
-    /// Uploads last written before `cutoff_millis`.
-    async fn stale_uploads(&self, cutoff_millis: i64) -> Result<Vec<String>>;
 
     async fn get_manifest(
         &self,

@@ -16,7 +16,7 @@ use crate::sqlite::{ImageRow, REPOSITORY_COLUMNS, RepositoryRow, image_from_row,
 use crate::{
     DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, MetadataStore, NewEvent,
     NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError,
-    StoredManifest, TagStatus, Upload, now_millis,
+    StoredManifest, TagStatus, now_millis,
 };
 
 /// The SQL condition on manifest `m` for a tag status.
@@ -269,122 +269,6 @@ impl MetadataStore for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(found.is_some())
-    }
-
-    async fn create_upload(&self, upload: &Upload) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let repository_id = Self::repository_id(&mut tx, &upload.repository)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        sqlx::query(
-            "INSERT INTO uploads (id, repository_id, size, hash_state, updated_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&upload.id)
-        .bind(repository_id)
-        .bind(upload.size as i64)
-        .bind(&upload.hash_state)
-        .bind(upload.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn get_upload(&self, repository: &RepositoryName, id: &str) -> Result<Option<Upload>> {
-        let row: Option<(i64, Vec<u8>, i64, i64, String)> = sqlx::query_as(
-            "SELECT u.size, u.hash_state, u.last_part, u.updated_at, u.pieces FROM uploads u
-             JOIN repositories r ON r.id = u.repository_id
-             WHERE u.id = $1 AND r.name = $2",
-        )
-        .bind(id)
-        .bind(repository.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(
-            row.map(|(size, hash_state, last_part, updated_at, pieces)| Upload {
-                id: id.to_string(),
-                repository: repository.clone(),
-                size: size as u64,
-                hash_state,
-                last_part: last_part as u64,
-                updated_at,
-                pieces: crate::split_pieces(&pieces),
-            }),
-        )
-    }
-
-    async fn advance_upload(&self, upload: &Upload, from_size: u64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE uploads SET size = $1, hash_state = $2, last_part = $3, updated_at = $4, pieces = $7
-             WHERE id = $5 AND size = $6",
-        )
-        .bind(upload.size as i64)
-        .bind(&upload.hash_state)
-        .bind(upload.last_part as i64)
-        .bind(upload.updated_at)
-        .bind(&upload.id)
-        .bind(from_size as i64)
-        .bind(upload.pieces.join(" "))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn complete_upload(&self, upload: &Upload, digest: &Digest) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        // The upload's own repository: gone with it if the repository was
-        // deleted meanwhile, which then stays deleted.
-        let repository_id: i64 =
-            sqlx::query_scalar("SELECT repository_id FROM uploads WHERE id = $1")
-                .bind(&upload.id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-        // Repository row before blob row, the order `put_manifest` takes them
-        // in: the two cannot deadlock.
-        Self::share_repository(&mut tx, repository_id).await?;
-        let now = now_millis();
-        sqlx::query(
-            "INSERT INTO blobs (digest, size, created_at, last_linked_at) VALUES ($1, $2, $3, $3)
-             ON CONFLICT (digest) DO UPDATE SET last_linked_at = excluded.last_linked_at",
-        )
-        .bind(digest.to_string())
-        .bind(upload.size as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(repository_id)
-        .bind(digest.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM uploads WHERE id = $1")
-            .bind(&upload.id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn delete_upload(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn stale_uploads(&self, cutoff_millis: i64) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM uploads WHERE updated_at < $1")
-                .bind(cutoff_millis)
-                .fetch_all(&self.pool)
-                .await?,
-        )
     }
 
     async fn get_manifest(
@@ -962,6 +846,7 @@ crate::access::impl_access_store!(PgStore, pool, pool);
 crate::events::impl_event_store!(PgStore, pool, pool);
 crate::gc::impl_gc_store!(PgStore, pool, pool);
 crate::jobs::impl_job_store!(PgStore, pool, pool, "FOR UPDATE SKIP LOCKED");
+crate::uploads::impl_upload_store!(PgStore, pool);
 crate::quota::impl_quota_store!(PgStore, pool);
 crate::lifecycle::impl_lifecycle_store!(PgStore, pool, pool);
 

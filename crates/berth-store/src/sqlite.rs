@@ -18,7 +18,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use crate::{
     DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, MetadataStore, NewEvent,
     NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError,
-    StoredManifest, TagStatus, Upload, now_millis,
+    StoredManifest, TagStatus, now_millis,
 };
 
 /// The SQL condition on manifest `m` for a tag status.
@@ -104,6 +104,12 @@ impl SqliteStore {
     /// "database is locked" at once, without waiting).
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Nothing to take: SQLite's one writer already orders writers
+    /// (PostgreSQL's `share_repository` takes the repository row).
+    pub(crate) async fn share_repository(_: &mut Transaction<'_, Sqlite>, _: i64) -> Result<()> {
+        Ok(())
     }
 
     /// Opens (creating if needed) the database at `path` and migrates it.
@@ -305,120 +311,6 @@ impl MetadataStore for SqliteStore {
         .fetch_optional(&self.read)
         .await?;
         Ok(found.is_some())
-    }
-
-    async fn create_upload(&self, upload: &Upload) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let repository_id = Self::repository_id(&mut tx, &upload.repository)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        sqlx::query(
-            "INSERT INTO uploads (id, repository_id, size, hash_state, updated_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&upload.id)
-        .bind(repository_id)
-        .bind(upload.size as i64)
-        .bind(&upload.hash_state)
-        .bind(upload.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn get_upload(&self, repository: &RepositoryName, id: &str) -> Result<Option<Upload>> {
-        let row: Option<(i64, Vec<u8>, i64, i64, String)> = sqlx::query_as(
-            "SELECT u.size, u.hash_state, u.last_part, u.updated_at, u.pieces FROM uploads u
-             JOIN repositories r ON r.id = u.repository_id
-             WHERE u.id = ? AND r.name = ?",
-        )
-        .bind(id)
-        .bind(repository.as_str())
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(
-            row.map(|(size, hash_state, last_part, updated_at, pieces)| Upload {
-                id: id.to_string(),
-                repository: repository.clone(),
-                size: size as u64,
-                hash_state,
-                last_part: last_part as u64,
-                updated_at,
-                pieces: crate::split_pieces(&pieces),
-            }),
-        )
-    }
-
-    async fn advance_upload(&self, upload: &Upload, from_size: u64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE uploads SET size = ?, hash_state = ?, last_part = ?, updated_at = ?, pieces = ?
-             WHERE id = ? AND size = ?",
-        )
-        .bind(upload.size as i64)
-        .bind(&upload.hash_state)
-        .bind(upload.last_part as i64)
-        .bind(upload.updated_at)
-        .bind(upload.pieces.join(" "))
-        .bind(&upload.id)
-        .bind(from_size as i64)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn complete_upload(&self, upload: &Upload, digest: &Digest) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        // The upload's own repository: gone with it if the repository was
-        // deleted meanwhile, which then stays deleted.
-        let repository_id: i64 =
-            sqlx::query_scalar("SELECT repository_id FROM uploads WHERE id = ?")
-                .bind(&upload.id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-        let now = now_millis();
-        sqlx::query(
-            "INSERT INTO blobs (digest, size, created_at, last_linked_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (digest) DO UPDATE SET last_linked_at = excluded.last_linked_at",
-        )
-        .bind(digest.to_string())
-        .bind(upload.size as i64)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(repository_id)
-        .bind(digest.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM uploads WHERE id = ?")
-            .bind(&upload.id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn delete_upload(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM uploads WHERE id = ?")
-            .bind(id)
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn stale_uploads(&self, cutoff_millis: i64) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM uploads WHERE updated_at < ?")
-                .bind(cutoff_millis)
-                .fetch_all(&self.read)
-                .await?,
-        )
     }
 
     async fn get_manifest(
@@ -1015,6 +907,7 @@ crate::access::impl_access_store!(SqliteStore, write, read);
 crate::events::impl_event_store!(SqliteStore, write, read);
 crate::gc::impl_gc_store!(SqliteStore, write, read);
 crate::jobs::impl_job_store!(SqliteStore, write, read, "");
+crate::uploads::impl_upload_store!(SqliteStore, read);
 crate::quota::impl_quota_store!(SqliteStore, read);
 crate::lifecycle::impl_lifecycle_store!(SqliteStore, write, read);
 
