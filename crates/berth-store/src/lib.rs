@@ -22,6 +22,7 @@ pub mod fs;
 pub mod gc;
 pub mod jobs;
 pub mod lifecycle;
+pub mod links;
 pub mod postgres;
 pub mod quota;
 pub mod s3;
@@ -37,6 +38,7 @@ pub use fs::FsBlobStore;
 pub use gc::GcStore;
 pub use jobs::{Job, JobOutcome, JobStore, NewJob};
 pub use lifecycle::{LifecycleImage, LifecyclePolicyRecord, LifecycleStore};
+pub use links::LinkStore;
 pub use postgres::PgStore;
 pub use quota::QuotaStore;
 pub use s3::S3BlobStore;
@@ -293,6 +295,7 @@ pub trait MetadataStore:
     + GcStore
     + JobStore
     + LifecycleStore
+    + LinkStore
     + QuotaStore
     + UploadStore
     + Send
@@ -304,20 +307,6 @@ pub trait MetadataStore:
     async fn repository_exists(&self, name: &RepositoryName) -> Result<bool>;
     /// Repository names after `last`, in lexical order, at most `limit`.
     async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>>;
-
-    /// The size of `digest` if it is linked to `repository`.
-    async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
-    /// Links an existing blob into `repository` (cross-repository mount), returning its size.
-    async fn mount_blob(
-        &self,
-        repository: &RepositoryName,
-        from: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Option<u64>>;
-    /// Removes the blob's link from `repository`; false if there was none.
-    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
-    /// Whether a manifest of `repository` references the blob.
-    async fn blob_referenced(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
 
     async fn get_manifest(
         &self,

@@ -184,93 +184,6 @@ impl MetadataStore for PgStore {
         .await?)
     }
 
-    async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT b.size FROM repositories r
-             JOIN repository_blobs rb ON rb.repository_id = r.id
-             JOIN blobs b ON b.digest = rb.digest
-             WHERE r.name = $1 AND rb.digest = $2",
-        )
-        .bind(repository.as_str())
-        .bind(digest.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(size.map(|s| s as u64))
-    }
-
-    async fn mount_blob(
-        &self,
-        repository: &RepositoryName,
-        from: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Option<u64>> {
-        let mut tx = self.pool.begin().await?;
-        // Repository row before blob row, as `put_manifest` takes them.
-        let repository_id = Self::repository_id(&mut tx, repository)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        Self::share_repository(&mut tx, repository_id).await?;
-        // Marks the blob wanted (and locks its row) before looking: garbage
-        // collection either reclaimed it already or now leaves it alone.
-        sqlx::query("UPDATE blobs SET last_linked_at = $1 WHERE digest = $2")
-            .bind(now_millis())
-            .bind(digest.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT b.size FROM repositories r
-             JOIN repository_blobs rb ON rb.repository_id = r.id
-             JOIN blobs b ON b.digest = rb.digest
-             WHERE r.name = $1 AND rb.digest = $2",
-        )
-        .bind(from.as_str())
-        .bind(digest.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(size) = size else {
-            return Ok(None);
-        };
-        sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(repository_id)
-        .bind(digest.to_string())
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(size as u64))
-    }
-
-    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let Some(repository_id) = Self::repository_id(&mut tx, repository).await? else {
-            return Ok(false);
-        };
-        Self::lock_repository(&mut tx, repository_id).await?;
-        let done =
-            sqlx::query("DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
-                .bind(repository_id)
-                .bind(digest.to_string())
-                .execute(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn blob_referenced(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1::BIGINT FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id
-             WHERE r.name = $1 AND mr.child_digest = $2 AND mr.child_kind = 'blob' LIMIT 1",
-        )
-        .bind(repository.as_str())
-        .bind(digest.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
-    }
-
     async fn get_manifest(
         &self,
         repository: &RepositoryName,
@@ -847,6 +760,7 @@ crate::events::impl_event_store!(PgStore, pool, pool);
 crate::gc::impl_gc_store!(PgStore, pool, pool);
 crate::jobs::impl_job_store!(PgStore, pool, pool, "FOR UPDATE SKIP LOCKED");
 crate::uploads::impl_upload_store!(PgStore, pool);
+crate::links::impl_link_store!(PgStore, pool);
 crate::quota::impl_quota_store!(PgStore, pool);
 crate::lifecycle::impl_lifecycle_store!(PgStore, pool, pool);
 

@@ -98,44 +98,38 @@ impl S3BlobStore {
         ))
     }
 
-    /// The staged pieces `upload` records: (offset, size, path), in order.
-    /// Objects no record names (a write that failed, or lost the race to
-    /// record itself) are ignored. Uploads recorded before pieces were named
-    /// have objects named by their offset alone.
+    /// The staged pieces `upload` records: (offset, size, path), in order,
+    /// from the record alone (no listing: a piece's name begins with its
+    /// offset). Objects no record names (a write that failed, or lost the
+    /// race to record itself) are never read. Uploads recorded before pieces
+    /// were named have objects named by their offset alone, found by listing.
     async fn pieces(&self, upload: &Upload) -> Result<Vec<(u64, u64, Path)>> {
-        let mut staged: std::collections::HashMap<String, (u64, Path)> = self
+        if !upload.pieces.is_empty() {
+            let mut offset = 0;
+            let mut pieces = Vec::with_capacity(upload.pieces.len());
+            for (name, size) in upload.pieces.iter().zip(upload.piece_sizes()) {
+                let path = self.path(&format!("uploads/{}/{name}", upload.id));
+                pieces.push((offset, size, path));
+                offset += size;
+            }
+            return Ok(pieces);
+        }
+        let mut legacy: Vec<(u64, u64, Path)> = self
             .store
             .list(Some(&self.upload_dir(&upload.id)))
             .map_err(storage_error)
             .try_filter_map(|meta| async move {
-                let name = meta.location.filename().map(str::to_string);
-                Ok(name.map(|n| (n, (meta.size, meta.location))))
+                let offset = meta.location.filename().and_then(|f| f.parse::<u64>().ok());
+                Ok(offset.map(|o| (o, meta.size, meta.location)))
             })
             .try_collect()
             .await?;
+        legacy.sort_by_key(|p| p.0);
         let mut pieces = Vec::new();
         let mut offset = 0u64;
-        if upload.pieces.is_empty() {
-            let mut legacy: Vec<(u64, u64, Path)> = staged
-                .into_iter()
-                .filter_map(|(name, (size, path))| Some((name.parse().ok()?, size, path)))
-                .collect();
-            legacy.sort_by_key(|p| p.0);
-            for (start, size, path) in legacy {
-                if start == offset && offset < upload.size {
-                    pieces.push((start, size, path));
-                    offset += size;
-                }
-            }
-        } else {
-            for name in &upload.pieces {
-                let Some((size, path)) = staged.remove(name) else {
-                    return Err(StoreError::StagingLost(format!(
-                        "piece {name} of upload {} is gone",
-                        upload.id
-                    )));
-                };
-                pieces.push((offset, size, path));
+        for (start, size, path) in legacy {
+            if start == offset && offset < upload.size {
+                pieces.push((start, size, path));
                 offset += size;
             }
         }
@@ -258,22 +252,37 @@ impl BlobStore for S3BlobStore {
             Err(object_store::Error::NotFound { .. }) => false,
             Err(e) => return Err(storage_error(e)),
         };
+        let pieces = self.pieces(upload).await?;
         if !exists {
-            let pieces = self.pieces(upload).await?;
+            let lost = |e: object_store::Error| match e {
+                object_store::Error::NotFound { path, .. } => {
+                    StoreError::StagingLost(format!("staged piece {path} is gone"))
+                }
+                other => storage_error(other),
+            };
             match pieces.as_slice() {
                 [(0, size, path)] if *size == upload.size => {
-                    self.store
-                        .copy(path, &target)
-                        .await
-                        .map_err(storage_error)?;
+                    self.store.copy(path, &target).await.map_err(lost)?;
                 }
                 _ => {
+                    // Every recorded piece is there before any is streamed.
+                    for (_, _, path) in &pieces {
+                        self.store.head(path).await.map_err(lost)?;
+                    }
                     let mut staged = self.staged_stream(upload).await?;
                     self.put_stream(&target, &mut staged).await?;
                 }
             }
         }
-        self.delete_upload(&upload.id).await
+        // The recorded pieces, by name; a losing writer's leftovers go with
+        // the clean-up of stale staging objects.
+        for (_, _, path) in pieces {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(storage_error(e)),
+            }
+        }
+        Ok(())
     }
 
     async fn delete_upload(&self, id: &str) -> Result<()> {

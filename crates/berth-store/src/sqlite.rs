@@ -112,6 +112,11 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Nothing to take, likewise (PostgreSQL's takes it `FOR UPDATE`).
+    pub(crate) async fn lock_repository(_: &mut Transaction<'_, Sqlite>, _: i64) -> Result<()> {
+        Ok(())
+    }
+
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::new()
@@ -230,87 +235,6 @@ impl MetadataStore for SqliteStore {
             .fetch_all(&self.read)
             .await?,
         )
-    }
-
-    async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT b.size FROM repositories r
-             JOIN repository_blobs rb ON rb.repository_id = r.id
-             JOIN blobs b ON b.digest = rb.digest
-             WHERE r.name = ? AND rb.digest = ?",
-        )
-        .bind(repository.as_str())
-        .bind(digest.to_string())
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(size.map(|s| s as u64))
-    }
-
-    async fn mount_blob(
-        &self,
-        repository: &RepositoryName,
-        from: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Option<u64>> {
-        let mut tx = self.begin_write().await?;
-        // Marks the blob wanted (and locks its row) before looking: garbage
-        // collection either reclaimed it already or now leaves it alone.
-        sqlx::query("UPDATE blobs SET last_linked_at = ? WHERE digest = ?")
-            .bind(now_millis())
-            .bind(digest.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT b.size FROM repositories r
-             JOIN repository_blobs rb ON rb.repository_id = r.id
-             JOIN blobs b ON b.digest = rb.digest
-             WHERE r.name = ? AND rb.digest = ?",
-        )
-        .bind(from.as_str())
-        .bind(digest.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(size) = size else {
-            return Ok(None);
-        };
-        let repository_id = Self::repository_id(&mut tx, repository)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(repository_id)
-        .bind(digest.to_string())
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(size as u64))
-    }
-
-    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM repository_blobs
-             WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?",
-        )
-        .bind(repository.as_str())
-        .bind(digest.to_string())
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn blob_referenced(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id
-             WHERE r.name = ? AND mr.child_digest = ? AND mr.child_kind = 'blob' LIMIT 1",
-        )
-        .bind(repository.as_str())
-        .bind(digest.to_string())
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(found.is_some())
     }
 
     async fn get_manifest(
@@ -908,6 +832,7 @@ crate::events::impl_event_store!(SqliteStore, write, read);
 crate::gc::impl_gc_store!(SqliteStore, write, read);
 crate::jobs::impl_job_store!(SqliteStore, write, read, "");
 crate::uploads::impl_upload_store!(SqliteStore, read);
+crate::links::impl_link_store!(SqliteStore, read);
 crate::quota::impl_quota_store!(SqliteStore, read);
 crate::lifecycle::impl_lifecycle_store!(SqliteStore, write, read);
 
