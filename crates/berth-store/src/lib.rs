@@ -25,6 +25,7 @@ pub mod lifecycle;
 pub mod links;
 pub mod postgres;
 pub mod quota;
+pub mod repositories;
 pub mod s3;
 pub mod sqlite;
 pub mod uploads;
@@ -41,6 +42,7 @@ pub use lifecycle::{LifecycleImage, LifecyclePolicyRecord, LifecycleStore};
 pub use links::LinkStore;
 pub use postgres::PgStore;
 pub use quota::QuotaStore;
+pub use repositories::RepositoryStore;
 pub use s3::S3BlobStore;
 pub use sqlite::SqliteStore;
 pub use uploads::UploadStore;
@@ -297,17 +299,12 @@ pub trait MetadataStore:
     + LifecycleStore
     + LinkStore
     + QuotaStore
+    + RepositoryStore
     + UploadStore
     + Send
     + Sync
     + 'static
 {
-    /// Creates the repository if it does not exist.
-    async fn ensure_repository(&self, name: &RepositoryName) -> Result<()>;
-    async fn repository_exists(&self, name: &RepositoryName) -> Result<bool>;
-    /// Repository names after `last`, in lexical order, at most `limit`.
-    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>>;
-
     async fn get_manifest(
         &self,
         repository: &RepositoryName,
@@ -350,43 +347,6 @@ pub trait MetadataStore:
         repository: &RepositoryName,
         subject: &Digest,
     ) -> Result<Vec<Referrer>>;
-
-    /// Creates a repository with its settings; `None` if it already exists.
-    async fn create_repository(
-        &self,
-        record: &RepositoryRecord,
-    ) -> Result<Option<RepositoryRecord>>;
-    async fn get_repository(&self, name: &RepositoryName) -> Result<Option<RepositoryRecord>>;
-    /// Repositories after `last` in name order, at most `limit`.
-    async fn list_repository_records(
-        &self,
-        last: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<RepositoryRecord>>;
-    /// Deletes a repository and everything in it; without `force`, only if it holds no image.
-    async fn delete_repository(
-        &self,
-        name: &RepositoryName,
-        force: bool,
-    ) -> Result<DeleteRepositoryOutcome>;
-
-    /// Changes a repository's settings (those given; tag mutability with its
-    /// exclusion filters); `None` if it does not exist.
-    async fn update_repository_settings(
-        &self,
-        name: &RepositoryName,
-        image_tag_mutability: Option<(&str, &[String])>,
-        scan_on_push: Option<bool>,
-    ) -> Result<Option<RepositoryRecord>>;
-    /// Adds or overwrites resource tags, and removes the `remove` keys; false
-    /// if the repository does not exist. Fails with `TooManyTags` past `limit`.
-    async fn retag_repository(
-        &self,
-        name: &RepositoryName,
-        set: &[(String, String)],
-        remove: &[String],
-        limit: usize,
-    ) -> Result<bool>;
 
     /// `(digest, tag)` pairs after `after` in that order, at most `limit`: one
     /// per tag, and one with no tag per untagged image.
