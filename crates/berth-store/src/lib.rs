@@ -23,6 +23,7 @@ pub mod gc;
 pub mod jobs;
 pub mod lifecycle;
 pub mod links;
+pub mod manifests;
 pub mod postgres;
 pub mod quota;
 pub mod repositories;
@@ -40,6 +41,7 @@ pub use gc::GcStore;
 pub use jobs::{Job, JobOutcome, JobStore, NewJob};
 pub use lifecycle::{LifecycleImage, LifecyclePolicyRecord, LifecycleStore};
 pub use links::LinkStore;
+pub use manifests::ManifestStore;
 pub use postgres::PgStore;
 pub use quota::QuotaStore;
 pub use repositories::RepositoryStore;
@@ -298,6 +300,7 @@ pub trait MetadataStore:
     + JobStore
     + LifecycleStore
     + LinkStore
+    + ManifestStore
     + QuotaStore
     + RepositoryStore
     + UploadStore
@@ -305,11 +308,6 @@ pub trait MetadataStore:
     + Sync
     + 'static
 {
-    async fn get_manifest(
-        &self,
-        repository: &RepositoryName,
-        reference: &berth_core::Reference,
-    ) -> Result<Option<StoredManifest>>;
     /// Stores the manifest (idempotently) and points `tags` at it, if every
     /// blob and child it references is in the repository.
     async fn put_manifest(
@@ -319,57 +317,6 @@ pub trait MetadataStore:
         tags: &[Tag],
         events: &[NewEvent],
     ) -> Result<PutManifestOutcome>;
-    /// Records that the manifest was pulled at `at`.
-    async fn record_pull(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-        at: i64,
-    ) -> Result<()>;
-    /// Deletes the manifest and every tag pointing at it.
-    async fn delete_manifest(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-        events: &[NewEvent],
-    ) -> Result<DeleteManifestOutcome>;
-    /// Removes one tag; false if it did not exist.
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool>;
-    /// Tags after `last`, in lexical order, at most `limit`.
-    async fn list_tags(
-        &self,
-        repository: &RepositoryName,
-        last: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<String>>;
-    async fn referrers(
-        &self,
-        repository: &RepositoryName,
-        subject: &Digest,
-    ) -> Result<Vec<Referrer>>;
-
-    /// `(digest, tag)` pairs after `after` in that order, at most `limit`: one
-    /// per tag, and one with no tag per untagged image.
-    async fn list_image_ids(
-        &self,
-        repository: &RepositoryName,
-        after: Option<(&str, &str)>,
-        limit: u32,
-        status: TagStatus,
-    ) -> Result<Vec<(Digest, Option<String>)>>;
-    /// Images after digest `after`, in digest order, at most `limit`.
-    async fn list_images(
-        &self,
-        repository: &RepositoryName,
-        after: Option<&str>,
-        limit: u32,
-        status: TagStatus,
-    ) -> Result<Vec<ImageRecord>>;
-    async fn image(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Option<ImageRecord>>;
 
     /// Answers if the database does (for readiness checks).
     async fn ping(&self) -> Result<()>;

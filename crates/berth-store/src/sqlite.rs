@@ -92,6 +92,10 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
+/// An image's tags, sorted, newline-separated.
+const TAGS_OF_M: &str = "(SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags x
+     WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest ORDER BY name))";
+
 pub(crate) fn parse_digest(s: &str) -> Result<Digest> {
     s.parse()
         .map_err(|_| StoreError::Database(format!("corrupt digest in database: {s}")))
@@ -210,64 +214,6 @@ impl SqliteStore {
 
 #[async_trait]
 impl MetadataStore for SqliteStore {
-    async fn get_manifest(
-        &self,
-        repository: &RepositoryName,
-        reference: &Reference,
-    ) -> Result<Option<StoredManifest>> {
-        let row: Option<(String, String, Vec<u8>, Option<i64>)> =
-            match reference {
-                Reference::Tag(tag) => sqlx::query_as(
-                    "SELECT m.digest, m.media_type, c.content, m.last_pulled_at FROM repositories r
-                     JOIN tags t ON t.repository_id = r.id
-                     JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
-                     JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
-                     WHERE r.name = ? AND t.name = ?",
-                )
-                .bind(repository.as_str())
-                .bind(tag.as_str())
-                .fetch_optional(&self.read)
-                .await?,
-                Reference::Digest(digest) => sqlx::query_as(
-                    "SELECT m.digest, m.media_type, c.content, m.last_pulled_at FROM repositories r
-                     JOIN manifests m ON m.repository_id = r.id
-                     JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
-                     WHERE r.name = ? AND m.digest = ?",
-                )
-                .bind(repository.as_str())
-                .bind(digest.to_string())
-                .fetch_optional(&self.read)
-                .await?,
-            };
-        row.map(|(digest, media_type, content, last_pulled_at)| {
-            Ok(StoredManifest {
-                digest: parse_digest(&digest)?,
-                media_type,
-                content: Bytes::from(content),
-                last_pulled_at,
-            })
-        })
-        .transpose()
-    }
-
-    async fn record_pull(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-        at: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE manifests SET last_pulled_at = ?
-             WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ?",
-        )
-        .bind(at)
-        .bind(repository.as_str())
-        .bind(digest.to_string())
-        .execute(&self.write)
-        .await?;
-        Ok(())
-    }
-
     async fn put_manifest(
         &self,
         repository: &RepositoryName,
@@ -420,191 +366,6 @@ impl MetadataStore for SqliteStore {
         Ok(PutManifestOutcome::Stored)
     }
 
-    async fn delete_manifest(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-        events: &[NewEvent],
-    ) -> Result<DeleteManifestOutcome> {
-        let mut tx = self.begin_write().await?;
-        let Some(repository_id) = Self::repository_id(&mut tx, repository).await? else {
-            return Ok(DeleteManifestOutcome::NotFound);
-        };
-        let digest = digest.to_string();
-        let parent: Option<String> = sqlx::query_scalar(
-            "SELECT manifest_digest FROM manifest_references
-             WHERE repository_id = ? AND child_digest = ? AND child_kind = 'manifest' LIMIT 1",
-        )
-        .bind(repository_id)
-        .bind(&digest)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(parent) = parent {
-            return Ok(DeleteManifestOutcome::ReferencedBy(parse_digest(&parent)?));
-        }
-        // Its blobs get a grace period from now before garbage collection may take them.
-        sqlx::query(
-            "UPDATE blobs SET last_linked_at = ? WHERE digest IN
-               (SELECT child_digest FROM manifest_references
-                WHERE repository_id = ? AND manifest_digest = ? AND child_kind = 'blob')",
-        )
-        .bind(now_millis())
-        .bind(repository_id)
-        .bind(&digest)
-        .execute(&mut *tx)
-        .await?;
-        let deleted = sqlx::query("DELETE FROM manifests WHERE repository_id = ? AND digest = ?")
-            .bind(repository_id)
-            .bind(&digest)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 1 {
-            crate::events::insert_events!(tx, events);
-        }
-        tx.commit().await?;
-        Ok(if deleted == 1 {
-            DeleteManifestOutcome::Deleted
-        } else {
-            DeleteManifestOutcome::NotFound
-        })
-    }
-
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM tags
-             WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND name = ?",
-        )
-        .bind(repository.as_str())
-        .bind(tag.as_str())
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn list_tags(
-        &self,
-        repository: &RepositoryName,
-        last: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
-             WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?",
-        )
-        .bind(repository.as_str())
-        .bind(last.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?)
-    }
-
-    async fn referrers(
-        &self,
-        repository: &RepositoryName,
-        subject: &Digest,
-    ) -> Result<Vec<Referrer>> {
-        let rows: Vec<(String, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, c.annotations
-             FROM repositories r JOIN manifests m ON m.repository_id = r.id
-             JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
-             WHERE r.name = ? AND m.subject = ? ORDER BY m.digest",
-        )
-        .bind(repository.as_str())
-        .bind(subject.to_string())
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(|(digest, media_type, size, artifact_type, annotations)| {
-                Ok(Referrer {
-                    digest: parse_digest(&digest)?,
-                    media_type,
-                    size: size as u64,
-                    artifact_type,
-                    annotations,
-                })
-            })
-            .collect()
-    }
-
-    async fn list_image_ids(
-        &self,
-        repository: &RepositoryName,
-        after: Option<(&str, &str)>,
-        limit: u32,
-        status: TagStatus,
-    ) -> Result<Vec<(Digest, Option<String>)>> {
-        let tag_filter = match status {
-            TagStatus::Tagged => "AND t.name IS NOT NULL",
-            TagStatus::Untagged => "AND t.name IS NULL",
-            TagStatus::Any => "",
-        };
-        let (after_digest, after_tag) = after.unwrap_or(("", ""));
-        let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT m.digest, t.name FROM repositories r
-             JOIN manifests m ON m.repository_id = r.id
-             LEFT JOIN tags t ON t.repository_id = m.repository_id AND t.manifest_digest = m.digest
-             WHERE r.name = ? AND (m.digest, COALESCE(t.name, '')) > (?, ?) {tag_filter}
-             ORDER BY m.digest, COALESCE(t.name, '') LIMIT ?"
-        )))
-        .bind(repository.as_str())
-        .bind(after_digest)
-        .bind(after_tag)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(|(digest, tag)| Ok((parse_digest(&digest)?, tag)))
-            .collect()
-    }
-
-    async fn list_images(
-        &self,
-        repository: &RepositoryName,
-        after: Option<&str>,
-        limit: u32,
-        status: TagStatus,
-    ) -> Result<Vec<ImageRecord>> {
-        let rows: Vec<ImageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at, m.last_pulled_at,
-                    (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags x
-                       WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest ORDER BY name)),
-                    c.content
-             FROM repositories r JOIN manifests m ON m.repository_id = r.id
-             JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
-             WHERE r.name = ? AND m.digest > ? AND {}
-             ORDER BY m.digest LIMIT ?",
-            tag_status_condition(status)
-        )))
-        .bind(repository.as_str())
-        .bind(after.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter().map(image_from_row).collect()
-    }
-
-    async fn image(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Option<ImageRecord>> {
-        let row: Option<ImageRow> = sqlx::query_as(
-            "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at, m.last_pulled_at,
-                    (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags x
-                       WHERE x.repository_id = m.repository_id AND x.manifest_digest = m.digest ORDER BY name)),
-                    c.content
-             FROM repositories r JOIN manifests m ON m.repository_id = r.id
-             JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
-             WHERE r.name = ? AND m.digest = ?",
-        )
-        .bind(repository.as_str())
-        .bind(digest.to_string())
-        .fetch_optional(&self.read)
-        .await?;
-        row.map(image_from_row).transpose()
-    }
-
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
@@ -617,6 +378,7 @@ crate::gc::impl_gc_store!(SqliteStore, write, read);
 crate::jobs::impl_job_store!(SqliteStore, write, read, "");
 crate::uploads::impl_upload_store!(SqliteStore, read);
 crate::links::impl_link_store!(SqliteStore, read);
+crate::manifests::impl_manifest_store!(SqliteStore, write, read);
 crate::repositories::impl_repository_store!(SqliteStore, read);
 crate::quota::impl_quota_store!(SqliteStore, read);
 crate::lifecycle::impl_lifecycle_store!(SqliteStore, write, read);

@@ -1,0 +1,324 @@
+//! Reading manifests and tags, and deleting them: plain SQL both databases
+//! accept, implemented for both backends by [`impl_manifest_store`] (the
+//! statements resolve their types, and `TAGS_OF_M`, the dialect's way of
+//! listing an image's tags, where the macro is used). Manifest bytes and
+//! annotations live in `manifest_contents`, out of the hot `manifests` rows.
+//! Pushing a manifest (`put_manifest`) is still written per database.
+
+use async_trait::async_trait;
+use berth_core::{Digest, RepositoryName, Tag};
+
+use crate::{
+    DeleteManifestOutcome, ImageRecord, NewEvent, Referrer, Result, StoredManifest, TagStatus,
+};
+
+#[async_trait]
+pub trait ManifestStore: Send + Sync + 'static {
+    async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &berth_core::Reference,
+    ) -> Result<Option<StoredManifest>>;
+    /// Records that the manifest was pulled at `at`.
+    async fn record_pull(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        at: i64,
+    ) -> Result<()>;
+    /// Deletes the manifest and every tag pointing at it.
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        events: &[NewEvent],
+    ) -> Result<DeleteManifestOutcome>;
+    /// Removes one tag; false if it did not exist.
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool>;
+    /// Tags after `last`, in lexical order, at most `limit`.
+    async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>>;
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+    ) -> Result<Vec<Referrer>>;
+    /// `(digest, tag)` pairs after `after` in that order, at most `limit`: one
+    /// per tag, and one with no tag per untagged image.
+    async fn list_image_ids(
+        &self,
+        repository: &RepositoryName,
+        after: Option<(&str, &str)>,
+        limit: u32,
+        status: TagStatus,
+    ) -> Result<Vec<(Digest, Option<String>)>>;
+    /// Images after digest `after`, in digest order, at most `limit`.
+    async fn list_images(
+        &self,
+        repository: &RepositoryName,
+        after: Option<&str>,
+        limit: u32,
+        status: TagStatus,
+    ) -> Result<Vec<ImageRecord>>;
+    async fn image(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<ImageRecord>>;
+}
+
+macro_rules! impl_manifest_store {
+    ($store:ty, $write:ident, $read:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::manifests::ManifestStore for $store {
+            async fn get_manifest(
+                &self,
+                repository: &RepositoryName,
+                reference: &Reference,
+            ) -> Result<Option<StoredManifest>> {
+                let row: Option<(String, String, Vec<u8>, Option<i64>)> =
+                    match reference {
+                        Reference::Tag(tag) => sqlx::query_as(
+                            "SELECT m.digest, m.media_type, c.content, m.last_pulled_at FROM repositories r
+                             JOIN tags t ON t.repository_id = r.id
+                             JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
+                             JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
+                             WHERE r.name = $1 AND t.name = $2",
+                        )
+                        .bind(repository.as_str())
+                        .bind(tag.as_str())
+                        .fetch_optional(&self.$read)
+                        .await?,
+                        Reference::Digest(digest) => sqlx::query_as(
+                            "SELECT m.digest, m.media_type, c.content, m.last_pulled_at FROM repositories r
+                             JOIN manifests m ON m.repository_id = r.id
+                             JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
+                             WHERE r.name = $1 AND m.digest = $2",
+                        )
+                        .bind(repository.as_str())
+                        .bind(digest.to_string())
+                        .fetch_optional(&self.$read)
+                        .await?,
+                    };
+                row.map(|(digest, media_type, content, last_pulled_at)| {
+                    Ok(StoredManifest {
+                        digest: parse_digest(&digest)?,
+                        media_type,
+                        content: Bytes::from(content),
+                        last_pulled_at,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn record_pull(
+                &self,
+                repository: &RepositoryName,
+                digest: &Digest,
+                at: i64,
+            ) -> Result<()> {
+                sqlx::query(
+                    "UPDATE manifests SET last_pulled_at = $1
+                     WHERE repository_id = (SELECT id FROM repositories WHERE name = $2) AND digest = $3",
+                )
+                .bind(at)
+                .bind(repository.as_str())
+                .bind(digest.to_string())
+                .execute(&self.$write)
+                .await?;
+                Ok(())
+            }
+
+            async fn delete_manifest(
+                &self,
+                repository: &RepositoryName,
+                digest: &Digest,
+                events: &[NewEvent],
+            ) -> Result<DeleteManifestOutcome> {
+                let mut tx = self.begin_write().await?;
+                let Some(repository_id) = Self::repository_id(&mut tx, repository).await? else {
+                    return Ok(DeleteManifestOutcome::NotFound);
+                };
+                Self::lock_repository(&mut tx, repository_id).await?;
+                let digest = digest.to_string();
+                let parent: Option<String> = sqlx::query_scalar(
+                    "SELECT manifest_digest FROM manifest_references
+                     WHERE repository_id = $1 AND child_digest = $2 AND child_kind = 'manifest' LIMIT 1",
+                )
+                .bind(repository_id)
+                .bind(&digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(parent) = parent {
+                    return Ok(DeleteManifestOutcome::ReferencedBy(parse_digest(&parent)?));
+                }
+                // Its blobs get a grace period from now before garbage collection may take them.
+                sqlx::query(
+                    "UPDATE blobs SET last_linked_at = $1 WHERE digest IN
+                       (SELECT child_digest FROM manifest_references
+                        WHERE repository_id = $2 AND manifest_digest = $3 AND child_kind = 'blob')",
+                )
+                .bind(now_millis())
+                .bind(repository_id)
+                .bind(&digest)
+                .execute(&mut *tx)
+                .await?;
+                let deleted = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
+                    .bind(repository_id)
+                    .bind(&digest)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted == 1 {
+                    crate::events::insert_events!(tx, events);
+                }
+                tx.commit().await?;
+                Ok(if deleted == 1 {
+                    DeleteManifestOutcome::Deleted
+                } else {
+                    DeleteManifestOutcome::NotFound
+                })
+            }
+
+            async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
+                let done = sqlx::query(
+                    "DELETE FROM tags
+                     WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
+                )
+                .bind(repository.as_str())
+                .bind(tag.as_str())
+                .execute(&self.$write)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn list_tags(
+                &self,
+                repository: &RepositoryName,
+                last: Option<&str>,
+                limit: u32,
+            ) -> Result<Vec<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+                     WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
+                )
+                .bind(repository.as_str())
+                .bind(last.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.$read)
+                .await?)
+            }
+
+            async fn referrers(
+                &self,
+                repository: &RepositoryName,
+                subject: &Digest,
+            ) -> Result<Vec<Referrer>> {
+                let rows: Vec<(String, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT m.digest, m.media_type, m.size, m.artifact_type, c.annotations
+                     FROM repositories r JOIN manifests m ON m.repository_id = r.id
+                     JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
+                     WHERE r.name = $1 AND m.subject = $2 ORDER BY m.digest",
+                )
+                .bind(repository.as_str())
+                .bind(subject.to_string())
+                .fetch_all(&self.$read)
+                .await?;
+                rows.into_iter()
+                    .map(|(digest, media_type, size, artifact_type, annotations)| {
+                        Ok(Referrer {
+                            digest: parse_digest(&digest)?,
+                            media_type,
+                            size: size as u64,
+                            artifact_type,
+                            annotations,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn list_image_ids(
+                &self,
+                repository: &RepositoryName,
+                after: Option<(&str, &str)>,
+                limit: u32,
+                status: TagStatus,
+            ) -> Result<Vec<(Digest, Option<String>)>> {
+                let tag_filter = match status {
+                    TagStatus::Tagged => "AND t.name IS NOT NULL",
+                    TagStatus::Untagged => "AND t.name IS NULL",
+                    TagStatus::Any => "",
+                };
+                let (after_digest, after_tag) = after.unwrap_or(("", ""));
+                let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT m.digest, t.name FROM repositories r
+                     JOIN manifests m ON m.repository_id = r.id
+                     LEFT JOIN tags t ON t.repository_id = m.repository_id AND t.manifest_digest = m.digest
+                     WHERE r.name = $1 AND (m.digest, COALESCE(t.name, '')) > ($2, $3) {tag_filter}
+                     ORDER BY m.digest, COALESCE(t.name, '') LIMIT $4"
+                )))
+                .bind(repository.as_str())
+                .bind(after_digest)
+                .bind(after_tag)
+                .bind(i64::from(limit))
+                .fetch_all(&self.$read)
+                .await?;
+                rows.into_iter()
+                    .map(|(digest, tag)| Ok((parse_digest(&digest)?, tag)))
+                    .collect()
+            }
+
+            async fn list_images(
+                &self,
+                repository: &RepositoryName,
+                after: Option<&str>,
+                limit: u32,
+                status: TagStatus,
+            ) -> Result<Vec<ImageRecord>> {
+                let rows: Vec<ImageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at, m.last_pulled_at,
+                            {TAGS_OF_M},
+                            c.content
+                     FROM repositories r JOIN manifests m ON m.repository_id = r.id
+                     JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
+                     WHERE r.name = $1 AND m.digest > $2 AND {}
+                     ORDER BY m.digest LIMIT $3",
+                    tag_status_condition(status)
+                )))
+                .bind(repository.as_str())
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.$read)
+                .await?;
+                rows.into_iter().map(image_from_row).collect()
+            }
+
+            async fn image(
+                &self,
+                repository: &RepositoryName,
+                digest: &Digest,
+            ) -> Result<Option<ImageRecord>> {
+                let row: Option<ImageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at, m.last_pulled_at,
+                            {TAGS_OF_M},
+                            c.content
+                     FROM repositories r JOIN manifests m ON m.repository_id = r.id
+                     JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
+                     WHERE r.name = $1 AND m.digest = $2"
+                )))
+                .bind(repository.as_str())
+                .bind(digest.to_string())
+                .fetch_optional(&self.$read)
+                .await?;
+                row.map(image_from_row).transpose()
+            }
+
+        }
+    };
+}
+
+pub(crate) use impl_manifest_store;
