@@ -14,6 +14,6 @@ read -r version name port status _ <<< "$cluster"
 for _ in $(seq 50); do pg_isready -q -p "$port" && break; sleep 0.2; done
 as_postgres() { su postgres -c "psql -q -p $port -c \"$1\"" > /dev/null; }
 as_postgres "ALTER USER postgres PASSWORD 'berth'"
-as_postgres "DROP DATABASE IF EXISTS berth_test"
+as_postgres "DROP DATABASE IF EXISTS berth_test WITH (FORCE)"
 as_postgres "CREATE DATABASE berth_test"
 echo "postgres://postgres:berth@127.0.0.1:$port/berth_test"

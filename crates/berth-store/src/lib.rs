@@ -308,16 +308,6 @@ pub trait MetadataStore:
     + Sync
     + 'static
 {
-    /// Stores the manifest (idempotently) and points `tags` at it, if every
-    /// blob and child it references is in the repository.
-    async fn put_manifest(
-        &self,
-        repository: &RepositoryName,
-        manifest: &NewManifest,
-        tags: &[Tag],
-        events: &[NewEvent],
-    ) -> Result<PutManifestOutcome>;
-
     /// Answers if the database does (for readiness checks).
     async fn ping(&self) -> Result<()>;
 }

@@ -1,19 +1,31 @@
-//! Reading manifests and tags, and deleting them: plain SQL both databases
+//! Manifests and tags: push, read, delete. Plain SQL both databases
 //! accept, implemented for both backends by [`impl_manifest_store`] (the
 //! statements resolve their types, and `TAGS_OF_M`, the dialect's way of
 //! listing an image's tags, where the macro is used). Manifest bytes and
 //! annotations live in `manifest_contents`, out of the hot `manifests` rows.
-//! Pushing a manifest (`put_manifest`) is still written per database.
+//! Pushing a manifest checks its references on the read side first where
+//! the store has a single writer (`missing_references`, SQLite; a no-op on
+//! PostgreSQL), then again, authoritatively, in its transaction.
 
 use async_trait::async_trait;
 use berth_core::{Digest, RepositoryName, Tag};
 
 use crate::{
-    DeleteManifestOutcome, ImageRecord, NewEvent, Referrer, Result, StoredManifest, TagStatus,
+    DeleteManifestOutcome, ImageRecord, NewEvent, NewManifest, PutManifestOutcome, Referrer,
+    Result, StoredManifest, TagStatus,
 };
 
 #[async_trait]
 pub trait ManifestStore: Send + Sync + 'static {
+    /// Stores the manifest (idempotently) and points `tags` at it, if every
+    /// blob and child it references is in the repository.
+    async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        manifest: &NewManifest,
+        tags: &[Tag],
+        events: &[NewEvent],
+    ) -> Result<PutManifestOutcome>;
     async fn get_manifest(
         &self,
         repository: &RepositoryName,
@@ -75,6 +87,160 @@ macro_rules! impl_manifest_store {
     ($store:ty, $write:ident, $read:ident) => {
         #[async_trait::async_trait]
         impl $crate::manifests::ManifestStore for $store {
+            async fn put_manifest(
+                &self,
+                repository: &RepositoryName,
+                manifest: &NewManifest,
+                tags: &[Tag],
+                events: &[NewEvent],
+            ) -> Result<PutManifestOutcome> {
+                let blobs: std::collections::BTreeSet<String> = manifest.blobs.iter().map(Digest::to_string).collect();
+                let children: std::collections::BTreeSet<String> = manifest.children.iter().map(Digest::to_string).collect();
+                // Looked up first without the write lock (SQLite; a no-op on
+                // PostgreSQL): a manifest naming thousands of unknown references never
+                // holds up other writers.
+                if let Some(missing) = self
+                    .missing_references(repository, &blobs, &children)
+                    .await?
+                {
+                    return Ok(missing);
+                }
+                let mut tx = self.begin_write().await?;
+                let repository_id = Self::repository_id(&mut tx, repository)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                Self::lock_repository(&mut tx, repository_id).await?;
+
+                let mut missing_blobs = Vec::new();
+                let now = now_millis();
+                for digest in &blobs {
+                    // Marks the blob wanted (and locks its row) before looking, as
+                    // garbage collection expects (see `gc`).
+                    sqlx::query("UPDATE blobs SET last_linked_at = $1 WHERE digest = $2")
+                        .bind(now)
+                        .bind(digest)
+                        .execute(&mut *tx)
+                        .await?;
+                    let linked: Option<i64> = sqlx::query_scalar(
+                        "SELECT CAST(1 AS BIGINT) FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
+                    )
+                    .bind(repository_id)
+                    .bind(digest)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if linked.is_none() {
+                        missing_blobs.push(parse_digest(digest)?);
+                    }
+                }
+                if !missing_blobs.is_empty() {
+                    return Ok(PutManifestOutcome::MissingBlobs(missing_blobs));
+                }
+                let mut missing_manifests = Vec::new();
+                for digest in &children {
+                    let present: Option<i64> = sqlx::query_scalar(
+                        "SELECT CAST(1 AS BIGINT) FROM manifests WHERE repository_id = $1 AND digest = $2",
+                    )
+                    .bind(repository_id)
+                    .bind(digest)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if present.is_none() {
+                        missing_manifests.push(parse_digest(digest)?);
+                    }
+                }
+                if !missing_manifests.is_empty() {
+                    return Ok(PutManifestOutcome::MissingManifests(missing_manifests));
+                }
+
+                let digest = manifest.digest.to_string();
+                let (mutability, exclusions): (String, Option<String>) = sqlx::query_as(
+                    "SELECT image_tag_mutability, tag_mutability_exclusions FROM repositories WHERE id = $1",
+                )
+                .bind(repository_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let exclusions = crate::sqlite::exclusions_from_column(exclusions);
+                {
+                    for tag in tags {
+                        if !berth_core::mutability::is_immutable(&mutability, &exclusions, tag.as_str()) {
+                            continue;
+                        }
+                        let current: Option<String> = sqlx::query_scalar(
+                            "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2",
+                        )
+                        .bind(repository_id)
+                        .bind(tag.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if current.is_some_and(|c| c != digest) {
+                            return Ok(PutManifestOutcome::TagImmutable(tag.clone()));
+                        }
+                    }
+                }
+                let now = now_millis();
+                let inserted = sqlx::query(
+                    "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject,
+                                            size, pushed_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                )
+                .bind(repository_id)
+                .bind(&digest)
+                .bind(&manifest.media_type)
+                .bind(&manifest.artifact_type)
+                .bind(manifest.subject.as_ref().map(Digest::to_string))
+                .bind(manifest.content.len() as i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if inserted {
+                    sqlx::query(
+                        "INSERT INTO manifest_contents (repository_id, digest, content, annotations)
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(repository_id)
+                    .bind(&digest)
+                    .bind(manifest.content.as_ref())
+                    .bind(&manifest.annotations)
+                    .execute(&mut *tx)
+                    .await?;
+                    let references = blobs
+                        .iter()
+                        .map(|d| (d, "blob"))
+                        .chain(children.iter().map(|d| (d, "manifest")));
+                    for (child, kind) in references {
+                        sqlx::query(
+                            "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind)
+                             VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(repository_id)
+                        .bind(&digest)
+                        .bind(child)
+                        .bind(kind)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                for tag in tags {
+                    sqlx::query(
+                        "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (repository_id, name)
+                         DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+                    )
+                    .bind(repository_id)
+                    .bind(tag.as_str())
+                    .bind(&digest)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                // The outbox: the events commit with the manifest, or neither does.
+                crate::events::insert_events!(tx, events);
+                tx.commit().await?;
+                Ok(PutManifestOutcome::Stored)
+            }
+
             async fn get_manifest(
                 &self,
                 repository: &RepositoryName,

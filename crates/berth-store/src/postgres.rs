@@ -1,8 +1,11 @@
 //! Metadata in PostgreSQL, for several berth nodes sharing one database.
 //!
-//! The same tables and statements as the SQLite backend, in PostgreSQL's
-//! dialect. Migrations run on start; sqlx takes an advisory lock for them,
-//! so nodes starting together migrate once.
+//! The same tables as the SQLite backend, and the same statements: the
+//! stores' SQL is written once (`impl_*_store!` in the modules beside this
+//! one); this file holds the connection, the migrations and the dialect
+//! hooks (row locks, creating a missing repository). Migrations run on
+//! start; sqlx takes an advisory lock for them, so nodes starting together
+//! migrate once.
 
 use std::collections::BTreeSet;
 
@@ -41,6 +44,17 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Nothing to look up before the transaction: PostgreSQL's writers do not
+    /// wait for each other across repositories (see `SqliteStore`'s).
+    async fn missing_references(
+        &self,
+        _: &RepositoryName,
+        _: &BTreeSet<String>,
+        _: &BTreeSet<String>,
+    ) -> Result<Option<PutManifestOutcome>> {
+        Ok(None)
+    }
+
     /// A write transaction (see `SqliteStore::begin_write`).
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
@@ -159,151 +173,6 @@ fn split_schema(url: &str) -> (String, Option<String>) {
 
 #[async_trait]
 impl MetadataStore for PgStore {
-    async fn put_manifest(
-        &self,
-        repository: &RepositoryName,
-        manifest: &NewManifest,
-        tags: &[Tag],
-        events: &[NewEvent],
-    ) -> Result<PutManifestOutcome> {
-        let mut tx = self.pool.begin().await?;
-        let repository_id = Self::repository_id(&mut tx, repository)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        Self::lock_repository(&mut tx, repository_id).await?;
-
-        let blobs: BTreeSet<String> = manifest.blobs.iter().map(Digest::to_string).collect();
-        let children: BTreeSet<String> = manifest.children.iter().map(Digest::to_string).collect();
-        let mut missing_blobs = Vec::new();
-        let now = now_millis();
-        for digest in &blobs {
-            // Marks the blob wanted (and locks its row) before looking, as
-            // garbage collection expects (see `gc`).
-            sqlx::query("UPDATE blobs SET last_linked_at = $1 WHERE digest = $2")
-                .bind(now)
-                .bind(digest)
-                .execute(&mut *tx)
-                .await?;
-            let linked: Option<i64> = sqlx::query_scalar(
-                "SELECT 1::BIGINT FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
-            )
-            .bind(repository_id)
-            .bind(digest)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if linked.is_none() {
-                missing_blobs.push(parse_digest(digest)?);
-            }
-        }
-        if !missing_blobs.is_empty() {
-            return Ok(PutManifestOutcome::MissingBlobs(missing_blobs));
-        }
-        let mut missing_manifests = Vec::new();
-        for digest in &children {
-            let present: Option<i64> = sqlx::query_scalar(
-                "SELECT 1::BIGINT FROM manifests WHERE repository_id = $1 AND digest = $2",
-            )
-            .bind(repository_id)
-            .bind(digest)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if present.is_none() {
-                missing_manifests.push(parse_digest(digest)?);
-            }
-        }
-        if !missing_manifests.is_empty() {
-            return Ok(PutManifestOutcome::MissingManifests(missing_manifests));
-        }
-
-        let digest = manifest.digest.to_string();
-        let (mutability, exclusions): (String, Option<String>) = sqlx::query_as(
-            "SELECT image_tag_mutability, tag_mutability_exclusions FROM repositories WHERE id = $1",
-        )
-        .bind(repository_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let exclusions = crate::sqlite::exclusions_from_column(exclusions);
-        {
-            for tag in tags {
-                if !berth_core::mutability::is_immutable(&mutability, &exclusions, tag.as_str()) {
-                    continue;
-                }
-                let current: Option<String> = sqlx::query_scalar(
-                    "SELECT manifest_digest FROM tags WHERE repository_id = $1 AND name = $2",
-                )
-                .bind(repository_id)
-                .bind(tag.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-                if current.is_some_and(|c| c != digest) {
-                    return Ok(PutManifestOutcome::TagImmutable(tag.clone()));
-                }
-            }
-        }
-        let now = now_millis();
-        let inserted = sqlx::query(
-            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject,
-                                    size, pushed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        )
-        .bind(repository_id)
-        .bind(&digest)
-        .bind(&manifest.media_type)
-        .bind(&manifest.artifact_type)
-        .bind(manifest.subject.as_ref().map(Digest::to_string))
-        .bind(manifest.content.len() as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
-            sqlx::query(
-                "INSERT INTO manifest_contents (repository_id, digest, content, annotations)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(repository_id)
-            .bind(&digest)
-            .bind(manifest.content.as_ref())
-            .bind(&manifest.annotations)
-            .execute(&mut *tx)
-            .await?;
-            let references = blobs
-                .iter()
-                .map(|d| (d, "blob"))
-                .chain(children.iter().map(|d| (d, "manifest")));
-            for (child, kind) in references {
-                sqlx::query(
-                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind)
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(repository_id)
-                .bind(&digest)
-                .bind(child)
-                .bind(kind)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        for tag in tags {
-            sqlx::query(
-                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (repository_id, name)
-                 DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-            )
-            .bind(repository_id)
-            .bind(tag.as_str())
-            .bind(&digest)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // The outbox: the events commit with the manifest, or neither does.
-        crate::events::insert_events!(tx, events);
-        tx.commit().await?;
-        Ok(PutManifestOutcome::Stored)
-    }
-
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
