@@ -43,7 +43,7 @@ class Berth:
         self.proc = subprocess.Popen(
             self.command,
             stdout=subprocess.PIPE,
-            env={"BERTH_LOG": "warn", **self.env},
+            env={"BERTH_LOG": "warn", "BERTH_CHECK_MODEL_ERRORS": "1", **self.env},
             text=True,
         )
         first = self.proc.stdout.readline()

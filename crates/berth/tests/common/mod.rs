@@ -77,6 +77,7 @@ impl Berth {
             })
             // The queue's test job kinds (`test.sleep`, `test.fail`).
             .env("BERTH_TEST_JOBS", "1")
+            .env("BERTH_CHECK_MODEL_ERRORS", "1")
             .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_KEY_ID)
             .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
             .stdout(Stdio::piped())
