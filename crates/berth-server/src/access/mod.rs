@@ -8,6 +8,7 @@
 //! other nodes within [`CACHE_SECONDS`].
 
 pub mod managed;
+pub mod policies;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -139,6 +140,11 @@ impl Access {
     pub fn forget(&self) {
         self.permissions.lock().expect("cache lock").clear();
         self.repositories.lock().expect("cache lock").clear();
+        self.registry_policy.lock().expect("cache lock").clear();
+    }
+
+    /// Forgets the registry policy read, after it changed.
+    pub fn forget_registry_policy(&self) {
         self.registry_policy.lock().expect("cache lock").clear();
     }
 

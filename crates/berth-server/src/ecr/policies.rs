@@ -1,37 +1,57 @@
 //! Resource policies: `SetRepositoryPolicy`, `GetRepositoryPolicy`,
 //! `DeleteRepositoryPolicy`, `PutRegistryPolicy`, `GetRegistryPolicy`,
-//! `DeleteRegistryPolicy`. Documents are kept as sent and decided on by
-//! `crate::access`.
+//! `DeleteRegistryPolicy`. The work is `Access`'s (`access::policies`); this
+//! door translates inputs and errors.
 
-use berth_core::policy::{Policy, PolicyKind};
+use berth_core::RepositoryName;
 use serde_json::{Value, json};
 
 use super::{Call, EcrError, repositories::name_of};
-use crate::access::REGISTRY_POLICY;
+use crate::access::policies::PolicyError;
 
-/// The policy text of a request, if it is a valid resource policy.
-fn policy_text<'a>(input: &'a Value, what: &str) -> Result<&'a str, EcrError> {
-    let text = input["policyText"].as_str().unwrap_or_default();
-    Policy::parse(text, PolicyKind::Resource).map_err(|e| {
-        EcrError::invalid_parameter(format!(
-            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {what} policy provided': {e}"
-        ))
-    })?;
-    Ok(text)
+/// ECR's error for a failed policy operation on repository `name` (`None`:
+/// the registry policy).
+fn policy_error(call: &Call<'_>, name: Option<&RepositoryName>, e: PolicyError) -> EcrError {
+    let what = if name.is_some() {
+        "repository"
+    } else {
+        "registry"
+    };
+    match (e, name) {
+        (PolicyError::RepositoryNotFound, Some(name)) => call.repository_not_found(name.as_str()),
+        (PolicyError::PolicyNotFound, Some(name)) => EcrError::new(
+            "RepositoryPolicyNotFoundException",
+            format!(
+                "Repository policy does not exist for the repository with name '{name}' in the registry with id '{}'",
+                call.account()
+            ),
+        ),
+        (PolicyError::PolicyNotFound | PolicyError::RepositoryNotFound, None) => EcrError::new(
+            "RegistryPolicyNotFoundException",
+            format!(
+                "Registry policy does not exist in the registry with id '{}'",
+                call.account()
+            ),
+        ),
+        (PolicyError::Invalid(why), _) => EcrError::invalid_parameter(format!(
+            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {what} policy provided': {why}"
+        )),
+        (PolicyError::Internal(inner), _) => EcrError::internal(inner),
+    }
+}
+
+fn policy_text(input: &Value) -> &str {
+    input["policyText"].as_str().unwrap_or_default()
 }
 
 pub async fn set_repository_policy(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
-    let text = policy_text(input, "repository")?;
-    let store = call.app.access.store();
-    if !store
-        .set_repository_policy(&name, Some(text))
+    let text = policy_text(input);
+    call.app
+        .access
+        .set_repository_policy(&name, text)
         .await
-        .map_err(EcrError::internal)?
-    {
-        return Err(call.repository_not_found(name.as_str()));
-    }
-    call.app.access.forget();
+        .map_err(|e| policy_error(call, Some(&name), e))?;
     Ok(json!({
         "registryId": call.account(),
         "repositoryName": name.as_str(),
@@ -39,32 +59,14 @@ pub async fn set_repository_policy(call: &Call<'_>, input: &Value) -> Result<Val
     }))
 }
 
-/// The repository's policy text, or ECR's errors for a missing repository or policy.
-async fn current_repository_policy(
-    call: &Call<'_>,
-    name: &berth_core::RepositoryName,
-) -> Result<String, EcrError> {
-    let store = call.app.access.store();
-    match store
-        .get_repository_policy(name)
-        .await
-        .map_err(EcrError::internal)?
-    {
-        None => Err(call.repository_not_found(name.as_str())),
-        Some(None) => Err(EcrError::new(
-            "RepositoryPolicyNotFoundException",
-            format!(
-                "Repository policy does not exist for the repository with name '{name}' in the registry with id '{}'",
-                call.account()
-            ),
-        )),
-        Some(Some(text)) => Ok(text),
-    }
-}
-
 pub async fn get_repository_policy(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
-    let text = current_repository_policy(call, &name).await?;
+    let text = call
+        .app
+        .access
+        .repository_policy(&name)
+        .await
+        .map_err(|e| policy_error(call, Some(&name), e))?;
     Ok(json!({
         "registryId": call.account(),
         "repositoryName": name.as_str(),
@@ -74,14 +76,12 @@ pub async fn get_repository_policy(call: &Call<'_>, input: &Value) -> Result<Val
 
 pub async fn delete_repository_policy(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
-    let text = current_repository_policy(call, &name).await?;
-    call.app
+    let text = call
+        .app
         .access
-        .store()
-        .set_repository_policy(&name, None)
+        .delete_repository_policy(&name)
         .await
-        .map_err(EcrError::internal)?;
-    call.app.access.forget();
+        .map_err(|e| policy_error(call, Some(&name), e))?;
     Ok(json!({
         "registryId": call.account(),
         "repositoryName": name.as_str(),
@@ -90,48 +90,31 @@ pub async fn delete_repository_policy(call: &Call<'_>, input: &Value) -> Result<
 }
 
 pub async fn put_registry_policy(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
-    let text = policy_text(input, "registry")?;
+    let text = policy_text(input);
     call.app
         .access
-        .store()
-        .put_setting(REGISTRY_POLICY, Some(text))
+        .put_registry_policy(text)
         .await
-        .map_err(EcrError::internal)?;
-    call.app.access.forget();
+        .map_err(|e| policy_error(call, None, e))?;
     Ok(json!({"registryId": call.account(), "policyText": text}))
 }
 
-async fn current_registry_policy(call: &Call<'_>) -> Result<String, EcrError> {
-    call.app
-        .access
-        .store()
-        .get_setting(REGISTRY_POLICY)
-        .await
-        .map_err(EcrError::internal)?
-        .ok_or_else(|| {
-            EcrError::new(
-                "RegistryPolicyNotFoundException",
-                format!(
-                    "Registry policy does not exist in the registry with id '{}'",
-                    call.account()
-                ),
-            )
-        })
-}
-
 pub async fn get_registry_policy(call: &Call<'_>) -> Result<Value, EcrError> {
-    let text = current_registry_policy(call).await?;
+    let text = call
+        .app
+        .access
+        .registry_policy_text()
+        .await
+        .map_err(|e| policy_error(call, None, e))?;
     Ok(json!({"registryId": call.account(), "policyText": text}))
 }
 
 pub async fn delete_registry_policy(call: &Call<'_>) -> Result<Value, EcrError> {
-    let text = current_registry_policy(call).await?;
-    call.app
+    let text = call
+        .app
         .access
-        .store()
-        .put_setting(REGISTRY_POLICY, None)
+        .delete_registry_policy()
         .await
-        .map_err(EcrError::internal)?;
-    call.app.access.forget();
+        .map_err(|e| policy_error(call, None, e))?;
     Ok(json!({"registryId": call.account(), "policyText": text}))
 }
