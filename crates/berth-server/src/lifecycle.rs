@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use berth_core::lifecycle::{self, Image, Policy};
 use berth_core::{Digest, Reference, RepositoryName};
-use berth_store::{LifecycleImage, LifecycleStore, MetadataStore, StoreError};
+use berth_store::{LifecycleImage, MetadataStore, StoreError};
 
 use crate::registry::{Registry, RegistryError};
 
@@ -18,6 +18,26 @@ pub struct Expired {
     pub repository: RepositoryName,
     pub image: LifecycleImage,
     pub rule_priority: u64,
+}
+
+/// Why a lifecycle-policy operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("the repository does not exist")]
+    RepositoryNotFound,
+    #[error("no lifecycle policy is set")]
+    PolicyNotFound,
+    #[error("no preview was started")]
+    PreviewNotFound,
+    /// The document is not a valid lifecycle policy; says why.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("internal error: {0}")]
+    Internal(#[from] berth_store::StoreError),
+}
+
+fn checked(text: &str) -> Result<Policy, LifecycleError> {
+    Policy::parse(text).map_err(|e| LifecycleError::Invalid(e.to_string()))
 }
 
 pub struct Lifecycle {
@@ -31,8 +51,75 @@ impl Lifecycle {
     }
 
     /// Where policies and previews are kept.
-    pub fn store(&self) -> &dyn LifecycleStore {
-        &*self.store
+    /// Sets repository `name`'s lifecycle policy.
+    pub async fn put_policy(
+        &self,
+        name: &RepositoryName,
+        text: &str,
+    ) -> Result<(), LifecycleError> {
+        checked(text)?;
+        if !self.store.set_lifecycle_policy(name, Some(text)).await? {
+            return Err(LifecycleError::RepositoryNotFound);
+        }
+        Ok(())
+    }
+
+    /// Repository `name`'s lifecycle policy (text and last evaluation).
+    pub async fn policy(
+        &self,
+        name: &RepositoryName,
+    ) -> Result<berth_store::LifecyclePolicyRecord, LifecycleError> {
+        match self.store.get_lifecycle_policy(name).await? {
+            None => Err(LifecycleError::RepositoryNotFound),
+            Some(None) => Err(LifecycleError::PolicyNotFound),
+            Some(Some(record)) => Ok(record),
+        }
+    }
+
+    /// Removes repository `name`'s lifecycle policy; returns what it was.
+    pub async fn delete_policy(
+        &self,
+        name: &RepositoryName,
+    ) -> Result<berth_store::LifecyclePolicyRecord, LifecycleError> {
+        let record = self.policy(name).await?;
+        self.store.set_lifecycle_policy(name, None).await?;
+        Ok(record)
+    }
+
+    /// Starts a preview of `text` (default: the repository's policy) on
+    /// repository `name`; returns the text previewed.
+    pub async fn start_preview(
+        &self,
+        name: &RepositoryName,
+        text: Option<&str>,
+    ) -> Result<String, LifecycleError> {
+        let text = match text {
+            Some(text) => text.to_string(),
+            None => self.policy(name).await?.text,
+        };
+        checked(&text)?;
+        if !self.store.set_lifecycle_preview(name, &text).await? {
+            return Err(LifecycleError::RepositoryNotFound);
+        }
+        Ok(text)
+    }
+
+    /// The preview of repository `name`: its policy text and what it would
+    /// expire now, evaluated as enforcement does.
+    pub async fn preview(
+        &self,
+        name: &RepositoryName,
+    ) -> Result<(String, Vec<Expired>), LifecycleError> {
+        let text = match self.store.get_lifecycle_preview(name).await? {
+            None => return Err(LifecycleError::RepositoryNotFound),
+            Some(None) => return Err(LifecycleError::PreviewNotFound),
+            Some(Some(text)) => text,
+        };
+        let policy = checked(&text)?;
+        let expired = self
+            .evaluate(name, &policy, berth_store::now_millis())
+            .await?;
+        Ok((text, expired))
     }
 
     /// What `policy` expires in `repository` at `now` (ms), oldest first.

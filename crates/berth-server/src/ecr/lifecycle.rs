@@ -1,41 +1,36 @@
 //! Lifecycle policies: `PutLifecyclePolicy`, `GetLifecyclePolicy`,
 //! `DeleteLifecyclePolicy`, `StartLifecyclePolicyPreview`,
-//! `GetLifecyclePolicyPreview`. A preview is evaluated when asked for, by the
-//! same code enforcement runs, so it is complete at once.
+//! `GetLifecyclePolicyPreview`. The work is the `Lifecycle` service's; this
+//! door translates. A preview is evaluated when asked for, by the same code
+//! enforcement runs, so it is complete at once.
 
 use berth_core::RepositoryName;
-use berth_core::lifecycle::Policy;
-use berth_store::{LifecyclePolicyRecord, now_millis};
+use berth_store::LifecyclePolicyRecord;
 use serde_json::{Value, json};
 
 use super::{Call, EcrError, page, repositories::name_of, token};
+use crate::lifecycle::LifecycleError;
 
-fn parse(text: &str) -> Result<Policy, EcrError> {
-    Policy::parse(text).map_err(|e| EcrError::invalid_parameter(e.to_string()))
-}
-
-/// The repository's policy, or ECR's errors for a missing repository or policy.
-async fn current(
-    call: &Call<'_>,
-    name: &RepositoryName,
-) -> Result<LifecyclePolicyRecord, EcrError> {
-    match call
-        .app
-        .lifecycle
-        .store()
-        .get_lifecycle_policy(name)
-        .await
-        .map_err(EcrError::internal)?
-    {
-        None => Err(call.repository_not_found(name.as_str())),
-        Some(None) => Err(EcrError::new(
+/// ECR's error for a failed lifecycle-policy operation on repository `name`.
+fn lifecycle_error(call: &Call<'_>, name: &RepositoryName, e: LifecycleError) -> EcrError {
+    match e {
+        LifecycleError::RepositoryNotFound => call.repository_not_found(name.as_str()),
+        LifecycleError::PolicyNotFound => EcrError::new(
             "LifecyclePolicyNotFoundException",
             format!(
                 "Lifecycle policy does not exist for the repository with name '{name}' in the registry with id '{}'",
                 call.account()
             ),
-        )),
-        Some(Some(record)) => Ok(record),
+        ),
+        LifecycleError::PreviewNotFound => EcrError::new(
+            "LifecyclePolicyPreviewNotFoundException",
+            format!(
+                "There is no dry run for the repository with name '{name}' in the registry with id '{}'",
+                call.account()
+            ),
+        ),
+        LifecycleError::Invalid(why) => EcrError::invalid_parameter(why),
+        LifecycleError::Internal(inner) => EcrError::internal(inner),
     }
 }
 
@@ -54,17 +49,11 @@ fn answer(call: &Call<'_>, name: &RepositoryName, record: &LifecyclePolicyRecord
 pub async fn put(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
     let text = input["lifecyclePolicyText"].as_str().unwrap_or_default();
-    parse(text)?;
-    let stored = call
-        .app
+    call.app
         .lifecycle
-        .store()
-        .set_lifecycle_policy(&name, Some(text))
+        .put_policy(&name, text)
         .await
-        .map_err(EcrError::internal)?;
-    if !stored {
-        return Err(call.repository_not_found(name.as_str()));
-    }
+        .map_err(|e| lifecycle_error(call, &name, e))?;
     Ok(json!({
         "registryId": call.account(),
         "repositoryName": name.as_str(),
@@ -74,39 +63,34 @@ pub async fn put(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
 
 pub async fn get(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
-    let record = current(call, &name).await?;
+    let record = call
+        .app
+        .lifecycle
+        .policy(&name)
+        .await
+        .map_err(|e| lifecycle_error(call, &name, e))?;
     Ok(answer(call, &name, &record))
 }
 
 pub async fn delete(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
-    let record = current(call, &name).await?;
-    call.app
+    let record = call
+        .app
         .lifecycle
-        .store()
-        .set_lifecycle_policy(&name, None)
+        .delete_policy(&name)
         .await
-        .map_err(EcrError::internal)?;
+        .map_err(|e| lifecycle_error(call, &name, e))?;
     Ok(answer(call, &name, &record))
 }
 
 pub async fn start_preview(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
-    let text = match input["lifecyclePolicyText"].as_str() {
-        Some(text) => text.to_string(),
-        None => current(call, &name).await?.text,
-    };
-    parse(&text)?;
-    let started = call
+    let text = call
         .app
         .lifecycle
-        .store()
-        .set_lifecycle_preview(&name, &text)
+        .start_preview(&name, input["lifecyclePolicyText"].as_str())
         .await
-        .map_err(EcrError::internal)?;
-    if !started {
-        return Err(call.repository_not_found(name.as_str()));
-    }
+        .map_err(|e| lifecycle_error(call, &name, e))?;
     Ok(json!({
         "registryId": call.account(),
         "repositoryName": name.as_str(),
@@ -117,33 +101,12 @@ pub async fn start_preview(call: &Call<'_>, input: &Value) -> Result<Value, EcrE
 
 pub async fn get_preview(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
-    let text = match call
+    let (text, expired) = call
         .app
         .lifecycle
-        .store()
-        .get_lifecycle_preview(&name)
+        .preview(&name)
         .await
-        .map_err(EcrError::internal)?
-    {
-        None => return Err(call.repository_not_found(name.as_str())),
-        Some(None) => {
-            return Err(EcrError::new(
-                "LifecyclePolicyPreviewNotFoundException",
-                format!(
-                    "There is no dry run for the repository with name '{name}' in the registry with id '{}'",
-                    call.account()
-                ),
-            ));
-        }
-        Some(Some(text)) => text,
-    };
-    let policy = parse(&text)?;
-    let expired = call
-        .app
-        .lifecycle
-        .evaluate(&name, &policy, now_millis())
-        .await
-        .map_err(EcrError::internal)?;
+        .map_err(|e| lifecycle_error(call, &name, e))?;
     let total = expired.len();
 
     let wanted: Vec<(Option<&str>, Option<&str>)> = input["imageIds"]
