@@ -109,6 +109,11 @@ impl Jobs {
             .push(Periodic { kind, interval });
     }
 
+    /// Jobs in the queue by kind and state (all nodes): (kind, state, count).
+    pub async fn counts(&self) -> Result<Vec<(String, String, i64)>, berth_store::StoreError> {
+        self.store.job_counts().await
+    }
+
     /// Kinds of the jobs running on this node now.
     pub fn running(&self) -> Vec<String> {
         self.running

@@ -109,7 +109,7 @@ pub struct Limits {
 /// `GET /metrics`: this node's counters, and the queue as the database holds it.
 async fn metrics_text(State(app): State<Arc<App>>) -> String {
     let mut text = metrics::METRICS.render();
-    match app.registry.job_counts().await {
+    match app.jobs.counts().await {
         Ok(counts) => text.push_str(&metrics::Metrics::render_queue(&counts)),
         Err(e) => tracing::warn!(error = %e, "could not count the queued jobs"),
     }
@@ -123,18 +123,15 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
         .route("/readyz", axum::routing::get(readyz))
         .route("/metrics", axum::routing::get(metrics_text))
         .fallback(|State(app): State<Arc<App>>, request: Request| async move {
-            if ecr::is_ecr_request(&request) {
-                ecr::serve(app, request).await
-            } else if query::is_query_request(&request) {
-                query::serve(app, request).await
-            } else {
-                oci::serve(app, request).await
+            // Classified once, by the wrapper.
+            let door = request.extensions().get::<wrapper::Door>().copied();
+            match door.unwrap_or_else(|| wrapper::Door::of(&request)) {
+                wrapper::Door::Ecr => ecr::serve(app, request).await,
+                wrapper::Door::Query => query::serve(app, request).await,
+                wrapper::Door::Oci | wrapper::Door::Other => oci::serve(app, request).await,
             }
         })
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            wrapper::wrap,
-        ))
+        .layer(axum::middleware::from_fn(wrapper::wrap))
         .with_state(app)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             limits.body_idle,

@@ -8,16 +8,14 @@
 //! extensions, and record the principal and repository into the request's
 //! span once they know them.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-use crate::App;
 use crate::metrics::METRICS;
 
 /// This request's id, for doors that put it into their bodies.
@@ -64,10 +62,13 @@ impl Door {
 const AWS_REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub async fn wrap(State(_app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
+/// Wraps one request; the door it is for goes into its extensions, so the
+/// router dispatches on it without classifying the request again.
+pub async fn wrap(mut request: Request, next: Next) -> Response {
     let door = Door::of(&request);
     let id = uuid::Uuid::new_v4().to_string();
     request.extensions_mut().insert(RequestId(id.clone()));
+    request.extensions_mut().insert(door);
     let span = tracing::info_span!(
         "request",
         id = %id,

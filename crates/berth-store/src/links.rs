@@ -27,6 +27,12 @@ pub trait LinkStore: Send + Sync + 'static {
     async fn blob_referenced(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
 }
 
+/// The size of blob `$2` if it is linked to repository `$1` (by name).
+pub(crate) const LINKED_BLOB_SIZE: &str = "SELECT b.size FROM repositories r
+     JOIN repository_blobs rb ON rb.repository_id = r.id
+     JOIN blobs b ON b.digest = rb.digest
+     WHERE r.name = $1 AND rb.digest = $2";
+
 macro_rules! impl_link_store {
     ($store:ty, $read:ident) => {
         #[async_trait::async_trait]
@@ -37,10 +43,7 @@ macro_rules! impl_link_store {
                 digest: &berth_core::Digest,
             ) -> $crate::Result<Option<u64>> {
                 let size: Option<i64> = sqlx::query_scalar(
-                    "SELECT b.size FROM repositories r
-                     JOIN repository_blobs rb ON rb.repository_id = r.id
-                     JOIN blobs b ON b.digest = rb.digest
-                     WHERE r.name = $1 AND rb.digest = $2",
+                    $crate::links::LINKED_BLOB_SIZE,
                 )
                 .bind(repository.as_str())
                 .bind(digest.to_string())
@@ -70,10 +73,7 @@ macro_rules! impl_link_store {
                     .execute(&mut *tx)
                     .await?;
                 let size: Option<i64> = sqlx::query_scalar(
-                    "SELECT b.size FROM repositories r
-                     JOIN repository_blobs rb ON rb.repository_id = r.id
-                     JOIN blobs b ON b.digest = rb.digest
-                     WHERE r.name = $1 AND rb.digest = $2",
+                    $crate::links::LINKED_BLOB_SIZE,
                 )
                 .bind(from.as_str())
                 .bind(digest.to_string())

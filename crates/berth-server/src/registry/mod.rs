@@ -231,11 +231,6 @@ impl Registry {
         &self.node_id
     }
 
-    /// Jobs in the durable queue by kind and state (all nodes).
-    pub async fn job_counts(&self) -> std::result::Result<Vec<(String, String, i64)>, StoreError> {
-        self.metadata.job_counts().await
-    }
-
     pub async fn readiness(&self) -> (Result<(), StoreError>, Result<(), StoreError>) {
         (self.metadata.ping().await, self.blobs.ping().await)
     }
