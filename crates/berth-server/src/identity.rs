@@ -324,6 +324,14 @@ impl Identity {
         })
     }
 
+    /// How many temporary credentials of `principal` (an ARN, or a role's
+    /// session ARN prefix ending in `/`) are still live.
+    pub async fn live_temporary_credentials(&self, principal: &str) -> Result<u64, StoreError> {
+        self.metadata
+            .count_live_temporary_keys(principal, now_millis())
+            .await
+    }
+
     /// Forgets every credential checked recently, so that a change to keys or
     /// policies made on this node shows at once.
     pub fn forget_checked(&self) {

@@ -4,6 +4,7 @@ pub mod access;
 pub mod ecr;
 pub mod events;
 pub mod gc;
+pub mod iam;
 pub mod identity;
 pub mod jobs;
 pub mod lifecycle;
@@ -28,6 +29,8 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub identity: Arc<Identity>,
     pub access: Arc<Access>,
+    /// Users, groups, roles, their keys and policies.
+    pub iam: Arc<iam::Iam>,
     pub lifecycle: Arc<lifecycle::Lifecycle>,
     /// The durable job queue's workers on this node.
     pub jobs: Arc<jobs::Jobs>,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use axum_server::tls_rustls::RustlsConfig;
 use berth_server::gc::Collector;
+use berth_server::iam::Iam;
 use berth_server::jobs::{JobResult, Jobs, JobsConfig};
 use berth_server::lifecycle::Lifecycle;
 use berth_server::registry::Quotas;
@@ -485,10 +486,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let (stop_jobs, stop) = tokio::sync::watch::channel(false);
     let workers = tokio::spawn(jobs.clone().run(stop));
+    let iam = Arc::new(Iam::new(access.clone(), identity.clone()));
     let app = Arc::new(App {
         registry: registry.clone(),
         identity,
         access,
+        iam,
         lifecycle,
         jobs,
         public_url: args.public_url.clone(),

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::App;
 use crate::access::{AccessError, RequestFacts};
+use crate::iam::IamError;
 use crate::identity::{AuthError, Principal};
 use crate::model::{IAM, InputError, Model, STS, xml_escape};
 
@@ -67,6 +68,21 @@ impl From<AccessError> for QueryError {
             AccessError::Denied(message) => QueryError::new("AccessDenied", message),
             AccessError::Internal(inner) => QueryError::internal(inner),
         }
+    }
+}
+
+impl From<IamError> for QueryError {
+    fn from(e: IamError) -> QueryError {
+        let code = match e {
+            IamError::Internal(inner) => return inner.into(),
+            IamError::NoSuchEntity { .. } => "NoSuchEntity",
+            IamError::EntityAlreadyExists { .. } => "EntityAlreadyExists",
+            IamError::LimitExceeded(_) => "LimitExceeded",
+            IamError::MalformedPolicyDocument(_) => "MalformedPolicyDocument",
+            IamError::DeleteConflict(_) => "DeleteConflict",
+            IamError::AwsManagedPolicy { .. } => "InvalidInput",
+        };
+        QueryError::new(code, e.to_string())
     }
 }
 

@@ -8,6 +8,7 @@ use berth_store::{IamKind, now_millis};
 use serde_json::{Value, json};
 
 use super::{Call, QueryError};
+use crate::iam::Details;
 use crate::identity::{PrincipalKind, TemporaryCredentials};
 
 /// `GetSessionToken` durations (seconds): IAM users, and the root user.
@@ -48,15 +49,15 @@ fn credentials_json(c: &TemporaryCredentials) -> Value {
 /// `aws:userid`: the account for the root user, the user's id, or
 /// `<role id>:<session>`.
 async fn user_id(call: &Call<'_>) -> Result<String, QueryError> {
-    let store = call.app.access.store();
+    let iam = &call.app.iam;
     Ok(match &call.principal.kind {
-        PrincipalKind::User { name } => store
-            .get_iam_entity(IamKind::User, name)
+        PrincipalKind::User { name } => iam
+            .entity(IamKind::User, name)
             .await?
             .map_or_else(|| name.clone(), |u| u.id),
         PrincipalKind::RoleSession { role, session } => {
-            let id = store
-                .get_iam_entity(IamKind::Role, role)
+            let id = iam
+                .entity(IamKind::Role, role)
                 .await?
                 .map_or_else(|| role.clone(), |r| r.id);
             format!("{id}:{session}")
@@ -92,9 +93,8 @@ fn duration(input: &Value, default: i64, max: i64) -> Result<i64, QueryError> {
 async fn live_sessions_below_limit(call: &Call<'_>, principal: &str) -> Result<(), QueryError> {
     let live = call
         .app
-        .access
-        .store()
-        .count_live_temporary_keys(principal, now_millis())
+        .identity
+        .live_temporary_credentials(principal)
         .await?;
     if live >= LIVE_SESSIONS {
         return Err(QueryError::new(
@@ -161,9 +161,8 @@ async fn assume_role(call: &Call<'_>, input: &Value) -> Result<Value, QueryError
         .ok_or_else(denied)?;
     let role = call
         .app
-        .access
-        .store()
-        .get_iam_entity(IamKind::Role, role_name)
+        .iam
+        .entity(IamKind::Role, role_name)
         .await?
         .filter(|r| r.arn == role_arn)
         .ok_or_else(denied)?;
@@ -182,10 +181,7 @@ async fn assume_role(call: &Call<'_>, input: &Value) -> Result<Value, QueryError
         .await
         .map_err(|_| denied())?;
 
-    let role_max = serde_json::from_str::<Value>(&role.attributes)
-        .ok()
-        .and_then(|a| a["maxSessionDuration"].as_i64())
-        .unwrap_or(3600);
+    let role_max = Details::of(&role).max_session_duration;
     let chained = matches!(call.principal.kind, PrincipalKind::RoleSession { .. });
     let max = if chained { CHAINED_MAX } else { role_max };
     let seconds = input["DurationSeconds"].as_i64().unwrap_or(3600.min(max));
