@@ -48,7 +48,19 @@ pub fn envelope(event: &Event, account: &str, region: &str) -> Value {
         "account": account,
         "time": humantime::format_rfc3339_seconds(time).to_string(),
         "region": region,
-        "resources": [],
+        // Image actions name no resource; the others their repository.
+        "resources": resources(event, account, region),
         "detail": serde_json::from_str::<Value>(&event.detail).unwrap_or(Value::Null),
     })
+}
+
+fn resources(event: &Event, account: &str, region: &str) -> Value {
+    if event.detail_type == IMAGE_ACTION {
+        return json!([]);
+    }
+    let detail: Value = serde_json::from_str(&event.detail).unwrap_or(Value::Null);
+    match detail["repository-name"].as_str() {
+        Some(name) => json!([format!("arn:aws:ecr:{region}:{account}:repository/{name}")]),
+        None => json!([]),
+    }
 }

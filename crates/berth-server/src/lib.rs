@@ -11,8 +11,11 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod oci;
+pub mod outbox;
+pub mod promotion;
 pub mod query;
 pub mod registry;
+pub mod scanning;
 pub mod wrapper;
 
 use std::sync::Arc;
@@ -32,6 +35,8 @@ pub struct App {
     /// Users, groups, roles, their keys and policies.
     pub iam: Arc<iam::Iam>,
     pub lifecycle: Arc<lifecycle::Lifecycle>,
+    pub scanning: Arc<scanning::Scanning>,
+    pub promotion: Arc<promotion::Promotion>,
     /// The durable job queue's workers on this node.
     pub jobs: Arc<jobs::Jobs>,
     /// `scheme://host[:port]` clients reach berth at, when not the request's `Host`.

@@ -51,6 +51,13 @@ pub trait EventStore: Send + Sync + 'static {
     async fn record_event(&self, at: i64, detail_type: &str, detail: &str) -> Result<()>;
     /// The newest `limit` events, oldest first.
     async fn recent_events(&self, limit: u32) -> Result<Vec<Event>>;
+    /// Up to `limit` events after id `after`, oldest first.
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<Event>>;
+    /// The id of the last event `consumer` has read (`None` before it starts).
+    async fn outbox_position(&self, consumer: &str) -> Result<Option<i64>>;
+    /// Moves `consumer` from `from` (`None`: its start) to `to`; false if
+    /// another node moved it first.
+    async fn advance_outbox(&self, consumer: &str, from: Option<i64>, to: i64) -> Result<bool>;
 }
 
 macro_rules! impl_event_store {
@@ -70,6 +77,65 @@ macro_rules! impl_event_store {
                     .execute(&self.$write)
                     .await?;
                 Ok(())
+            }
+
+            async fn events_after(
+                &self,
+                after: i64,
+                limit: u32,
+            ) -> $crate::Result<Vec<$crate::events::Event>> {
+                let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+                    "SELECT id, at, detail_type, detail FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.$read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, at, detail_type, detail)| $crate::events::Event {
+                        id,
+                        at,
+                        detail_type,
+                        detail,
+                    })
+                    .collect())
+            }
+
+            async fn outbox_position(&self, consumer: &str) -> $crate::Result<Option<i64>> {
+                // Read from the writer: a position must not be read stale.
+                Ok(sqlx::query_scalar("SELECT position FROM outbox_cursors WHERE consumer = $1")
+                    .bind(consumer)
+                    .fetch_optional(&self.$write)
+                    .await?)
+            }
+
+            async fn advance_outbox(
+                &self,
+                consumer: &str,
+                from: Option<i64>,
+                to: i64,
+            ) -> $crate::Result<bool> {
+                let moved = if let Some(from) = from {
+                    sqlx::query(
+                        "UPDATE outbox_cursors SET position = $1 WHERE consumer = $2 AND position = $3",
+                    )
+                    .bind(to)
+                    .bind(consumer)
+                    .bind(from)
+                    .execute(&self.$write)
+                    .await?
+                } else {
+                    sqlx::query(
+                        "INSERT INTO outbox_cursors (consumer, position) VALUES ($1, $2)
+                         ON CONFLICT (consumer) DO NOTHING",
+                    )
+                    .bind(consumer)
+                    .bind(to)
+                    .execute(&self.$write)
+                    .await?
+                };
+                Ok(moved.rows_affected() == 1)
             }
 
             async fn recent_events(

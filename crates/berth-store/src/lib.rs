@@ -25,9 +25,11 @@ pub mod lifecycle;
 pub mod links;
 pub mod manifests;
 pub mod postgres;
+pub mod promotions;
 pub mod quota;
 pub mod repositories;
 pub mod s3;
+pub mod scans;
 pub mod sqlite;
 pub mod uploads;
 
@@ -43,9 +45,11 @@ pub use lifecycle::{LifecycleImage, LifecyclePolicyRecord, LifecycleStore};
 pub use links::LinkStore;
 pub use manifests::ManifestStore;
 pub use postgres::PgStore;
+pub use promotions::{PromotionRecord, PromotionStore};
 pub use quota::QuotaStore;
 pub use repositories::RepositoryStore;
 pub use s3::S3BlobStore;
+pub use scans::{AdvisoryRow, ImageScanRecord, ScanStore};
 pub use sqlite::SqliteStore;
 pub use uploads::UploadStore;
 
@@ -301,8 +305,10 @@ pub trait MetadataStore:
     + LifecycleStore
     + LinkStore
     + ManifestStore
+    + PromotionStore
     + QuotaStore
     + RepositoryStore
+    + ScanStore
     + UploadStore
     + Send
     + Sync

@@ -189,3 +189,5 @@ crate::manifests::impl_manifest_store!(PgStore, pool, pool);
 crate::repositories::impl_repository_store!(PgStore, pool);
 crate::quota::impl_quota_store!(PgStore, pool);
 crate::lifecycle::impl_lifecycle_store!(PgStore, pool, pool);
+crate::scans::impl_scan_store!(PgStore, pool, pool);
+crate::promotions::impl_promotion_store!(PgStore, pool, pool);

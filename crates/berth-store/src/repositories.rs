@@ -192,6 +192,12 @@ macro_rules! impl_repository_store {
                 ] {
                     sqlx::query(statement).bind(id).execute(&mut *tx).await?;
                 }
+                for statement in [
+                    "DELETE FROM image_scans WHERE repository = $1",
+                    "DELETE FROM promotions WHERE source_repository = $1",
+                ] {
+                    sqlx::query(statement).bind(name.as_str()).execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 Ok(DeleteRepositoryOutcome::Deleted(record))
             }

@@ -230,6 +230,8 @@ crate::manifests::impl_manifest_store!(SqliteStore, write, read);
 crate::repositories::impl_repository_store!(SqliteStore, read);
 crate::quota::impl_quota_store!(SqliteStore, read);
 crate::lifecycle::impl_lifecycle_store!(SqliteStore, write, read);
+crate::scans::impl_scan_store!(SqliteStore, write, read);
+crate::promotions::impl_promotion_store!(SqliteStore, write, read);
 
 pub(crate) fn image_from_row(row: ImageRow) -> Result<ImageRecord> {
     let (digest, media_type, artifact_type, pushed_at, last_pulled_at, tags, content) = row;

@@ -172,7 +172,7 @@ pub async fn queue(args: QueueArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn registry(install: &Install, args: &InstallArgs) -> Arc<Registry> {
+pub fn registry(install: &Install, args: &InstallArgs) -> Arc<Registry> {
     Arc::new(Registry::new(
         install.metadata.clone(),
         install.blobs.clone(),

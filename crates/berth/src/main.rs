@@ -4,7 +4,9 @@
 mod admin;
 mod bench;
 mod jobs;
+mod promotion;
 mod serve;
+mod vulndb;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +37,10 @@ enum Command {
     Events(jobs::EventsArgs),
     /// Show the durable job queue (or queue a job).
     Jobs(jobs::QueueArgs),
+    /// Load or update the advisory database image scans match against.
+    Vulndb(vulndb::VulndbArgs),
+    /// Scan-gated promotion rules, and what they decided.
+    Promotion(promotion::PromotionArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +64,8 @@ fn main() -> anyhow::Result<()> {
         Command::Admin(args) => runtime.block_on(admin::run(args)),
         Command::Lifecycle(args) => runtime.block_on(jobs::lifecycle(args)),
         Command::Gc(args) => runtime.block_on(jobs::gc(args)),
+        Command::Vulndb(args) => runtime.block_on(vulndb::run(args)),
+        Command::Promotion(args) => runtime.block_on(promotion::run(args)),
         Command::Events(args) => runtime.block_on(jobs::events(args)),
         Command::Jobs(args) => runtime.block_on(jobs::queue(args)),
     }

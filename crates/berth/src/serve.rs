@@ -12,7 +12,10 @@ use berth_server::gc::Collector;
 use berth_server::iam::Iam;
 use berth_server::jobs::{JobResult, Jobs, JobsConfig};
 use berth_server::lifecycle::Lifecycle;
+use berth_server::outbox::Outbox;
+use berth_server::promotion::{EVALUATE_JOB, EXPIRE_JOB, PromoteOnScan, Promotion};
 use berth_server::registry::Quotas;
+use berth_server::scanning::{RESCAN_JOB, SCAN_JOB, ScanOnPush, Scanning, ScanningSettings};
 use berth_server::{App, Identity, Registry, RegistryConfig};
 use berth_store::{BlobStore, FsBlobStore, MetadataStore, PgStore, S3BlobStore, SqliteStore};
 use clap::Args;
@@ -34,6 +37,14 @@ pub struct ServeArgs {
     /// applies them within a day.
     #[arg(long, env = "BERTH_LIFECYCLE_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
     lifecycle_interval: Duration,
+
+    /// How often `StartImageScan` may scan the same image (ECR: once a day).
+    #[arg(long, env = "BERTH_SCAN_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
+    scan_interval: Duration,
+
+    /// How often approved images past their promotion lifetime are removed (e.g. `1m`, `1s`).
+    #[arg(long, env = "BERTH_PROMOTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    promotion_interval: Duration,
 
     /// How often garbage collection runs (e.g. `1h`, `2s`).
     #[arg(long, env = "BERTH_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
@@ -481,11 +492,78 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let metadata = metadata.clone();
         move |_| purge_finished_jobs(metadata.clone())
     });
+    let scanning = Arc::new(Scanning::new(
+        metadata.clone(),
+        registry.clone(),
+        ScanningSettings {
+            manual_interval: args.scan_interval,
+        },
+    ));
+    jobs.handle(SCAN_JOB, {
+        let scanning = scanning.clone();
+        move |job| {
+            let scanning = scanning.clone();
+            async move {
+                let payload: serde_json::Value =
+                    serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
+                scanning
+                    .run(
+                        payload["repository"].as_str().unwrap_or_default(),
+                        payload["digest"].as_str().unwrap_or_default(),
+                    )
+                    .await
+            }
+        }
+    });
+    jobs.handle(RESCAN_JOB, {
+        let scanning = scanning.clone();
+        move |_| {
+            let scanning = scanning.clone();
+            async move { scanning.rescan_continuous().await.map(drop) }
+        }
+    });
+    let promotion = Arc::new(Promotion::new(
+        metadata.clone(),
+        registry.clone(),
+        scanning.clone(),
+    ));
+    jobs.handle(EVALUATE_JOB, {
+        let promotion = promotion.clone();
+        move |job| {
+            let promotion = promotion.clone();
+            async move {
+                let payload: serde_json::Value =
+                    serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
+                promotion
+                    .evaluate(
+                        payload["repository"].as_str().unwrap_or_default(),
+                        payload["digest"].as_str().unwrap_or_default(),
+                    )
+                    .await
+            }
+        }
+    });
+    jobs.every(EXPIRE_JOB, args.promotion_interval, {
+        let promotion = promotion.clone();
+        move |_| {
+            let promotion = promotion.clone();
+            async move { promotion.expire().await.map(drop) }
+        }
+    });
     if std::env::var_os("BERTH_TEST_JOBS").is_some() {
         test_jobs(&jobs);
     }
     let (stop_jobs, stop) = tokio::sync::watch::channel(false);
-    let workers = tokio::spawn(jobs.clone().run(stop));
+    let workers = tokio::spawn(jobs.clone().run(stop.clone()));
+    let outbox = Outbox::new(
+        metadata.clone(),
+        vec![
+            Arc::new(ScanOnPush(scanning.clone())),
+            Arc::new(PromoteOnScan(promotion.clone())),
+        ],
+        Duration::from_millis(500),
+    );
+    tokio::spawn(outbox.run(stop));
     let iam = Arc::new(Iam::new(access.clone(), identity.clone()));
     let app = Arc::new(App {
         registry: registry.clone(),
@@ -493,6 +571,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         access,
         iam,
         lifecycle,
+        scanning,
+        promotion,
         jobs,
         public_url: args.public_url.clone(),
         scheme,

@@ -19,7 +19,7 @@ fn tag_status(input: &Value) -> TagStatus {
     }
 }
 
-fn image_id(digest: &Digest, tag: Option<&str>) -> Value {
+pub(super) fn image_id(digest: &Digest, tag: Option<&str>) -> Value {
     let mut id = json!({"imageDigest": digest.to_string()});
     if let Some(tag) = tag {
         id["imageTag"] = json!(tag);
@@ -81,12 +81,12 @@ async fn detail(
 }
 
 /// What an `imageId` names, or the batch failure code and reason for it.
-struct Wanted {
+pub(super) struct Wanted {
     digest: Option<Digest>,
     tag: Option<Tag>,
 }
 
-fn wanted(id: &Value) -> Result<Wanted, (&'static str, String)> {
+pub(super) fn wanted(id: &Value) -> Result<Wanted, (&'static str, String)> {
     let digest = match id["imageDigest"].as_str() {
         Some(d) => Some(d.parse::<Digest>().map_err(|_| {
             (
@@ -115,7 +115,7 @@ fn wanted(id: &Value) -> Result<Wanted, (&'static str, String)> {
 }
 
 /// Finds the image an id names, telling a tag that names another digest apart.
-async fn lookup(
+pub(super) async fn lookup(
     call: &Call<'_>,
     name: &RepositoryName,
     wanted: &Wanted,
@@ -149,7 +149,7 @@ fn failure(id: &Value, code: &str, reason: String) -> Value {
     json!({"imageId": id, "failureCode": code, "failureReason": reason})
 }
 
-fn not_found_message(call: &Call<'_>, name: &RepositoryName, id: &Value) -> String {
+pub(super) fn not_found_message(call: &Call<'_>, name: &RepositoryName, id: &Value) -> String {
     let show = |k: &str| {
         id[k]
             .as_str()
@@ -189,6 +189,7 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
                 seen.insert(image.digest);
             }
         }
+        super::scanning::decorate(call, &name, &mut details).await?;
         return Ok(json!({"imageDetails": details}));
     }
     let (limit, after) = page(input)?;
@@ -203,6 +204,7 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
     for image in &images {
         details.push(detail(call, &name, image, &mut sizes).await?);
     }
+    super::scanning::decorate(call, &name, &mut details).await?;
     let mut output = json!({"imageDetails": details});
     if more && let Some(last) = images.last() {
         output["nextToken"] = token(&last.digest.to_string());

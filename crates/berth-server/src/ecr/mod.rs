@@ -4,11 +4,13 @@
 //! registry calls and registry errors to ECR's `__type`s. No registry logic.
 
 mod actions;
+pub mod extension;
 mod images;
 mod layers;
 mod lifecycle;
 mod policies;
 mod repositories;
+mod scanning;
 mod settings;
 
 use std::sync::Arc;
@@ -218,7 +220,9 @@ pub fn is_ecr_request(request: &Request) -> bool {
             .headers()
             .get("x-amz-target")
             .and_then(|t| t.to_str().ok())
-            .is_some_and(|t| t.starts_with(MODEL.target_prefix()))
+            .is_some_and(|t| {
+                t.starts_with(MODEL.target_prefix()) || t.starts_with(extension::TARGET_PREFIX)
+            })
 }
 
 pub async fn serve(app: Arc<App>, request: Request) -> Response {
@@ -259,7 +263,8 @@ pub async fn serve(app: Arc<App>, request: Request) -> Response {
         }
     };
     let mut response = (status, body.to_string()).into_response();
-    if MODEL.operation(&operation).is_some() {
+    if MODEL.operation(&operation).is_some() || extension::OPERATIONS.contains(&operation.as_str())
+    {
         response
             .extensions_mut()
             .insert(crate::wrapper::Operation(operation));
@@ -297,6 +302,27 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
         .get("x-amz-target")
         .and_then(|t| t.to_str().ok())
         .unwrap_or_default();
+    if let Some(operation) = target
+        .strip_prefix(extension::TARGET_PREFIX)
+        .and_then(|n| n.strip_prefix('.'))
+    {
+        let input: Value = if body.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                EcrError::new(
+                    "SerializationException",
+                    format!("request body is not valid JSON: {e}"),
+                )
+            })?
+        };
+        let call = Call {
+            app,
+            principal,
+            endpoint: app.endpoint(&parts.headers),
+        };
+        return extension::handle(&call, operation, &input, &facts).await;
+    }
     let name = target
         .strip_prefix(MODEL.target_prefix())
         .and_then(|n| n.strip_prefix('.'))
@@ -358,6 +384,15 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
         "TagResource" => settings::tag_resource(&call, &input).await,
         "UntagResource" => settings::untag_resource(&call, &input).await,
         "ListTagsForResource" => settings::list_tags_for_resource(&call, &input).await,
+        "PutRegistryScanningConfiguration" => {
+            scanning::put_registry_configuration(&call, &input).await
+        }
+        "GetRegistryScanningConfiguration" => scanning::get_registry_configuration(&call).await,
+        "BatchGetRepositoryScanningConfiguration" => {
+            scanning::batch_get_repository_configuration(&call, &input).await
+        }
+        "StartImageScan" => scanning::start_scan(&call, &input).await,
+        "DescribeImageScanFindings" => scanning::describe_findings(&call, &input).await,
         "PutLifecyclePolicy" => lifecycle::put(&call, &input).await,
         "GetLifecyclePolicy" => lifecycle::get(&call, &input).await,
         "DeleteLifecyclePolicy" => lifecycle::delete(&call, &input).await,

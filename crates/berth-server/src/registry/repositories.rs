@@ -32,6 +32,15 @@ impl Registry {
         }
     }
 
+    /// Creates repository `name` with default settings unless it exists.
+    pub async fn ensure_repository(&self, name: &RepositoryName) -> Result<()> {
+        if self.metadata.repository_exists(name).await? {
+            return Ok(());
+        }
+        self.check_repository_quota().await?;
+        Ok(self.metadata.ensure_repository(name).await?)
+    }
+
     pub(super) async fn check_repository_quota(&self) -> Result<()> {
         let limit = self.config.quotas.repositories;
         if self.metadata.repository_count().await? >= limit {
