@@ -54,6 +54,7 @@ target/debug/berth bench --scenario blob,push,pull,metadata,scale \
   --history target/bench-history.json
 target/debug/berth bench --scenario housekeeping --housekeeping-images 2000 --housekeeping-blobs 20000 \
   --work-dir target
+target/debug/berth bench --scenario scan --scan-layer-size 48MiB --work-dir target
 
 clients() { PATH="$PWD/.venv/bin:$PATH" BERTH_BIN="$PWD/target/debug/berth" .venv/bin/pytest -q tests/clients; }
 echo "== real clients (skopeo, oras, aws CLI, boto3, docker)"

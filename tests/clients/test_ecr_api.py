@@ -122,9 +122,9 @@ def test_errors_have_ecr_types(ecr_berth):
         client.delete_repository(repositoryName="nope")
     assert error_code(e) == "RepositoryNotFoundException"
     with pytest.raises(ClientError) as e:
-        client.describe_image_scan_findings(repositoryName="errs", imageId={"imageTag": "v1"})
+        client.get_account_setting(name="BASIC_SCAN_TYPE_VERSION")
     assert error_code(e) == "UnsupportedOperationException"
-    assert "DescribeImageScanFindings" in e.value.response["Error"]["Message"]
+    assert "GetAccountSetting" in e.value.response["Error"]["Message"]
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert e.value.response["ResponseMetadata"]["RequestId"]
 

@@ -200,6 +200,23 @@ def test_scan_on_push_finds_exactly_what_is_there(berth):
     assert alice["resources"] == [f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/staging/alice"]
 
 
+def test_an_rpm_based_image(berth):
+    """A Rocky Linux image: its sqlite rpm database (made by rpm 4.18)."""
+    ok(aws(berth, "ecr", "create-repository", "--repository-name", "rocky", "--image-scanning-configuration", "scanOnPush=true"))
+    with open(os.path.join(FIXTURES, "rpm", "rpmdb.sqlite"), "rb") as f:
+        rpmdb = f.read()
+    push(berth, "rocky", "9", [layer({
+        "etc/os-release": b'NAME="Rocky Linux"\nID="rocky"\nVERSION_ID="9.3"\n',
+        "var/lib/rpm/rpmdb.sqlite": rpmdb,
+    })])
+    wait_complete(berth, "rocky", "9")
+    scan = findings(berth, "rocky", "9")["imageScanFindings"]
+    got = [(f["name"], f["severity"], {a["key"]: a["value"] for a in f["attributes"]}["package_version"])
+           for f in scan["findings"]]
+    # bash 5.1.8-6.el9 is the fixed release itself; the epoch counts for openssl-libs.
+    assert got == [("CVE-2023-0007", "HIGH", "1:3.0.7-24.el9")]
+
+
 def test_manual_scans_and_their_errors(berth):
     debian_image(berth, "manual/app")
     # Not scanned on push: no rule, no repository switch.

@@ -72,6 +72,17 @@ pub struct Package {
 }
 
 impl Package {
+    /// The names advisories may know it by: its source package's (dpkg,
+    /// apk), or for rpm either its source package's or its own (rpm
+    /// distributions' advisories name either).
+    pub fn advisory_names(&self) -> Vec<&str> {
+        match (&self.source_name, self.source) {
+            (Some(source), Source::Rpm) => vec![source.as_str(), self.name.as_str()],
+            (Some(source), _) => vec![source.as_str()],
+            (None, _) => vec![self.name.as_str()],
+        }
+    }
+
     /// The name and version advisories are keyed on.
     pub fn advisory_key(&self) -> (&str, &str) {
         (

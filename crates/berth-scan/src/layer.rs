@@ -33,6 +33,7 @@ enum Kind {
     NpmLock,
     Gemspec,
     Jar,
+    RpmSqlite,
 }
 
 fn classify(path: &str) -> Option<Kind> {
@@ -41,6 +42,7 @@ fn classify(path: &str) -> Option<Kind> {
     Some(match path {
         "var/lib/dpkg/status" => Kind::Dpkg,
         "lib/apk/db/installed" => Kind::Apk,
+        "var/lib/rpm/rpmdb.sqlite" | "usr/lib/sysimage/rpm/rpmdb.sqlite" => Kind::RpmSqlite,
         "etc/os-release" | "usr/lib/os-release" => Kind::OsRelease,
         _ if parent == "var/lib/dpkg/status.d" && !name.ends_with(".md5sums") => Kind::Dpkg,
         _ if name == "METADATA" && parent.ends_with(".dist-info") => Kind::Python,
@@ -102,6 +104,22 @@ pub fn scan_layer(reader: impl Read) -> Result<LayerInventory, ScanError> {
         let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
         let packages = match classify(&path) {
             Some(Kind::Gemspec) => parsers::gemspec(name, &path),
+            Some(Kind::RpmSqlite) => {
+                if size > MAX_BINARY {
+                    inventory.skipped.push((path, "too large".into()));
+                    continue;
+                }
+                // SQLite reads a file: the database goes to a temporary one.
+                let mut file = tempfile::NamedTempFile::new()?;
+                std::io::copy(&mut entry.by_ref().take(size), &mut file)?;
+                match crate::rpm::sqlite_db(file.path(), &path) {
+                    Ok(packages) => packages,
+                    Err(why) => {
+                        inventory.skipped.push((path, why));
+                        continue;
+                    }
+                }
+            }
             Some(Kind::Jar) => match spooled(&mut entry, size)? {
                 Some(mut file) => jar(&mut file, &path, 0),
                 None => {
@@ -131,7 +149,7 @@ pub fn scan_layer(reader: impl Read) -> Result<LayerInventory, ScanError> {
                         });
                         continue;
                     }
-                    Kind::Gemspec | Kind::Jar => unreachable!("handled above"),
+                    Kind::Gemspec | Kind::Jar | Kind::RpmSqlite => unreachable!("handled above"),
                 }
             }
             None if executable && size > 64 => {
@@ -455,6 +473,91 @@ mod tests {
             let names: Vec<&str> = image.packages.iter().map(|p| p.name.as_str()).collect();
             assert_eq!(names, ["musl", "@scope/x"]);
         }
+    }
+
+    /// A minimal ELF64 executable with the given sections (name, contents).
+    fn elf(sections: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut names = vec![0u8];
+        let mut name_at = Vec::new();
+        for (name, _) in sections
+            .iter()
+            .map(|(n, c)| (*n, c))
+            .chain([(".shstrtab", &Vec::new())])
+        {
+            name_at.push(names.len() as u32);
+            names.extend(name.as_bytes());
+            names.push(0);
+        }
+        let mut body = vec![0u8; 64];
+        let mut placed = Vec::new();
+        for (_, contents) in sections {
+            placed.push((body.len() as u64, contents.len() as u64));
+            body.extend(contents);
+        }
+        placed.push((body.len() as u64, names.len() as u64));
+        body.extend(&names);
+        let shoff = body.len() as u64;
+        body.extend([0u8; 64]); // the null section
+        for (i, (offset, size)) in placed.iter().enumerate() {
+            let mut header = [0u8; 64];
+            header[0..4].copy_from_slice(&name_at[i].to_le_bytes());
+            header[4..8].copy_from_slice(&1u32.to_le_bytes());
+            header[24..32].copy_from_slice(&offset.to_le_bytes());
+            header[32..40].copy_from_slice(&size.to_le_bytes());
+            body.extend(header);
+        }
+        body[0..4].copy_from_slice(b"\x7fELF");
+        body[4] = 2;
+        body[5] = 1;
+        body[0x28..0x30].copy_from_slice(&shoff.to_le_bytes());
+        body[0x3A..0x3C].copy_from_slice(&64u16.to_le_bytes());
+        let count = sections.len() as u16 + 2;
+        body[0x3C..0x3E].copy_from_slice(&count.to_le_bytes());
+        body[0x3E..0x40].copy_from_slice(&(count - 1).to_le_bytes());
+        body
+    }
+
+    #[test]
+    fn go_and_cargo_auditable_executables() {
+        let modinfo = "path\texample.com/tool\nmod\texample.com/tool\t(devel)\t\ndep\tgolang.org/x/net\tv0.7.0\th1:x=\n";
+        let wrapped = format!("{}{modinfo}{}", "0".repeat(16), "1".repeat(16));
+        let mut info = GO_MAGIC.to_vec();
+        info.extend([8, 2]);
+        info.resize(32, 0);
+        for s in ["go1.20.1", wrapped.as_str()] {
+            info.push(s.len() as u8 & 0x7f | if s.len() > 127 { 0x80 } else { 0 });
+            if s.len() > 127 {
+                info.push((s.len() >> 7) as u8);
+            }
+            info.extend(s.as_bytes());
+        }
+        let deps = br#"{"packages":[{"name":"tool","version":"0.1.0","source":"local"},{"name":"smallvec","version":"1.6.0","source":"crates.io"}]}"#;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, deps).unwrap();
+        let binary = elf(&[(".go.buildinfo", info), (".dep-v0", z.finish().unwrap())]);
+        let tar = tar_of(&[
+            ("usr/local/bin/tool", &binary, 0o755),
+            ("usr/share/doc/not-run", &binary, 0o644),
+        ]);
+        let inv = scan_layer(&tar[..]).unwrap();
+        let got: Vec<(&str, &str)> = inv.files[0]
+            .packages
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("stdlib", "v1.20.1"),
+                ("golang.org/x/net", "v0.7.0"),
+                ("smallvec", "1.6.0")
+            ]
+        );
+        assert_eq!(
+            inv.files.len(),
+            1,
+            "a file that is not executable is not read as one"
+        );
     }
 
     #[test]

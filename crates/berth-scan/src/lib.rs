@@ -8,15 +8,17 @@
 //! Python `*.dist-info`/`*.egg-info`, npm `node_modules/*/package.json` and
 //! `package-lock.json` (v2/v3), Ruby gem specifications, Maven
 //! `pom.properties` in jars (and jars in jars), Go build information
-//! (Go ≥ 1.18 binaries), cargo-auditable Rust binaries. Not read yet: the
-//! rpm database (neither the sqlite `rpmdb.sqlite` of current RHEL/Fedora
-//! nor the older Berkeley DB and NDB formats), Go binaries older than 1.18.
+//! (Go ≥ 1.18 binaries), cargo-auditable Rust binaries, the rpm database of
+//! current RHEL/Fedora/Rocky/Alma (`rpmdb.sqlite`). Not read: the older rpm
+//! Berkeley DB (`Packages`) and NDB (`Packages.db`) formats, Go binaries
+//! older than 1.18.
 
 mod cvss;
 pub mod inventory;
 mod layer;
 pub mod osv;
 pub mod parsers;
+mod rpm;
 pub mod version;
 
 use std::collections::HashMap;
@@ -27,7 +29,7 @@ pub use osv::Advisory;
 
 /// Bumped whenever what [`scan_layer`] finds changes, so cached layer
 /// inventories from an older scanner are read again.
-pub const SCANNER_VERSION: i64 = 1;
+pub const SCANNER_VERSION: i64 = 2;
 
 /// ECR's severities, most severe first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -121,9 +123,14 @@ pub fn lookups(image: &Image) -> Vec<(String, String)> {
         .filter_map(|p| {
             let ecosystem = ecosystem_of(p, image.os.as_ref())?;
             let base = ecosystem.split(':').next().unwrap_or_default().to_string();
-            let name = osv::lookup_name(&base, p.advisory_key().0);
-            Some((base, name))
+            Some(
+                p.advisory_names()
+                    .into_iter()
+                    .map(|name| (base.clone(), osv::lookup_name(&base, name)))
+                    .collect::<Vec<_>>(),
+            )
         })
+        .flatten()
         .collect();
     out.sort();
     out.dedup();
@@ -197,9 +204,15 @@ impl Matcher {
                 continue;
             };
             let base = ecosystem.split(':').next().unwrap_or_default();
-            let (name, version) = package.advisory_key();
-            let key = osv::lookup_name(base, name);
-            for advisory in self.by_name.get(&key).into_iter().flatten() {
+            let version = package.advisory_key().1;
+            for (name, advisory) in package.advisory_names().into_iter().flat_map(|name| {
+                let key = osv::lookup_name(base, name);
+                self.by_name
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .map(move |a| (name, a))
+            }) {
                 let Some(fixed_in) = advisory.affects(&ecosystem, name, version) else {
                     continue;
                 };

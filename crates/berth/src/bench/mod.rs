@@ -8,7 +8,8 @@
 //! requests as fast as the target answers) and `scale` (listing and lookup
 //! cost as tags and repositories grow). Every pulled byte is verified.
 //! `housekeeping` measures berth's own lifecycle evaluation and garbage
-//! collection at scale, in-process.
+//! collection at scale, in-process; `scan` measures berth's image scanner
+//! against gunzip, in-process.
 
 mod client;
 mod ecr;
@@ -18,6 +19,7 @@ mod limits;
 mod metadata;
 mod payload;
 mod scale;
+mod scan;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -47,6 +49,8 @@ pub enum Scenario {
     Scale,
     /// berth only, in-process: lifecycle evaluation and a GC pass at scale.
     Housekeeping,
+    /// berth only, in-process: scanning a large layer, against gunzip.
+    Scan,
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +119,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1_000_000)]
     housekeeping_blobs: u64,
 
+    /// Uncompressed size of the base layer the scan scenario scans.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    scan_layer_size: u64,
+
     /// Size of the blob of the blob scenario (e.g. `1GiB`, `256MiB`).
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     blob_size: u64,
@@ -150,6 +158,37 @@ const DEFAULT_MIX: [Scenario; 4] = [
 ];
 /// The blob of the default mix, smaller than `--blob-size`'s default.
 const DEFAULT_MIX_BLOB: u64 = 512 << 20;
+
+async fn run_scan(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.target.is_some() || args.scenario.len() > 1 {
+        bail!("the scan scenario runs alone, on berth's own embedded backends (no --target)");
+    }
+    let work = tempfile::Builder::new()
+        .prefix(".berth-bench-")
+        .tempdir_in(args.work_dir.as_deref().unwrap_or(Path::new(".")))
+        .context("creating a work directory")?;
+    let r = scan::run(work.path(), args.scan_layer_size, args.json).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "scan of a {:.0} MiB layer ({:.0} MiB gzip'd): {:.2} s, {:.0} MB/s compressed = {:.2} of gunzip ({:.0} MB/s, one core); {} packages; peak RSS +{:.0} MiB",
+        r.layer_uncompressed_bytes as f64 / 1048576.0,
+        r.layer_compressed_bytes as f64 / 1048576.0,
+        r.scan_seconds,
+        r.scan_mb_per_s,
+        r.scan_ratio_to_gunzip,
+        r.gunzip_mb_per_s,
+        r.packages_found,
+        r.scan_peak_rss_growth_mib
+    );
+    println!(
+        "second image sharing the base layer: {:.3} s = {:.3} of the first",
+        r.second_image_seconds, r.second_image_ratio
+    );
+    Ok(())
+}
 
 async fn run_housekeeping(args: &BenchArgs) -> anyhow::Result<()> {
     if args.target.is_some() || args.scenario.len() > 1 {
@@ -645,6 +684,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario.contains(&Scenario::Housekeeping) {
         return run_housekeeping(&args).await;
     }
+    if args.scenario.contains(&Scenario::Scan) {
+        return run_scan(&args).await;
+    }
     let target = Target::open(&args)?;
     let mut client = Client::new(&target.base, target.credentials.clone());
     // A given target may not create repositories on push: with an access
@@ -702,7 +744,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Scenario::Pull => session.pull().await,
             Scenario::Metadata => session.metadata().await,
             Scenario::Scale => session.scale().await,
-            Scenario::Housekeeping => unreachable!("run alone by run_housekeeping"),
+            Scenario::Housekeeping | Scenario::Scan => unreachable!("run alone, in-process"),
         };
         if let Err(e) = outcome {
             failure = Some(e);
