@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ACCOUNT, BINARY, REGION, ROOT_KEY, Berth, aws, client, failure, ok, root_env
 from test_docker import docker, docker_env  # noqa: F401  (fixture)
-from test_scanning import FIXTURES, vulndb_import
+from test_scanning import FIXTURES, layer, push, vulndb_import
 
 CLEAN_STATUS = b"""Package: libssl3
 Status: install ok installed
@@ -184,3 +184,26 @@ def ok_text(result):
     code, out, err = result
     assert code == 0, err
     return out
+
+
+def test_a_rescan_that_fails_revokes_and_untag_keeps_the_image(berth):
+    """Continuously scanned staging: a new advisory fails an approved image,
+    which is revoked (untagged from the destination, as its rule says)."""
+    ok(aws(berth, "ecr", "put-registry-scanning-configuration", "--scan-type", "ENHANCED", "--rules",
+           json.dumps([{"scanFrequency": "CONTINUOUS_SCAN", "repositoryFilters": [{"filter": "team/*", "filterType": "WILDCARD"}]}])))
+    ok(aws(berth, "ecr", "create-repository", "--repository-name", "team/web"))
+    result = subprocess.run([BINARY, "promotion", "put-rule", *berth.install_args, "--name", "team",
+                             "--source", "team/*", "--destination", "released/{1}", "--max", "CRITICAL=0",
+                             "--untag"], capture_output=True, text=True, env=berth.env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["onExpiry"] == "UNTAG"
+    digest = push(berth, "team/web", "v1", [layer({"etc/os-release": OS_RELEASE, "var/lib/dpkg/status": CLEAN_STATUS})])
+    wait_for("approval", lambda: "v1" in image_tags(berth, "released/web"))
+    vulndb_import(berth, os.path.join(FIXTURES, "osv-revoke.json"))
+    wait_for("revocation", lambda: "v1" not in image_tags(berth, "released/web"))
+    # Untagged, not deleted: the image is still there by digest.
+    images = ok(aws(berth, "ecr", "describe-images", "--repository-name", "released/web"))["imageDetails"]
+    assert [i["imageDigest"] for i in images] == [digest]
+    status, out = berth_api(berth, "DescribePromotions", {"repositoryName": "team/web"})
+    assert out["promotions"][0]["status"] == "REVOKED"
+    assert "CVE-2024-0009" in out["promotions"][0]["reason"]

@@ -274,3 +274,45 @@ def test_enhanced_findings_and_continuous_rescans(berth):
     names = sorted(f["packageVulnerabilityDetails"]["vulnerabilityId"] for f in after["enhancedFindings"])
     assert names == ["CVE-2023-0005", "CVE-2024-0006"]
     assert after["vulnerabilitySourceUpdatedAt"] > before["vulnerabilitySourceUpdatedAt"]
+
+
+def test_vulndb_update_downloads_osv_exports(berth, tmp_path):
+    """`berth vulndb update` fetches `<source>/<ecosystem>/all.zip` (here from
+    a local server standing in for OSV's bucket) and loads it."""
+    import socket
+    import zipfile
+
+    os.makedirs(tmp_path / "Alpine")
+    with zipfile.ZipFile(tmp_path / "Alpine" / "all.zip", "w") as z:
+        z.write(os.path.join(FIXTURES, "osv-later.json"), "ALPINE-TEST-3.json")
+        z.writestr("broken.json", "{not json")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/Alpine/all.zip").read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        result = subprocess.run([BINARY, "vulndb", "update", *berth.install_args, "--source",
+                                 f"http://127.0.0.1:{port}", "--ecosystem", "Alpine"],
+                                capture_output=True, text=True, env=berth.env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "1 advisories stored, 1 files skipped" in result.stdout
+        missing = subprocess.run([BINARY, "vulndb", "update", *berth.install_args, "--source",
+                                  f"http://127.0.0.1:{port}", "--ecosystem", "Nowhere"],
+                                 capture_output=True, text=True, env=berth.env, timeout=60)
+        assert missing.returncode != 0 and "404" in missing.stderr
+    finally:
+        server.terminate()
+    # The new advisory is matched at the next scan.
+    alpine_image(berth, "later")
+    ok(aws(berth, "ecr", "start-image-scan", "--repository-name", "later", "--image-id", "imageTag=v1"))
+    wait_complete(berth, "later", "v1")
+    names = sorted(f["name"] for f in findings(berth, "later", "v1")["imageScanFindings"]["findings"])
+    assert names == ["CVE-2023-0005", "CVE-2024-0006"]

@@ -274,7 +274,10 @@ impl Promotion {
                     .await
                     && image.digest == digest
                 {
-                    self.registry.untag_image(&destination, &tag).await?;
+                    // That tag only: the image stays, reachable by digest.
+                    self.registry
+                        .delete_manifest_noting(&destination, &Reference::Tag(tag), &[])
+                        .await?;
                 }
             }
             Ok(())

@@ -115,7 +115,8 @@ fn read_all(path: &Path) -> Result<(Vec<AdvisoryRow>, Skipped), ImportError> {
                 continue;
             }
             let mut text = String::new();
-            if let Err(e) = member.read_to_string(&mut text) {
+            // The declared size may lie: read no more than a record may hold.
+            if let Err(e) = member.by_ref().take(MAX_RECORD).read_to_string(&mut text) {
                 skipped.push((name, e.to_string()));
                 continue;
             }

@@ -139,12 +139,18 @@ fn write_layer(path: &Path, size: u64, app: bool) -> anyhow::Result<(u64, Digest
     Ok((written, digest, compressed))
 }
 
+/// Gunzip of the layer into nothing, 1 MiB at a time, the best of two runs.
 fn gunzip_seconds(path: &Path) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-    let mut decoder = flate2::bufread::MultiGzDecoder::new(file);
-    std::io::copy(&mut decoder, &mut std::io::sink())?;
-    Ok(started.elapsed().as_secs_f64())
+    let mut best = f64::MAX;
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..2 {
+        let started = Instant::now();
+        let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+        let mut decoder = flate2::bufread::MultiGzDecoder::new(file);
+        while decoder.read(&mut buf)? > 0 {}
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    Ok(best)
 }
 
 async fn put_file(
