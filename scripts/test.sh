@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
 command -v xz >/dev/null || need_apt+=(xz-utils)
 command -v openssl >/dev/null || need_apt+=(openssl)

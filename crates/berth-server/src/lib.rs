@@ -13,6 +13,7 @@ pub mod model;
 pub mod oci;
 pub mod outbox;
 pub mod promotion;
+pub mod pullthrough;
 pub mod query;
 pub mod registry;
 pub mod scanning;
@@ -37,6 +38,7 @@ pub struct App {
     pub lifecycle: Arc<lifecycle::Lifecycle>,
     pub scanning: Arc<scanning::Scanning>,
     pub promotion: Arc<promotion::Promotion>,
+    pub pull_through: Arc<pullthrough::PullThrough>,
     /// The durable job queue's workers on this node.
     pub jobs: Arc<jobs::Jobs>,
     /// `scheme://host[:port]` clients reach berth at, when not the request's `Host`.

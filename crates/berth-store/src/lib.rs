@@ -26,6 +26,7 @@ pub mod links;
 pub mod manifests;
 pub mod postgres;
 pub mod promotions;
+pub mod pull_through;
 pub mod quota;
 pub mod repositories;
 pub mod s3;
@@ -46,6 +47,7 @@ pub use links::LinkStore;
 pub use manifests::ManifestStore;
 pub use postgres::PgStore;
 pub use promotions::{PromotionRecord, PromotionStore};
+pub use pull_through::{PullThroughRule, PullThroughStore};
 pub use quota::QuotaStore;
 pub use repositories::RepositoryStore;
 pub use s3::S3BlobStore;
@@ -306,6 +308,7 @@ pub trait MetadataStore:
     + LinkStore
     + ManifestStore
     + PromotionStore
+    + PullThroughStore
     + QuotaStore
     + RepositoryStore
     + ScanStore

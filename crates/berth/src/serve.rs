@@ -46,6 +46,11 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_PROMOTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     promotion_interval: Duration,
 
+    /// An upstream registry (`host[:port]`) the pull-through cache reaches
+    /// over plain HTTP instead of HTTPS; repeatable.
+    #[arg(long, env = "BERTH_INSECURE_UPSTREAMS", value_delimiter = ',')]
+    insecure_upstream: Vec<String>,
+
     /// How often garbage collection runs (e.g. `1h`, `2s`).
     #[arg(long, env = "BERTH_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     gc_interval: Duration,
@@ -565,6 +570,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     tokio::spawn(outbox.run(stop));
     let iam = Arc::new(Iam::new(access.clone(), identity.clone()));
+    let pull_through = berth_server::pullthrough::PullThrough::new(
+        metadata.clone(),
+        access.clone(),
+        args.insecure_upstream.clone(),
+    );
+    pull_through.attach(&registry);
     let app = Arc::new(App {
         registry: registry.clone(),
         identity,
@@ -573,6 +584,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         lifecycle,
         scanning,
         promotion,
+        pull_through,
         jobs,
         public_url: args.public_url.clone(),
         scheme,

@@ -121,10 +121,17 @@ pub(super) async fn lookup(
     wanted: &Wanted,
 ) -> Result<Result<ImageRecord, (&'static str, String)>, EcrError> {
     let registry = &call.app.registry;
-    let found = registry
+    let found = match registry
         .find_image(name, wanted.digest.as_ref(), wanted.tag.as_ref())
         .await
-        .map_err(|e| call.registry_error(e, name.as_str()))?;
+    {
+        Ok(found) => found,
+        // The pull-through cache's upstream failed for this image.
+        Err(RegistryError::Upstream { code, message }) => return Ok(Err((code, message))),
+        // A pull-through repository its first pull did not create.
+        Err(RegistryError::NameUnknown { .. }) => None,
+        Err(e) => return Err(call.registry_error(e, name.as_str())),
+    };
     if let Some(image) = found {
         return Ok(Ok(image));
     }
@@ -214,11 +221,20 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
 
 pub async fn batch_get(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
-    call.app
-        .registry
-        .repository(&name)
+    // A pull-through cache's repository is made by its first pull.
+    let covered = call
+        .app
+        .pull_through
+        .covers(&name)
         .await
-        .map_err(|e| call.registry_error(e, name.as_str()))?;
+        .map_err(EcrError::internal)?;
+    if !covered {
+        call.app
+            .registry
+            .repository(&name)
+            .await
+            .map_err(|e| call.registry_error(e, name.as_str()))?;
+    }
     let accepted: Option<Vec<&str>> = input["acceptedMediaTypes"]
         .as_array()
         .map(|types| types.iter().filter_map(Value::as_str).collect());

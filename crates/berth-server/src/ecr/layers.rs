@@ -208,7 +208,12 @@ pub async fn download_url(call: &Call<'_>, input: &Value) -> Result<Value, EcrEr
     registry
         .blob_size(&name, &digest)
         .await
-        .map_err(|_| not_found())?;
+        .map_err(|e| match e {
+            crate::RegistryError::Upstream { message, .. } => {
+                EcrError::new("UnableToGetUpstreamLayerException", message)
+            }
+            _ => not_found(),
+        })?;
     if !registry
         .blob_referenced(&name, &digest)
         .await

@@ -9,6 +9,7 @@ mod images;
 mod layers;
 mod lifecycle;
 mod policies;
+mod pullthrough;
 mod repositories;
 mod scanning;
 mod settings;
@@ -164,6 +165,9 @@ impl Call<'_> {
                 format!("A repository may carry at most {limit} tags"),
             ),
             RegistryError::Internal(inner) => EcrError::internal(inner),
+            RegistryError::Upstream { message, .. } => {
+                EcrError::new("UnableToGetUpstreamImageException", message)
+            }
             other => EcrError::invalid_parameter(other.to_string()),
         }
     }
@@ -358,52 +362,64 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
         tracing::Span::current().record("repository", tracing::field::display(repository));
     }
     authorize(&call, name, &input, &mut facts).await?;
+    // Reads that miss may import through the pull-through cache, as this caller.
+    let caller = call.principal.clone();
+    crate::pullthrough::as_caller(caller, facts, operate(&call, name, &input)).await
+}
+
+/// Runs one authorized operation.
+async fn operate(call: &Call<'_>, name: &str, input: &Value) -> Result<Value, EcrError> {
     match name {
-        "CreateRepository" => repositories::create(&call, &input).await,
-        "DescribeRepositories" => repositories::describe(&call, &input).await,
-        "DeleteRepository" => repositories::delete(&call, &input).await,
+        "CreateRepository" => repositories::create(call, input).await,
+        "DescribeRepositories" => repositories::describe(call, input).await,
+        "DeleteRepository" => repositories::delete(call, input).await,
         "DescribeRegistry" => Ok(json!({
             "registryId": call.account(),
             "replicationConfiguration": {"rules": []},
         })),
-        "GetAuthorizationToken" => Ok(authorization_token(&call)),
-        "ListImages" => images::list(&call, &input).await,
-        "InitiateLayerUpload" => layers::initiate(&call, &input).await,
-        "UploadLayerPart" => layers::upload_part(&call, &input).await,
-        "CompleteLayerUpload" => layers::complete(&call, &input).await,
-        "BatchCheckLayerAvailability" => layers::batch_check(&call, &input).await,
-        "GetDownloadUrlForLayer" => layers::download_url(&call, &input).await,
-        "DescribeImages" => images::describe(&call, &input).await,
-        "BatchGetImage" => images::batch_get(&call, &input).await,
-        "BatchDeleteImage" => images::batch_delete(&call, &input).await,
-        "PutImage" => images::put(&call, &input).await,
-        "PutImageTagMutability" => settings::put_image_tag_mutability(&call, &input).await,
+        "GetAuthorizationToken" => Ok(authorization_token(call)),
+        "ListImages" => images::list(call, input).await,
+        "InitiateLayerUpload" => layers::initiate(call, input).await,
+        "UploadLayerPart" => layers::upload_part(call, input).await,
+        "CompleteLayerUpload" => layers::complete(call, input).await,
+        "BatchCheckLayerAvailability" => layers::batch_check(call, input).await,
+        "GetDownloadUrlForLayer" => layers::download_url(call, input).await,
+        "DescribeImages" => images::describe(call, input).await,
+        "BatchGetImage" => images::batch_get(call, input).await,
+        "BatchDeleteImage" => images::batch_delete(call, input).await,
+        "PutImage" => images::put(call, input).await,
+        "PutImageTagMutability" => settings::put_image_tag_mutability(call, input).await,
         "PutImageScanningConfiguration" => {
-            settings::put_image_scanning_configuration(&call, &input).await
+            settings::put_image_scanning_configuration(call, input).await
         }
-        "TagResource" => settings::tag_resource(&call, &input).await,
-        "UntagResource" => settings::untag_resource(&call, &input).await,
-        "ListTagsForResource" => settings::list_tags_for_resource(&call, &input).await,
+        "TagResource" => settings::tag_resource(call, input).await,
+        "UntagResource" => settings::untag_resource(call, input).await,
+        "ListTagsForResource" => settings::list_tags_for_resource(call, input).await,
         "PutRegistryScanningConfiguration" => {
-            scanning::put_registry_configuration(&call, &input).await
+            scanning::put_registry_configuration(call, input).await
         }
-        "GetRegistryScanningConfiguration" => scanning::get_registry_configuration(&call).await,
+        "GetRegistryScanningConfiguration" => scanning::get_registry_configuration(call).await,
         "BatchGetRepositoryScanningConfiguration" => {
-            scanning::batch_get_repository_configuration(&call, &input).await
+            scanning::batch_get_repository_configuration(call, input).await
         }
-        "StartImageScan" => scanning::start_scan(&call, &input).await,
-        "DescribeImageScanFindings" => scanning::describe_findings(&call, &input).await,
-        "PutLifecyclePolicy" => lifecycle::put(&call, &input).await,
-        "GetLifecyclePolicy" => lifecycle::get(&call, &input).await,
-        "DeleteLifecyclePolicy" => lifecycle::delete(&call, &input).await,
-        "StartLifecyclePolicyPreview" => lifecycle::start_preview(&call, &input).await,
-        "GetLifecyclePolicyPreview" => lifecycle::get_preview(&call, &input).await,
-        "SetRepositoryPolicy" => policies::set_repository_policy(&call, &input).await,
-        "GetRepositoryPolicy" => policies::get_repository_policy(&call, &input).await,
-        "DeleteRepositoryPolicy" => policies::delete_repository_policy(&call, &input).await,
-        "PutRegistryPolicy" => policies::put_registry_policy(&call, &input).await,
-        "GetRegistryPolicy" => policies::get_registry_policy(&call).await,
-        "DeleteRegistryPolicy" => policies::delete_registry_policy(&call).await,
+        "StartImageScan" => scanning::start_scan(call, input).await,
+        "CreatePullThroughCacheRule" => pullthrough::create(call, input).await,
+        "DescribePullThroughCacheRules" => pullthrough::describe(call, input).await,
+        "UpdatePullThroughCacheRule" => pullthrough::update(call, input).await,
+        "DeletePullThroughCacheRule" => pullthrough::delete(call, input).await,
+        "ValidatePullThroughCacheRule" => pullthrough::validate(call, input).await,
+        "DescribeImageScanFindings" => scanning::describe_findings(call, input).await,
+        "PutLifecyclePolicy" => lifecycle::put(call, input).await,
+        "GetLifecyclePolicy" => lifecycle::get(call, input).await,
+        "DeleteLifecyclePolicy" => lifecycle::delete(call, input).await,
+        "StartLifecyclePolicyPreview" => lifecycle::start_preview(call, input).await,
+        "GetLifecyclePolicyPreview" => lifecycle::get_preview(call, input).await,
+        "SetRepositoryPolicy" => policies::set_repository_policy(call, input).await,
+        "GetRepositoryPolicy" => policies::get_repository_policy(call, input).await,
+        "DeleteRepositoryPolicy" => policies::delete_repository_policy(call, input).await,
+        "PutRegistryPolicy" => policies::put_registry_policy(call, input).await,
+        "GetRegistryPolicy" => policies::get_registry_policy(call).await,
+        "DeleteRegistryPolicy" => policies::delete_registry_policy(call).await,
         other => Err(EcrError::new(
             "UnsupportedOperationException",
             format!("berth does not support the ECR operation {other} yet"),

@@ -82,6 +82,12 @@ impl From<RegistryError> for OciError {
             E::TagImmutable { .. } => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
             E::TooManyTags(_) => (StatusCode::BAD_REQUEST, "DENIED"),
             E::LimitExceeded(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            // What the pull-through cache's upstream answered, passed on.
+            E::Upstream { code, .. } => match *code {
+                "UpstreamTooManyRequests" => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+                "UpstreamAccessDenied" => (StatusCode::BAD_GATEWAY, "DENIED"),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            },
             E::Internal(berth_store::StoreError::Busy) => {
                 return OciError::new(
                     StatusCode::TOO_MANY_REQUESTS,

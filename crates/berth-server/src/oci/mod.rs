@@ -108,9 +108,13 @@ async fn handle(app: &App, request: Request) -> Result<Response, Response> {
         principal: principal.as_ref(),
         facts: &facts,
     };
-    Ok(dispatch(app, &asker, route, request)
-        .await
-        .unwrap_or_else(IntoResponse::into_response))
+    let work = dispatch(app, &asker, route, request);
+    let response = match &principal {
+        // Reads that miss may import through the pull-through cache, as this caller.
+        Some(p) => crate::pullthrough::as_caller(p.clone(), facts.clone(), work).await,
+        None => work.await,
+    };
+    Ok(response.unwrap_or_else(IntoResponse::into_response))
 }
 
 enum Refusal {

@@ -78,6 +78,11 @@ pub enum RegistryError {
     LimitExceeded(String),
     #[error("repository still contains images")]
     RepositoryNotEmpty,
+    /// The pull-through cache could not get what was asked from upstream;
+    /// `code` is ECR's per-image failure code (`UpstreamAccessDenied`,
+    /// `UpstreamTooManyRequests`, `UpstreamUnavailable`).
+    #[error("{message}")]
+    Upstream { code: &'static str, message: String },
     #[error("internal error: {0}")]
     Internal(#[from] StoreError),
 }
@@ -271,18 +276,18 @@ impl Stream for Hashing<'_, '_> {
 /// One async mutex per key, held only while someone uses it: serializes the
 /// writes to one upload on this node.
 #[derive(Default)]
-struct KeyedLocks {
+pub(crate) struct KeyedLocks {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-struct KeyedGuard<'a> {
+pub(crate) struct KeyedGuard<'a> {
     owner: &'a KeyedLocks,
     key: String,
     _guard: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl KeyedLocks {
-    async fn lock(&self, key: &str) -> KeyedGuard<'_> {
+    pub(crate) async fn lock(&self, key: &str) -> KeyedGuard<'_> {
         let lock = self
             .locks
             .lock()

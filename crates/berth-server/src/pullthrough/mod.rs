@@ -1,0 +1,672 @@
+//! The pull-through cache: repositories under a rule's prefix mirror an
+//! upstream registry. A read that misses (either door: `docker pull`,
+//! `BatchGetImage`, `GetDownloadUrlForLayer`) asks the upstream through
+//! oci-client (anonymous, Basic, or the Bearer token flow Docker Hub, GHCR,
+//! Quay and the rest use), stores what it gets — every blob's digest
+//! verified as it is written, as a push is — and the read is served from
+//! the cache. The first pull creates the repository. Who may make berth
+//! import is decided as on ECR: `ecr:BatchImportUpstreamImage` on the
+//! repository (and `ecr:CreateRepository` for its first pull), for the
+//! caller of the request that missed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use berth_core::{Digest, Reference, RepositoryName};
+use berth_store::{MetadataStore, PullThroughRule, StoreError, now_millis};
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+
+use crate::access::{Access, RequestFacts};
+use crate::identity::Principal;
+use crate::registry::{KeyedLocks, MissFuture, ReadMiss, Registry, RegistryError};
+
+/// Rules per registry, as on ECR.
+const MAX_RULES: usize = 50;
+
+/// Manifests berth asks upstreams for.
+const ACCEPTED: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// The upstream each known `upstreamRegistry` names (ECR's table).
+const KNOWN: &[(&str, &str)] = &[
+    ("ecr-public", "public.ecr.aws"),
+    ("k8s", "registry.k8s.io"),
+    ("quay", "quay.io"),
+    ("docker-hub", "registry-1.docker.io"),
+    ("github-container-registry", "ghcr.io"),
+    ("gitlab-container-registry", "registry.gitlab.com"),
+    ("chainguard", "cgr.dev"),
+];
+
+/// Upstreams ECR requires credentials for.
+const NEEDS_CREDENTIALS: &[&str] = &[
+    "docker-hub",
+    "github-container-registry",
+    "gitlab-container-registry",
+    "azure-container-registry",
+    "chainguard",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullThroughError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("A pull through cache rule with these settings already exists for the registry.")]
+    AlreadyExists,
+    #[error(
+        "The pull through cache rule was not found. Specify a valid pull through cache rule and try again."
+    )]
+    NotFound,
+    #[error("The maximum number of pull through cache rules ({MAX_RULES}) has been reached.")]
+    LimitExceeded,
+    #[error("The specified upstream registry isn't supported.")]
+    Unsupported,
+    #[error("The ARN of the secret specified in the pull through cache rule was not found.")]
+    SecretNotFound,
+    #[error("internal error: {0}")]
+    Internal(#[from] StoreError),
+}
+
+/// A rule as given to `CreatePullThroughCacheRule`.
+pub struct NewRule {
+    pub prefix: String,
+    pub upstream_registry_url: String,
+    pub upstream_registry: Option<String>,
+    pub upstream_prefix: Option<String>,
+    pub credential_arn: Option<String>,
+    pub custom_role_arn: Option<String>,
+}
+
+tokio::task_local! {
+    /// Who made the request that may miss, for deciding whether it may import.
+    static CALLER: (Principal, RequestFacts);
+}
+
+/// Runs `work` (a request's handling) with its caller known to the cache.
+pub async fn as_caller<F: std::future::Future>(
+    principal: Principal,
+    facts: RequestFacts,
+    work: F,
+) -> F::Output {
+    CALLER.scope((principal, facts), work).await
+}
+
+/// An upstream reached over plain HTTP (`http://…` in the rule's URL) or HTTPS.
+struct Upstream {
+    host: String,
+    plain: bool,
+}
+
+fn upstream_of(url: &str, insecure: &[String]) -> Upstream {
+    let (plain, rest) = match url.split_once("://") {
+        Some(("http", rest)) => (true, rest),
+        Some((_, rest)) => (false, rest),
+        None => (false, url),
+    };
+    let host = rest.trim_end_matches('/').to_string();
+    Upstream {
+        plain: plain || insecure.contains(&host),
+        host,
+    }
+}
+
+/// Strips a prefix's trailing `/`; `ROOT` stays.
+fn normal_prefix(prefix: &str) -> String {
+    prefix.trim_end_matches('/').to_string()
+}
+
+/// Long-lived, one per node. `clients` keeps one oci-client per upstream
+/// (its bearer tokens cached until they expire); `locks` makes concurrent
+/// misses of one manifest or blob on this node reach upstream once.
+pub struct PullThrough {
+    store: Arc<dyn MetadataStore>,
+    access: Arc<Access>,
+    registry: Mutex<Weak<Registry>>,
+    clients: Mutex<HashMap<String, Arc<oci_client::Client>>>,
+    locks: KeyedLocks,
+    /// Upstream hosts (`host[:port]`) reached over plain HTTP (`--insecure-upstream`).
+    insecure: Vec<String>,
+}
+
+impl PullThrough {
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        access: Arc<Access>,
+        insecure: Vec<String>,
+    ) -> Arc<PullThrough> {
+        Arc::new(PullThrough {
+            store,
+            access,
+            registry: Mutex::new(Weak::new()),
+            clients: Mutex::new(HashMap::new()),
+            locks: KeyedLocks::default(),
+            insecure,
+        })
+    }
+
+    /// Plugs the cache into the registry's read misses.
+    pub fn attach(self: &Arc<Self>, registry: &Arc<Registry>) {
+        *self.registry.lock().expect("registry lock") = Arc::downgrade(registry);
+        registry.on_read_miss(self.clone());
+    }
+
+    fn registry(&self) -> Option<Arc<Registry>> {
+        self.registry.lock().expect("registry lock").upgrade()
+    }
+
+    pub async fn rules(&self) -> Result<Vec<PullThroughRule>, PullThroughError> {
+        Ok(self.store.pull_through_rules().await?)
+    }
+
+    pub async fn create_rule(&self, new: NewRule) -> Result<PullThroughRule, PullThroughError> {
+        let prefix = normal_prefix(&new.prefix);
+        let upstream_prefix = new
+            .upstream_prefix
+            .as_deref()
+            .map_or_else(|| "ROOT".to_string(), normal_prefix);
+        if prefix != "ROOT" && prefix.len() < 2 {
+            return Err(PullThroughError::Invalid(
+                "The ecrRepositoryPrefix must be between 2 and 30 characters".into(),
+            ));
+        }
+        let url = new.upstream_registry_url.trim().to_string();
+        if url.is_empty() || url.contains(char::is_whitespace) {
+            return Err(PullThroughError::Unsupported);
+        }
+        if let Some(kind) = &new.upstream_registry {
+            let host = upstream_of(&url, &self.insecure).host;
+            let known = KNOWN.iter().find(|(k, _)| k == kind).map(|(_, h)| *h);
+            let matches = match (kind.as_str(), known) {
+                (_, Some(expected)) => host == expected,
+                ("ecr", _) => host.contains(".dkr.ecr."),
+                ("azure-container-registry", _) => host.ends_with(".azurecr.io"),
+                _ => true,
+            };
+            if !matches {
+                return Err(PullThroughError::Invalid(format!(
+                    "The upstream registry URL '{url}' does not match the upstream registry '{kind}'"
+                )));
+            }
+            if NEEDS_CREDENTIALS.contains(&kind.as_str()) && new.credential_arn.is_none() {
+                return Err(PullThroughError::Invalid(format!(
+                    "A credentialArn is required for the upstream registry '{kind}'"
+                )));
+            }
+        }
+        if new.credential_arn.is_some() {
+            // berth keeps no upstream credentials yet (see the README).
+            return Err(PullThroughError::SecretNotFound);
+        }
+        if self.store.pull_through_rules().await?.len() >= MAX_RULES {
+            return Err(PullThroughError::LimitExceeded);
+        }
+        let now = now_millis();
+        let rule = PullThroughRule {
+            prefix,
+            upstream_registry_url: url.clone(),
+            upstream_registry: new.upstream_registry.or_else(|| {
+                let host = upstream_of(&url, &self.insecure).host;
+                KNOWN
+                    .iter()
+                    .find(|(_, h)| *h == host)
+                    .map(|(k, _)| k.to_string())
+            }),
+            upstream_prefix,
+            credential_arn: new.credential_arn,
+            custom_role_arn: new.custom_role_arn,
+            created_at: now,
+            updated_at: now,
+        };
+        if !self.store.create_pull_through_rule(&rule).await? {
+            return Err(PullThroughError::AlreadyExists);
+        }
+        Ok(rule)
+    }
+
+    pub async fn rule(&self, prefix: &str) -> Result<PullThroughRule, PullThroughError> {
+        let prefix = normal_prefix(prefix);
+        self.store
+            .pull_through_rules()
+            .await?
+            .into_iter()
+            .find(|r| r.prefix == prefix)
+            .ok_or(PullThroughError::NotFound)
+    }
+
+    pub async fn update_rule(
+        &self,
+        prefix: &str,
+        credential_arn: Option<String>,
+        custom_role_arn: Option<String>,
+    ) -> Result<PullThroughRule, PullThroughError> {
+        let mut rule = self.rule(prefix).await?;
+        if credential_arn.is_some() {
+            return Err(PullThroughError::SecretNotFound);
+        }
+        rule.credential_arn = credential_arn;
+        rule.custom_role_arn = custom_role_arn;
+        rule.updated_at = now_millis();
+        if !self.store.update_pull_through_rule(&rule).await? {
+            return Err(PullThroughError::NotFound);
+        }
+        Ok(rule)
+    }
+
+    pub async fn delete_rule(&self, prefix: &str) -> Result<PullThroughRule, PullThroughError> {
+        self.store
+            .delete_pull_through_rule(&normal_prefix(prefix))
+            .await?
+            .ok_or(PullThroughError::NotFound)
+    }
+
+    /// Whether the rule's upstream answers: `Err` says why not.
+    pub async fn validate(&self, rule: &PullThroughRule) -> Result<(), String> {
+        let upstream = upstream_of(&rule.upstream_registry_url, &self.insecure);
+        let scheme = if upstream.plain { "http" } else { "https" };
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let response = client
+            .get(format!("{scheme}://{}/v2/", upstream.host))
+            .send()
+            .await
+            .map_err(|e| format!("The upstream registry could not be reached: {e}"))?;
+        match response.status().as_u16() {
+            200 => Ok(()),
+            // A token challenge: the registry is there; anonymous pulls get tokens.
+            401 if response.headers().contains_key("www-authenticate") => Ok(()),
+            status => Err(format!(
+                "The upstream registry answered {status} to GET /v2/"
+            )),
+        }
+    }
+
+    /// The rule a repository falls under (the longest prefix; `ROOT` for
+    /// what no other prefix takes) and the upstream repository it mirrors.
+    async fn route(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<Option<(PullThroughRule, String)>, StoreError> {
+        let rules = self.store.pull_through_rules().await?;
+        let name = repository.as_str();
+        let best = rules
+            .iter()
+            .filter(|r| r.prefix != "ROOT")
+            .filter(|r| {
+                name.strip_prefix(r.prefix.as_str())
+                    .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+            })
+            .max_by_key(|r| r.prefix.len())
+            .or_else(|| rules.iter().find(|r| r.prefix == "ROOT"));
+        Ok(best.map(|rule| {
+            let rest = if rule.prefix == "ROOT" {
+                name
+            } else {
+                &name[rule.prefix.len() + 1..]
+            };
+            let upstream = if rule.upstream_prefix == "ROOT" {
+                rest.to_string()
+            } else {
+                format!("{}/{rest}", rule.upstream_prefix)
+            };
+            (rule.clone(), upstream)
+        }))
+    }
+
+    /// Whether a rule covers `repository` (its first pull may create it).
+    pub async fn covers(&self, repository: &RepositoryName) -> Result<bool, StoreError> {
+        Ok(self.route(repository).await?.is_some())
+    }
+
+    fn client(&self, upstream: &Upstream) -> Arc<oci_client::Client> {
+        let key = format!("{}|{}", upstream.plain, upstream.host);
+        self.clients
+            .lock()
+            .expect("clients lock")
+            .entry(key)
+            .or_insert_with(|| {
+                let protocol = if upstream.plain {
+                    oci_client::client::ClientProtocol::Http
+                } else {
+                    oci_client::client::ClientProtocol::Https
+                };
+                Arc::new(oci_client::Client::new(oci_client::client::ClientConfig {
+                    protocol,
+                    connect_timeout: Some(std::time::Duration::from_secs(10)),
+                    read_timeout: Some(std::time::Duration::from_secs(60)),
+                    ..Default::default()
+                }))
+            })
+            .clone()
+    }
+
+    /// Whether the request's caller may make berth import into `repository`
+    /// (and create it); `false` without a caller (background work).
+    async fn may_import(
+        &self,
+        repository: &RepositoryName,
+        exists: bool,
+    ) -> Result<bool, RegistryError> {
+        let Ok((principal, facts)) = CALLER.try_with(|c| c.clone()) else {
+            return Ok(false);
+        };
+        let arn = self.access.repository_arn(repository.as_str());
+        let mut actions = vec!["ecr:BatchImportUpstreamImage"];
+        if !exists {
+            actions.push("ecr:CreateRepository");
+        }
+        for action in actions {
+            match self
+                .access
+                .check(Some(&principal), action, &arn, Some(repository), &facts)
+                .await
+            {
+                Ok(()) => {}
+                Err(crate::access::AccessError::Denied(message)) => {
+                    tracing::info!(repository = %repository, action, "pull-through import refused");
+                    let _ = message;
+                    return Ok(false);
+                }
+                Err(crate::access::AccessError::Internal(e)) => return Err(e.into()),
+            }
+        }
+        Ok(true)
+    }
+
+    async fn fetch_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<bool, RegistryError> {
+        let Some(registry) = self.registry() else {
+            return Ok(false);
+        };
+        let Some((rule, upstream_repository)) = self.route(repository).await? else {
+            return Ok(false);
+        };
+        let exists = self.store.repository_exists(repository).await?;
+        if !self.may_import(repository, exists).await? {
+            return Ok(false);
+        }
+        let _single = self.locks.lock(&format!("{repository}:{reference}")).await;
+        // Someone else's miss may have brought it meanwhile.
+        if self
+            .store
+            .get_manifest(repository, reference)
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        let upstream = upstream_of(&rule.upstream_registry_url, &self.insecure);
+        let client = self.client(&upstream);
+        let image = match reference {
+            Reference::Tag(tag) => oci_client::Reference::with_tag(
+                upstream.host.clone(),
+                upstream_repository.clone(),
+                tag.to_string(),
+            ),
+            Reference::Digest(digest) => oci_client::Reference::with_digest(
+                upstream.host.clone(),
+                upstream_repository.clone(),
+                digest.to_string(),
+            ),
+        };
+        let auth = RegistryAuth::Anonymous;
+        let (content, _) = match client.pull_manifest_raw(&image, &auth, ACCEPTED).await {
+            Ok(found) => found,
+            Err(e) => return upstream_failure(e, &rule),
+        };
+        registry.ensure_repository(repository).await?;
+        self.store_manifest(
+            &registry, &client, &image, &auth, repository, reference, content,
+        )
+        .await?;
+        tracing::info!(repository = %repository, reference = %reference, upstream = %rule.upstream_registry_url, "pulled through from upstream");
+        Ok(true)
+    }
+
+    /// Stores a manifest from upstream: an index's children first (each
+    /// with its blobs), an image's blobs first, so the manifest is whole
+    /// when it becomes visible.
+    #[allow(clippy::too_many_arguments)]
+    fn store_manifest<'a>(
+        &'a self,
+        registry: &'a Registry,
+        client: &'a oci_client::Client,
+        image: &'a oci_client::Reference,
+        auth: &'a RegistryAuth,
+        repository: &'a RepositoryName,
+        reference: &'a Reference,
+        content: Bytes,
+    ) -> MissFuture<'a> {
+        Box::pin(async move {
+            if let Reference::Digest(digest) = reference
+                && Digest::of(digest.algorithm(), &content) != *digest
+            {
+                return Err(RegistryError::Upstream {
+                    code: "UpstreamUnavailable",
+                    message: format!("the upstream sent a manifest that does not hash to {digest}"),
+                });
+            }
+            let json: serde_json::Value = serde_json::from_slice(&content).unwrap_or_default();
+            let media_type = json["mediaType"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    if json["manifests"].is_array() {
+                        "application/vnd.oci.image.index.v1+json".into()
+                    } else {
+                        "application/vnd.oci.image.manifest.v1+json".into()
+                    }
+                });
+            for child in json["manifests"].as_array().into_iter().flatten() {
+                let Some(digest) = child["digest"]
+                    .as_str()
+                    .and_then(|d| d.parse::<Digest>().ok())
+                else {
+                    continue;
+                };
+                let child_ref = Reference::Digest(digest.clone());
+                if self
+                    .store
+                    .get_manifest(repository, &child_ref)
+                    .await?
+                    .is_some()
+                {
+                    continue;
+                }
+                let child_image = oci_client::Reference::with_digest(
+                    image.registry().to_string(),
+                    image.repository().to_string(),
+                    digest.to_string(),
+                );
+                let (bytes, _) = match client.pull_manifest_raw(&child_image, auth, ACCEPTED).await
+                {
+                    Ok(found) => found,
+                    Err(e) => return upstream_error(e),
+                };
+                self.store_manifest(
+                    registry,
+                    client,
+                    &child_image,
+                    auth,
+                    repository,
+                    &child_ref,
+                    bytes,
+                )
+                .await?;
+            }
+            let blobs = std::iter::once(&json["config"])
+                .chain(json["layers"].as_array().into_iter().flatten())
+                .filter_map(|d| d["digest"].as_str())
+                .filter_map(|d| d.parse::<Digest>().ok())
+                .collect::<Vec<_>>();
+            for digest in &blobs {
+                self.fetch_blob_into(registry, client, image, repository, digest)
+                    .await?;
+            }
+            registry
+                .put_manifest(
+                    repository,
+                    reference,
+                    Vec::new(),
+                    Some(&media_type),
+                    content,
+                )
+                .await?;
+            Ok(true)
+        })
+    }
+
+    /// Streams one blob from upstream into storage (verified as a push is).
+    async fn fetch_blob_into(
+        &self,
+        registry: &Registry,
+        client: &oci_client::Client,
+        image: &oci_client::Reference,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let _single = self.locks.lock(&format!("{repository}@{digest}")).await;
+        if self.store.blob_size(repository, digest).await?.is_some() {
+            return Ok(());
+        }
+        let blob_image = oci_client::Reference::with_digest(
+            image.registry().to_string(),
+            image.repository().to_string(),
+            digest.to_string(),
+        );
+        let sized = match client
+            .pull_blob_stream(&blob_image, digest.to_string().as_str())
+            .await
+        {
+            Ok(s) => s,
+            // Not upstream: unknown here too.
+            Err(e) => return upstream_error(e).and(Err(RegistryError::BlobUnknown)),
+        };
+        let mut stream = sized.stream.map_err(std::io::Error::other);
+        match registry.put_blob(repository, digest, &mut stream).await {
+            Ok(()) => Ok(()),
+            Err(RegistryError::DigestInvalid(m) | RegistryError::SizeInvalid(m)) => {
+                Err(RegistryError::Upstream {
+                    code: "UpstreamUnavailable",
+                    message: format!("the upstream sent a blob that is not {digest}: {m}"),
+                })
+            }
+            Err(RegistryError::Internal(StoreError::Io(e))) => Err(RegistryError::Upstream {
+                code: "UpstreamUnavailable",
+                message: format!("reading {digest} from the upstream failed: {e}"),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn fetch_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let Some(registry) = self.registry() else {
+            return Ok(false);
+        };
+        let Some((rule, upstream_repository)) = self.route(repository).await? else {
+            return Ok(false);
+        };
+        if !self.store.repository_exists(repository).await?
+            || !self.may_import(repository, true).await?
+        {
+            return Ok(false);
+        }
+        let upstream = upstream_of(&rule.upstream_registry_url, &self.insecure);
+        let client = self.client(&upstream);
+        let image = oci_client::Reference::with_digest(
+            upstream.host.clone(),
+            upstream_repository,
+            digest.to_string(),
+        );
+        match self
+            .fetch_blob_into(&registry, &client, &image, repository, digest)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(RegistryError::BlobUnknown) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What an upstream failure means for the read that missed.
+fn upstream_failure(
+    e: OciDistributionError,
+    rule: &PullThroughRule,
+) -> Result<bool, RegistryError> {
+    tracing::warn!(upstream = %rule.upstream_registry_url, error = %e, "the pull-through upstream failed");
+    upstream_error(e)
+}
+
+fn upstream_error(e: OciDistributionError) -> Result<bool, RegistryError> {
+    use OciDistributionError as E;
+    let code = match &e {
+        E::ImageManifestNotFoundError(_) => return Ok(false),
+        E::ServerError { code: 404, .. } => return Ok(false),
+        E::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|x| {
+                let code = format!("{:?}", x.code).to_ascii_uppercase();
+                code.contains("UNKNOWN")
+            }) =>
+        {
+            return Ok(false);
+        }
+        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => "UpstreamAccessDenied",
+        E::ServerError {
+            code: 401 | 403, ..
+        } => "UpstreamAccessDenied",
+        E::ServerError { code: 429, .. } => "UpstreamTooManyRequests",
+        E::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|x| {
+                format!("{:?}", x.code)
+                    .to_ascii_uppercase()
+                    .contains("DENIED")
+            }) =>
+        {
+            "UpstreamAccessDenied"
+        }
+        E::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|x| {
+                format!("{:?}", x.code)
+                    .to_ascii_uppercase()
+                    .contains("TOOMANY")
+            }) =>
+        {
+            "UpstreamTooManyRequests"
+        }
+        _ => "UpstreamUnavailable",
+    };
+    Err(RegistryError::Upstream {
+        code,
+        message: format!("The upstream registry could not provide it: {e}"),
+    })
+}
+
+impl ReadMiss for PullThrough {
+    fn manifest<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        reference: &'a Reference,
+    ) -> MissFuture<'a> {
+        Box::pin(self.fetch_manifest(repository, reference))
+    }
+
+    fn blob<'a>(&'a self, repository: &'a RepositoryName, digest: &'a Digest) -> MissFuture<'a> {
+        Box::pin(self.fetch_blob(repository, digest))
+    }
+}

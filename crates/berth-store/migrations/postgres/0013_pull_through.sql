@@ -1,0 +1,11 @@
+-- Pull-through cache rules (see `pull_through.rs`).
+CREATE TABLE pull_through_rules (
+    prefix                 TEXT COLLATE "C" PRIMARY KEY,
+    upstream_registry_url  TEXT NOT NULL,
+    upstream_registry      TEXT,
+    upstream_prefix        TEXT NOT NULL,
+    credential_arn         TEXT,
+    custom_role_arn        TEXT,
+    created_at             BIGINT NOT NULL,
+    updated_at             BIGINT NOT NULL
+);

@@ -1,0 +1,249 @@
+"""The pull-through cache with the real aws CLI and docker, against Debian's
+`docker-registry` as the upstream on 127.0.0.1: the rule API as botocore's
+model says, a first pull through either door that imports the image (an
+index with every child), what a caller without `ecr:BatchImportUpstreamImage`
+gets, and cached images served while the upstream is down."""
+
+import gzip
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import ACCOUNT, REGION, Berth, aws, basic_auth, client, failure, ok, root_env
+from test_scanning import layer
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Upstream:
+    """Debian's docker-registry (CNCF Distribution), anonymous, on loopback."""
+
+    def __init__(self, tmp):
+        self.root = os.path.join(tmp, "upstream")
+        self.port = free_port()
+        self.config = os.path.join(tmp, "upstream.yml")
+        with open(self.config, "w") as f:
+            f.write(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {self.root}\n"
+                    f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{self.port}\n")
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(["docker-registry", "serve", self.config],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/v2/").read()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("docker-registry did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+    def request(self, method, path, data=None, headers=None):
+        url = path if path.startswith("http") else self.url + path
+        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.headers, r.read()
+
+    def blob(self, repo, data):
+        """POST then PUT, as Distribution takes a monolithic upload."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        _, headers, _ = self.request("POST", f"/v2/{repo}/blobs/uploads/", b"")
+        location = headers["Location"]
+        if not location.startswith("http"):
+            location = self.url + location
+        separator = "&" if "?" in location else "?"
+        self.request("PUT", f"{location}{separator}digest={digest}", data,
+                     {"Content-Type": "application/octet-stream"})
+        return {"digest": digest, "size": len(data)}
+
+    def image(self, repo, reference, files, arch="amd64"):
+        compressed = layer(files)
+        diff_id = "sha256:" + hashlib.sha256(gzip.decompress(compressed)).hexdigest()
+        config = json.dumps({"architecture": arch, "os": "linux",
+                             "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **self.blob(repo, config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **self.blob(repo, compressed)}],
+        }).encode()
+        self.request("PUT", f"/v2/{repo}/manifests/{reference}", manifest, {"Content-Type": OCI_MANIFEST})
+        return "sha256:" + hashlib.sha256(manifest).hexdigest(), manifest
+
+    def index(self, repo, tag, children):
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": d, "size": len(m), "platform": {"os": "linux", "architecture": a}}
+            for a, (d, m) in children.items()]}).encode()
+        self.request("PUT", f"/v2/{repo}/manifests/{tag}", index, {"Content-Type": OCI_INDEX})
+        return "sha256:" + hashlib.sha256(index).hexdigest()
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    server = Upstream(str(tmp_path))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def berth(upstream):
+    server = Berth(extra=["--insecure-upstream", upstream.host], env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+    yield server
+    server.stop()
+
+
+def get(berth, path, auth=None, accept=None):
+    headers = {"Authorization": auth or basic_auth()}
+    if accept:
+        headers["Accept"] = accept
+    req = urllib.request.Request(berth.url + path, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_rule_api_as_the_model_says(berth, upstream):
+    created = ok(aws(berth, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "mirror",
+                     "--upstream-registry-url", upstream.host))
+    assert created["ecrRepositoryPrefix"] == "mirror" and created["upstreamRegistryUrl"] == upstream.host
+    assert created["registryId"] == ACCOUNT and created["upstreamRepositoryPrefix"] == "ROOT"
+    failure(aws(berth, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "mirror",
+                "--upstream-registry-url", upstream.host), "PullThroughCacheRuleAlreadyExistsException")
+    failure(aws(berth, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "hub",
+                "--upstream-registry-url", "registry-1.docker.io", "--upstream-registry", "docker-hub"),
+            "ValidationException")
+    failure(aws(berth, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "qq",
+                "--upstream-registry-url", "ghcr.io", "--upstream-registry", "quay"), "ValidationException")
+    quay = ok(aws(berth, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "quay",
+                  "--upstream-registry-url", "quay.io"))
+    assert quay["upstreamRegistry"] == "quay"
+    rules = ok(aws(berth, "ecr", "describe-pull-through-cache-rules"))["pullThroughCacheRules"]
+    assert [r["ecrRepositoryPrefix"] for r in rules] == ["mirror", "quay"]
+    one = ok(aws(berth, "ecr", "describe-pull-through-cache-rules", "--ecr-repository-prefixes", "quay"))
+    assert [r["ecrRepositoryPrefix"] for r in one["pullThroughCacheRules"]] == ["quay"]
+    failure(aws(berth, "ecr", "describe-pull-through-cache-rules", "--ecr-repository-prefixes", "nope"),
+            "PullThroughCacheRuleNotFoundException")
+    valid = ok(aws(berth, "ecr", "validate-pull-through-cache-rule", "--ecr-repository-prefix", "mirror"))
+    assert valid["isValid"] is True and valid["upstreamRegistryUrl"] == upstream.host
+    upstream.stop()
+    down = ok(aws(berth, "ecr", "validate-pull-through-cache-rule", "--ecr-repository-prefix", "mirror"))
+    assert down["isValid"] is False and down["failure"]
+    upstream.start()
+    deleted = ok(aws(berth, "ecr", "delete-pull-through-cache-rule", "--ecr-repository-prefix", "quay"))
+    assert deleted["ecrRepositoryPrefix"] == "quay"
+    failure(aws(berth, "ecr", "delete-pull-through-cache-rule", "--ecr-repository-prefix", "quay"),
+            "PullThroughCacheRuleNotFoundException")
+    failure(aws(berth, "ecr", "update-pull-through-cache-rule", "--ecr-repository-prefix", "quay",
+                "--credential-arn", f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/x"),
+            "PullThroughCacheRuleNotFoundException")
+
+
+def test_first_pulls_import_through_both_doors(berth, upstream):
+    app_digest, app_manifest = upstream.image("team/app", "v1", {"app.txt": b"hello from upstream\n"})
+    children = {a: upstream.image("team/multi", f"child-{a}", {f"{a}.txt": a.encode()}, arch=a)
+                for a in ("amd64", "arm64")}
+    index_digest = upstream.index("team/multi", "v2", children)
+    ok(aws(berth, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "mirror",
+           "--upstream-registry-url", upstream.host))
+
+    # /v2/: the manifest, byte for byte, then its blobs.
+    status, body = get(berth, "/v2/mirror/team/app/manifests/v1", accept=OCI_MANIFEST)
+    assert status == 200 and body == app_manifest
+    for blob in json.loads(body)["layers"]:
+        status, data = get(berth, f"/v2/mirror/team/app/blobs/{blob['digest']}")
+        assert status == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == blob["digest"]
+    listed = ok(aws(berth, "ecr", "describe-images", "--repository-name", "mirror/team/app"))["imageDetails"]
+    assert [(i["imageDigest"], i.get("imageTags")) for i in listed] == [(app_digest, ["v1"])]
+
+    # ECR door: BatchGetImage of a multi-platform tag caches the index and every child.
+    got = ok(aws(berth, "ecr", "batch-get-image", "--repository-name", "mirror/team/multi",
+                 "--image-ids", "imageTag=v2"))
+    assert got["images"][0]["imageId"]["imageDigest"] == index_digest and got["failures"] == []
+    cached = {i["imageDigest"] for i in ok(aws(berth, "ecr", "describe-images", "--repository-name",
+                                                  "mirror/team/multi"))["imageDetails"]}
+    assert cached == {index_digest, *(d for d, _ in children.values())}
+    missing = ok(aws(berth, "ecr", "batch-get-image", "--repository-name", "mirror/team/multi",
+                     "--image-ids", "imageTag=nope"))
+    assert missing["failures"][0]["failureCode"] == "ImageNotFound"
+    status, _ = get(berth, "/v2/mirror/team/app/manifests/nope")
+    assert status == 404
+
+    # The upstream goes away: what is cached is still served, the rest fails in ECR's words.
+    upstream.image("team/app", "v3", {"later.txt": b"later"})
+    upstream.stop()
+    status, body = get(berth, "/v2/mirror/team/app/manifests/v1", accept=OCI_MANIFEST)
+    assert status == 200 and body == app_manifest
+    status, body = get(berth, "/v2/mirror/team/app/manifests/v3")
+    assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+    down = ok(aws(berth, "ecr", "batch-get-image", "--repository-name", "mirror/team/app",
+                  "--image-ids", "imageTag=v3"))
+    assert down["failures"][0]["failureCode"] == "UpstreamUnavailable"
+    upstream.start()
+
+
+def test_importing_needs_batch_import_upstream_image(berth, upstream):
+    upstream.image("lib/tool", "v1", {"tool": b"tool"})
+    upstream.image("lib/tool", "v2", {"tool": b"tool v2"})
+    ok(aws(berth, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "mirror",
+           "--upstream-registry-url", upstream.host))
+    iam = client(berth, "iam")
+
+    def user(name, actions):
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return (key["AccessKeyId"], key["SecretAccessKey"])
+
+    reader = user("reader", ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:DescribeImages"])
+    importer = user("importer", ["ecr:BatchGetImage", "ecr:BatchImportUpstreamImage", "ecr:CreateRepository"])
+    # A reader cannot make berth import (nor create the repository).
+    status, _ = get(berth, "/v2/mirror/lib/tool/manifests/v1", auth=basic_auth(*reader))
+    assert status == 404
+    # An importer can; then the reader pulls what is cached.
+    status, _ = get(berth, "/v2/mirror/lib/tool/manifests/v1", auth=basic_auth(*importer))
+    assert status == 200
+    status, _ = get(berth, "/v2/mirror/lib/tool/manifests/v1", auth=basic_auth(*reader))
+    assert status == 200
+    ecr = client(berth, "ecr", reader)
+    refused = ecr.batch_get_image(repositoryName="mirror/lib/tool", imageIds=[{"imageTag": "v2"}])
+    assert refused["failures"][0]["failureCode"] == "ImageNotFound"
+
+
+def test_docker_pulls_through_the_cache(berth, upstream, workdir):
+    from test_docker import docker
+
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.fail("no docker engine answers; scripts/test.sh starts one (containerd + dockerd)")
+    env = {**os.environ, "DOCKER_CONFIG": os.path.join(workdir, "docker-config")}
+    upstream.image("library/hello", "1.0", {"hello.txt": b"hello through the cache\n"})
+    ok(aws(berth, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "hub",
+           "--upstream-registry-url", upstream.host))
+    code, password, err = aws(berth, "ecr", "get-login-password")
+    assert code == 0, err
+    docker(env, "login", "--username", "AWS", "--password-stdin", berth.host, stdin=password)
+    docker(env, "pull", f"{berth.host}/hub/library/hello:1.0")
+    images = ok(aws(berth, "ecr", "describe-images", "--repository-name", "hub/library/hello"))["imageDetails"]
+    assert images[0]["imageTags"] == ["1.0"]
