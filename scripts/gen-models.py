@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates crates/berth-server/src/models/{ecr,iam,sts}.json from botocore.
+"""Regenerates crates/berth-server/src/models/{ecr,iam,sts,secretsmanager}.json from botocore.
 
 The output keeps what the server needs to speak each API exactly: every
 operation (input/output shape, result wrapper, errors) and every shape's type,
@@ -20,7 +20,7 @@ import zipfile
 VERSION = sys.argv[1] if len(sys.argv) > 1 else "1.44.5"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "crates", "berth-server", "src", "models")
-SERVICES = {"ecr": "2015-09-21", "iam": "2010-05-08", "sts": "2011-06-15"}
+SERVICES = {"ecr": "2015-09-21", "iam": "2010-05-08", "sts": "2011-06-15", "secretsmanager": "2017-10-17"}
 KEEP_METADATA = ("apiVersion", "targetPrefix", "signingName", "jsonVersion", "protocol", "xmlNamespace")
 KEEP_SHAPE = ("type", "required", "min", "max", "pattern", "enum", "exception", "fault", "error")
 

@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ACCOUNT, REGION, Berth, aws, basic_auth, client, failure, ok, root_env
+from conftest import ACCOUNT, REGION, ROOT_KEY, Berth, aws, basic_auth, client, failure, ok, root_env
 from test_scanning import layer
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -247,3 +247,53 @@ def test_docker_pulls_through_the_cache(berth, upstream, workdir):
     docker(env, "pull", f"{berth.host}/hub/library/hello:1.0")
     images = ok(aws(berth, "ecr", "describe-images", "--repository-name", "hub/library/hello"))["imageDetails"]
     assert images[0]["imageTags"] == ["1.0"]
+
+
+def test_an_upstream_that_needs_credentials(tmp_path):
+    """A second berth as the upstream, with Basic authentication; the
+    credentials kept as a Secrets Manager secret the rule names, as in
+    ECR's tutorial (`aws secretsmanager create-secret`)."""
+    from test_scanning import push
+
+    source = Berth(extra=["--create-on-push"], env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+    cache = Berth(extra=["--insecure-upstream", source.host], env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+    try:
+        digest = push(source, "private/app", "v1", [layer({"app": b"private app"})])
+        failure(aws(cache, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "private",
+                    "--upstream-registry-url", source.host, "--credential-arn",
+                    f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/missing-AbCdEf"),
+                "SecretNotFoundException")
+        secret = ok(aws(cache, "secretsmanager", "create-secret", "--name", "ecr-pullthroughcache/source",
+                        "--secret-string", json.dumps({"username": ROOT_KEY[0], "accessToken": ROOT_KEY[1]})))
+        assert secret["Name"] == "ecr-pullthroughcache/source"
+        assert secret["ARN"].startswith(f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/source-")
+        failure(aws(cache, "secretsmanager", "create-secret", "--name", "ecr-pullthroughcache/source",
+                    "--secret-string", "{}"), "ResourceExistsException")
+        described = ok(aws(cache, "secretsmanager", "describe-secret", "--secret-id", secret["ARN"]))
+        assert described["Name"] == "ecr-pullthroughcache/source" and "SecretString" not in described
+        listed = ok(aws(cache, "secretsmanager", "list-secrets"))["SecretList"]
+        assert [s["Name"] for s in listed] == ["ecr-pullthroughcache/source"]
+
+        # Anonymous first: the upstream refuses, in ECR's words.
+        ok(aws(cache, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "anon",
+               "--upstream-registry-url", source.host))
+        refused = ok(aws(cache, "ecr", "batch-get-image", "--repository-name", "anon/private/app",
+                         "--image-ids", "imageTag=v1"))
+        assert refused["failures"][0]["failureCode"] == "UpstreamAccessDenied"
+
+        rule = ok(aws(cache, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "private",
+                      "--upstream-registry-url", source.host, "--credential-arn", secret["ARN"]))
+        assert rule["credentialArn"] == secret["ARN"]
+        got = ok(aws(cache, "ecr", "batch-get-image", "--repository-name", "private/private/app",
+                     "--image-ids", "imageTag=v1"))
+        assert got["images"][0]["imageId"]["imageDigest"] == digest
+        status, _ = get(cache, f"/v2/private/private/app/manifests/{digest}")
+        assert status == 200
+
+        ok(aws(cache, "secretsmanager", "delete-secret", "--secret-id", "ecr-pullthroughcache/source",
+               "--force-delete-without-recovery"))
+        failure(aws(cache, "secretsmanager", "get-secret-value", "--secret-id", "ecr-pullthroughcache/source"),
+                "ResourceNotFoundException")
+    finally:
+        cache.stop()
+        source.stop()

@@ -237,7 +237,7 @@ impl Identity {
         format!("arn:aws:iam::{}:root", self.account_id)
     }
 
-    fn seal(&self, secret: &str) -> Vec<u8> {
+    pub(crate) fn seal(&self, secret: &str) -> Vec<u8> {
         let nonce: [u8; 12] = random();
         let mut sealed = nonce.to_vec();
         sealed.extend(
@@ -248,7 +248,7 @@ impl Identity {
         sealed
     }
 
-    fn unseal(&self, sealed: &[u8]) -> Result<String, AuthError> {
+    pub(crate) fn unseal(&self, sealed: &[u8]) -> Result<String, AuthError> {
         let broken = || {
             StoreError::Database(
                 "a stored secret does not open with this install's secret key".into(),

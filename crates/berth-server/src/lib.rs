@@ -17,6 +17,7 @@ pub mod pullthrough;
 pub mod query;
 pub mod registry;
 pub mod scanning;
+pub mod secrets;
 pub mod wrapper;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub struct App {
     pub scanning: Arc<scanning::Scanning>,
     pub promotion: Arc<promotion::Promotion>,
     pub pull_through: Arc<pullthrough::PullThrough>,
+    pub secrets: Arc<secrets::Secrets>,
     /// The durable job queue's workers on this node.
     pub jobs: Arc<jobs::Jobs>,
     /// `scheme://host[:port]` clients reach berth at, when not the request's `Host`.

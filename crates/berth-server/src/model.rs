@@ -70,6 +70,8 @@ pub struct Model {
 pub static ECR: LazyLock<Model> = LazyLock::new(|| Model::load(include_str!("models/ecr.json")));
 pub static IAM: LazyLock<Model> = LazyLock::new(|| Model::load(include_str!("models/iam.json")));
 pub static STS: LazyLock<Model> = LazyLock::new(|| Model::load(include_str!("models/sts.json")));
+pub static SECRETS: LazyLock<Model> =
+    LazyLock::new(|| Model::load(include_str!("models/secretsmanager.json")));
 
 /// How input failed the model, as AWS words it.
 #[derive(Debug, PartialEq, Eq)]

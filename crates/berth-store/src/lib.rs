@@ -31,6 +31,7 @@ pub mod quota;
 pub mod repositories;
 pub mod s3;
 pub mod scans;
+pub mod secrets;
 pub mod sqlite;
 pub mod uploads;
 
@@ -52,6 +53,7 @@ pub use quota::QuotaStore;
 pub use repositories::RepositoryStore;
 pub use s3::S3BlobStore;
 pub use scans::{AdvisoryRow, ImageScanRecord, ScanStore};
+pub use secrets::{SecretRecord, SecretStore};
 pub use sqlite::SqliteStore;
 pub use uploads::UploadStore;
 
@@ -312,6 +314,7 @@ pub trait MetadataStore:
     + QuotaStore
     + RepositoryStore
     + ScanStore
+    + SecretStore
     + UploadStore
     + Send
     + Sync

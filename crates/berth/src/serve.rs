@@ -570,9 +570,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     tokio::spawn(outbox.run(stop));
     let iam = Arc::new(Iam::new(access.clone(), identity.clone()));
+    let secrets = Arc::new(berth_server::secrets::Secrets::new(
+        metadata.clone(),
+        identity.clone(),
+        account_id.clone(),
+        region.clone(),
+    ));
     let pull_through = berth_server::pullthrough::PullThrough::new(
         metadata.clone(),
         access.clone(),
+        secrets.clone(),
         args.insecure_upstream.clone(),
     );
     pull_through.attach(&registry);
@@ -585,6 +592,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         scanning,
         promotion,
         pull_through,
+        secrets,
         jobs,
         public_url: args.public_url.clone(),
         scheme,

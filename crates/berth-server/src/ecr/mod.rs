@@ -12,6 +12,7 @@ mod policies;
 mod pullthrough;
 mod repositories;
 mod scanning;
+mod secrets;
 mod settings;
 
 use std::sync::Arc;
@@ -36,6 +37,8 @@ static CHECK_MODEL_ERRORS: std::sync::LazyLock<bool> =
 /// The largest request body: an `UploadLayerPart` of 20 MiB, base64'd, with room.
 const MAX_BODY: usize = 32 << 20;
 const JSON_1_1: &str = "application/x-amz-json-1.1";
+/// Secrets Manager's targets (`secretsmanager.CreateSecret` …), signed for `secretsmanager`.
+const SECRETS_PREFIX: &str = "secretsmanager.";
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
 
@@ -225,7 +228,9 @@ pub fn is_ecr_request(request: &Request) -> bool {
             .get("x-amz-target")
             .and_then(|t| t.to_str().ok())
             .is_some_and(|t| {
-                t.starts_with(MODEL.target_prefix()) || t.starts_with(extension::TARGET_PREFIX)
+                t.starts_with(MODEL.target_prefix())
+                    || t.starts_with(extension::TARGET_PREFIX)
+                    || t.starts_with(SECRETS_PREFIX)
             })
 }
 
@@ -288,7 +293,18 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
     let mut facts = app.request_facts(&request);
     let (parts, body) = request.into_parts();
     // Nobody's body is read: the key is checked from the headers first.
-    let pending = app.identity.authenticate_headers(&parts, "ecr").await?;
+    let secrets_target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+        .and_then(|t| t.strip_prefix(SECRETS_PREFIX))
+        .map(str::to_string);
+    let service = if secrets_target.is_some() {
+        "secretsmanager"
+    } else {
+        "ecr"
+    };
+    let pending = app.identity.authenticate_headers(&parts, service).await?;
     let body = axum::body::to_bytes(Body::new(body), MAX_BODY)
         .await
         .map_err(|_| {
@@ -306,6 +322,32 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
         .get("x-amz-target")
         .and_then(|t| t.to_str().ok())
         .unwrap_or_default();
+    if let Some(operation) = secrets_target {
+        let input: Value = if body.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                EcrError::new(
+                    "SerializationException",
+                    format!("request body is not valid JSON: {e}"),
+                )
+            })?
+        };
+        if let Some(op) = crate::model::SECRETS.operation(&operation) {
+            crate::model::SECRETS
+                .validate(op, &input)
+                .map_err(|e| match e {
+                    InputError::Serialization(m) => EcrError::new("SerializationException", m),
+                    InputError::Validation(m) => EcrError::new("ValidationException", m),
+                })?;
+        }
+        let call = Call {
+            app,
+            principal,
+            endpoint: app.endpoint(&parts.headers),
+        };
+        return secrets::handle(&call, &operation, &input, &facts).await;
+    }
     if let Some(operation) = target
         .strip_prefix(extension::TARGET_PREFIX)
         .and_then(|n| n.strip_prefix('.'))

@@ -22,6 +22,7 @@ use oci_client::secrets::RegistryAuth;
 use crate::access::{Access, RequestFacts};
 use crate::identity::Principal;
 use crate::registry::{KeyedLocks, MissFuture, ReadMiss, Registry, RegistryError};
+use crate::secrets::{Secrets, SecretsError};
 
 /// Rules per registry, as on ECR.
 const MAX_RULES: usize = 50;
@@ -128,6 +129,8 @@ fn normal_prefix(prefix: &str) -> String {
 pub struct PullThrough {
     store: Arc<dyn MetadataStore>,
     access: Arc<Access>,
+    /// Where upstream credentials (`credentialArn`) are kept, sealed.
+    secrets: Arc<Secrets>,
     registry: Mutex<Weak<Registry>>,
     clients: Mutex<HashMap<String, Arc<oci_client::Client>>>,
     locks: KeyedLocks,
@@ -139,11 +142,13 @@ impl PullThrough {
     pub fn new(
         store: Arc<dyn MetadataStore>,
         access: Arc<Access>,
+        secrets: Arc<Secrets>,
         insecure: Vec<String>,
     ) -> Arc<PullThrough> {
         Arc::new(PullThrough {
             store,
             access,
+            secrets,
             registry: Mutex::new(Weak::new()),
             clients: Mutex::new(HashMap::new()),
             locks: KeyedLocks::default(),
@@ -200,9 +205,8 @@ impl PullThrough {
                 )));
             }
         }
-        if new.credential_arn.is_some() {
-            // berth keeps no upstream credentials yet (see the README).
-            return Err(PullThroughError::SecretNotFound);
+        if let Some(arn) = &new.credential_arn {
+            self.credentials(arn).await?;
         }
         if self.store.pull_through_rules().await?.len() >= MAX_RULES {
             return Err(PullThroughError::LimitExceeded);
@@ -247,8 +251,8 @@ impl PullThrough {
         custom_role_arn: Option<String>,
     ) -> Result<PullThroughRule, PullThroughError> {
         let mut rule = self.rule(prefix).await?;
-        if credential_arn.is_some() {
-            return Err(PullThroughError::SecretNotFound);
+        if let Some(arn) = &credential_arn {
+            self.credentials(arn).await?;
         }
         rule.credential_arn = credential_arn;
         rule.custom_role_arn = custom_role_arn;
@@ -321,13 +325,61 @@ impl PullThrough {
         }))
     }
 
+    /// The upstream credentials a `credentialArn` names: a secret holding
+    /// `{"username": …, "accessToken": …}`, as ECR reads it.
+    async fn credentials(&self, arn: &str) -> Result<RegistryAuth, PullThroughError> {
+        let (_, value) = match self.secrets.value(arn).await {
+            Ok(found) => found,
+            Err(SecretsError::NotFound) => return Err(PullThroughError::SecretNotFound),
+            Err(SecretsError::Internal(e)) => return Err(e.into()),
+            Err(_) => return Err(PullThroughError::SecretNotFound),
+        };
+        let json: serde_json::Value = serde_json::from_str(&value.0).unwrap_or_default();
+        match (json["username"].as_str(), json["accessToken"].as_str()) {
+            (Some(user), Some(token)) => {
+                Ok(RegistryAuth::Basic(user.to_string(), token.to_string()))
+            }
+            _ => Err(PullThroughError::Invalid(
+                "The secret must hold a JSON object with username and accessToken".into(),
+            )),
+        }
+    }
+
+    /// How to authenticate to a rule's upstream.
+    async fn auth_for(&self, rule: &PullThroughRule) -> Result<RegistryAuth, RegistryError> {
+        match &rule.credential_arn {
+            None => Ok(RegistryAuth::Anonymous),
+            Some(arn) => match self.credentials(arn).await {
+                Ok(auth) => Ok(auth),
+                Err(PullThroughError::Internal(e)) => Err(e.into()),
+                Err(e) => Err(RegistryError::Upstream {
+                    code: "UpstreamAccessDenied",
+                    message: format!("the rule's upstream credentials cannot be used: {e}"),
+                }),
+            },
+        }
+    }
+
     /// Whether a rule covers `repository` (its first pull may create it).
     pub async fn covers(&self, repository: &RepositoryName) -> Result<bool, StoreError> {
         Ok(self.route(repository).await?.is_some())
     }
 
-    fn client(&self, upstream: &Upstream) -> Arc<oci_client::Client> {
-        let key = format!("{}|{}", upstream.plain, upstream.host);
+    /// The client for an upstream and the credentials used there (oci-client
+    /// keeps one set of credentials and its tokens per registry: a rule with
+    /// other credentials, or rotated ones, gets a client of its own).
+    fn client(&self, upstream: &Upstream, auth: &RegistryAuth) -> Arc<oci_client::Client> {
+        use sha2::Digest as _;
+        let who = match auth {
+            RegistryAuth::Anonymous => String::new(),
+            RegistryAuth::Basic(user, secret) => {
+                hex::encode(sha2::Sha256::digest(format!("basic\0{user}\0{secret}")))
+            }
+            RegistryAuth::Bearer(token) => {
+                hex::encode(sha2::Sha256::digest(format!("bearer\0{token}")))
+            }
+        };
+        let key = format!("{}|{}|{who}", upstream.plain, upstream.host);
         self.clients
             .lock()
             .expect("clients lock")
@@ -407,7 +459,8 @@ impl PullThrough {
             return Ok(true);
         }
         let upstream = upstream_of(&rule.upstream_registry_url, &self.insecure);
-        let client = self.client(&upstream);
+        let auth = self.auth_for(&rule).await?;
+        let client = self.client(&upstream, &auth);
         let image = match reference {
             Reference::Tag(tag) => oci_client::Reference::with_tag(
                 upstream.host.clone(),
@@ -420,7 +473,6 @@ impl PullThrough {
                 digest.to_string(),
             ),
         };
-        let auth = RegistryAuth::Anonymous;
         let (content, _) = match client.pull_manifest_raw(&image, &auth, ACCEPTED).await {
             Ok(found) => found,
             Err(e) => return upstream_failure(e, &rule),
@@ -511,7 +563,7 @@ impl PullThrough {
                 .filter_map(|d| d.parse::<Digest>().ok())
                 .collect::<Vec<_>>();
             for digest in &blobs {
-                self.fetch_blob_into(registry, client, image, repository, digest)
+                self.fetch_blob_into(registry, client, image, auth, repository, digest)
                     .await?;
             }
             registry
@@ -533,6 +585,7 @@ impl PullThrough {
         registry: &Registry,
         client: &oci_client::Client,
         image: &oci_client::Reference,
+        auth: &RegistryAuth,
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
@@ -545,6 +598,13 @@ impl PullThrough {
             image.repository().to_string(),
             digest.to_string(),
         );
+        // A token for this repository (Bearer upstreams), or the Basic credentials.
+        if let Err(e) = client
+            .auth(&blob_image, auth, oci_client::RegistryOperation::Pull)
+            .await
+        {
+            return upstream_error(e).and(Err(RegistryError::BlobUnknown));
+        }
         let sized = match client
             .pull_blob_stream(&blob_image, digest.to_string().as_str())
             .await
@@ -587,14 +647,15 @@ impl PullThrough {
             return Ok(false);
         }
         let upstream = upstream_of(&rule.upstream_registry_url, &self.insecure);
-        let client = self.client(&upstream);
+        let auth = self.auth_for(&rule).await?;
+        let client = self.client(&upstream, &auth);
         let image = oci_client::Reference::with_digest(
             upstream.host.clone(),
             upstream_repository,
             digest.to_string(),
         );
         match self
-            .fetch_blob_into(&registry, &client, &image, repository, digest)
+            .fetch_blob_into(&registry, &client, &image, &auth, repository, digest)
             .await
         {
             Ok(()) => Ok(true),

@@ -9,3 +9,14 @@ CREATE TABLE pull_through_rules (
     created_at             BIGINT NOT NULL,
     updated_at             BIGINT NOT NULL
 );
+
+-- Secrets, sealed (see `secrets.rs`).
+CREATE TABLE secrets (
+    name         TEXT COLLATE "C" PRIMARY KEY,
+    arn          TEXT NOT NULL,
+    sealed       BYTEA NOT NULL,
+    description  TEXT,
+    version_id   TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL
+);

@@ -9,3 +9,14 @@ CREATE TABLE pull_through_rules (
     created_at             INTEGER NOT NULL,
     updated_at             INTEGER NOT NULL
 );
+
+-- Secrets, sealed (see `secrets.rs`).
+CREATE TABLE secrets (
+    name         TEXT PRIMARY KEY,
+    arn          TEXT NOT NULL,
+    sealed       BLOB NOT NULL,
+    description  TEXT,
+    version_id   TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
