@@ -297,3 +297,34 @@ def test_an_upstream_that_needs_credentials(tmp_path):
     finally:
         cache.stop()
         source.stop()
+
+
+def test_a_cached_tag_is_checked_again_after_its_time_to_live(upstream):
+    cache = Berth(extra=["--insecure-upstream", upstream.host, "--pull-through-ttl", "1s"],
+                  env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+    try:
+        first, first_manifest = upstream.image("lib/moving", "latest", {"v": b"one"})
+        ok(aws(cache, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "mirror",
+               "--upstream-registry-url", upstream.host))
+        status, body = get(cache, "/v2/mirror/lib/moving/manifests/latest", accept=OCI_MANIFEST)
+        assert status == 200 and body == first_manifest
+        second, second_manifest = upstream.image("lib/moving", "latest", {"v": b"two"})
+        # Within the time to live the cache answers alone; after it, it asks and follows.
+        status, body = get(cache, "/v2/mirror/lib/moving/manifests/latest", accept=OCI_MANIFEST)
+        assert body == first_manifest
+        time.sleep(1.5)
+        status, body = get(cache, "/v2/mirror/lib/moving/manifests/latest", accept=OCI_MANIFEST)
+        assert status == 200 and body == second_manifest
+        images = ok(aws(cache, "ecr", "describe-images", "--repository-name", "mirror/lib/moving"))["imageDetails"]
+        assert {i["imageDigest"]: i.get("imageTags") for i in images} == {first: None, second: ["latest"]}
+        # The upstream goes away: the cached tag is served, and counted as stale.
+        upstream.stop()
+        time.sleep(1.5)
+        status, body = get(cache, "/v2/mirror/lib/moving/manifests/latest", accept=OCI_MANIFEST)
+        assert status == 200 and body == second_manifest
+        metrics = urllib.request.urlopen(cache.url + "/metrics").read().decode()
+        stale = [l for l in metrics.splitlines() if l.startswith("berth_pull_through_stale_total")]
+        assert stale and int(stale[0].split()[1]) >= 1
+        upstream.start()
+    finally:
+        cache.stop()

@@ -115,6 +115,7 @@ pub struct Metrics {
     pub lifecycle_expired: Counter,
     pub uploads_abandoned: Counter,
     pub connections_refused: Counter,
+    pub pull_through_stale: Counter,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -126,9 +127,15 @@ pub static METRICS: Metrics = Metrics {
     lifecycle_expired: Counter::new(),
     uploads_abandoned: Counter::new(),
     connections_refused: Counter::new(),
+    pull_through_stale: Counter::new(),
 };
 
 impl Metrics {
+    /// Counts a cached tag served without the upstream's word on it.
+    pub fn pull_through_stale(&self) {
+        self.pull_through_stale.inc();
+    }
+
     /// Counts a job's end on this node.
     pub fn jobs_settled(&self, kind: &str, outcome: &berth_store::JobOutcome<'_>) {
         let outcome = match outcome {
@@ -186,6 +193,11 @@ impl Metrics {
                 "berth_uploads_abandoned_total",
                 "Abandoned uploads removed.",
                 &self.uploads_abandoned,
+            ),
+            (
+                "berth_pull_through_stale_total",
+                "Cached tags served because the upstream could not be asked about them.",
+                &self.pull_through_stale,
             ),
             (
                 "berth_connections_refused_total",

@@ -46,6 +46,11 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_PROMOTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     promotion_interval: Duration,
 
+    /// How long the pull-through cache trusts a cached tag before asking its
+    /// upstream again (ECR: 24 hours).
+    #[arg(long, env = "BERTH_PULL_THROUGH_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pull_through_ttl: Duration,
+
     /// An upstream registry (`host[:port]`) the pull-through cache reaches
     /// over plain HTTP instead of HTTPS; repeatable.
     #[arg(long, env = "BERTH_INSECURE_UPSTREAMS", value_delimiter = ',')]
@@ -581,6 +586,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         access.clone(),
         secrets.clone(),
         args.insecure_upstream.clone(),
+        args.pull_through_ttl,
     );
     pull_through.attach(&registry);
     let app = Arc::new(App {

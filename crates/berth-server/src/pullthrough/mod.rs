@@ -136,7 +136,20 @@ pub struct PullThrough {
     locks: KeyedLocks,
     /// Upstream hosts (`host[:port]`) reached over plain HTTP (`--insecure-upstream`).
     insecure: Vec<String>,
+    /// How long a cached tag is trusted before the upstream is asked again.
+    ttl: std::time::Duration,
+    /// The rules, read from the store at most every [`RULES_CACHE`] (every
+    /// tag read asks which rule covers its repository); dropped on change here.
+    rules: Mutex<Option<(Arc<Vec<PullThroughRule>>, std::time::Instant)>>,
+    /// When this node last checked a cached tag upstream (`repo:tag` → ms).
+    /// Per node: with N nodes a tag is checked at most N times per `ttl`.
+    checked: Mutex<HashMap<String, i64>>,
 }
+
+/// How long the rules are read from memory (other nodes' changes show within it).
+const RULES_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Tags remembered as checked at most; the memory starts over past it.
+const CHECKED_ENTRIES: usize = 100_000;
 
 impl PullThrough {
     pub fn new(
@@ -144,6 +157,7 @@ impl PullThrough {
         access: Arc<Access>,
         secrets: Arc<Secrets>,
         insecure: Vec<String>,
+        ttl: std::time::Duration,
     ) -> Arc<PullThrough> {
         Arc::new(PullThrough {
             store,
@@ -153,6 +167,9 @@ impl PullThrough {
             clients: Mutex::new(HashMap::new()),
             locks: KeyedLocks::default(),
             insecure,
+            ttl,
+            rules: Mutex::new(None),
+            checked: Mutex::new(HashMap::new()),
         })
     }
 
@@ -231,6 +248,7 @@ impl PullThrough {
         if !self.store.create_pull_through_rule(&rule).await? {
             return Err(PullThroughError::AlreadyExists);
         }
+        self.forget_rules();
         Ok(rule)
     }
 
@@ -260,14 +278,18 @@ impl PullThrough {
         if !self.store.update_pull_through_rule(&rule).await? {
             return Err(PullThroughError::NotFound);
         }
+        self.forget_rules();
         Ok(rule)
     }
 
     pub async fn delete_rule(&self, prefix: &str) -> Result<PullThroughRule, PullThroughError> {
-        self.store
+        let rule = self
+            .store
             .delete_pull_through_rule(&normal_prefix(prefix))
             .await?
-            .ok_or(PullThroughError::NotFound)
+            .ok_or(PullThroughError::NotFound)?;
+        self.forget_rules();
+        Ok(rule)
     }
 
     /// Whether the rule's upstream answers: `Err` says why not.
@@ -295,11 +317,27 @@ impl PullThrough {
 
     /// The rule a repository falls under (the longest prefix; `ROOT` for
     /// what no other prefix takes) and the upstream repository it mirrors.
+    /// The rules, from memory when read less than [`RULES_CACHE`] ago.
+    async fn cached_rules(&self) -> Result<Arc<Vec<PullThroughRule>>, StoreError> {
+        if let Some((rules, at)) = &*self.rules.lock().expect("rules lock")
+            && at.elapsed() < RULES_CACHE
+        {
+            return Ok(rules.clone());
+        }
+        let rules = Arc::new(self.store.pull_through_rules().await?);
+        *self.rules.lock().expect("rules lock") = Some((rules.clone(), std::time::Instant::now()));
+        Ok(rules)
+    }
+
+    fn forget_rules(&self) {
+        *self.rules.lock().expect("rules lock") = None;
+    }
+
     async fn route(
         &self,
         repository: &RepositoryName,
     ) -> Result<Option<(PullThroughRule, String)>, StoreError> {
-        let rules = self.store.pull_through_rules().await?;
+        let rules = self.cached_rules().await?;
         let name = repository.as_str();
         let best = rules
             .iter()
@@ -483,6 +521,9 @@ impl PullThrough {
         )
         .await?;
         tracing::info!(repository = %repository, reference = %reference, upstream = %rule.upstream_registry_url, "pulled through from upstream");
+        if let Reference::Tag(tag) = reference {
+            self.note_checked(repository, tag);
+        }
         Ok(true)
     }
 
@@ -718,7 +759,100 @@ fn upstream_error(e: OciDistributionError) -> Result<bool, RegistryError> {
     })
 }
 
+impl PullThrough {
+    fn note_checked(&self, repository: &RepositoryName, tag: &berth_core::Tag) {
+        let mut checked = self.checked.lock().expect("checked lock");
+        if checked.len() >= CHECKED_ENTRIES {
+            checked.clear();
+        }
+        checked.insert(format!("{repository}:{tag}"), now_millis());
+    }
+
+    /// Re-checks a cached tag against the upstream once per `ttl`: when the
+    /// upstream's tag names another image, that image is imported and the
+    /// tag moved. An upstream that fails leaves the cached image served.
+    async fn recheck(
+        &self,
+        repository: &RepositoryName,
+        tag: &berth_core::Tag,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let key = format!("{repository}:{tag}");
+        let now = now_millis();
+        {
+            let mut checked = self.checked.lock().expect("checked lock");
+            match checked.get(&key) {
+                Some(at) if now - at < self.ttl.as_millis() as i64 => return Ok(false),
+                // First sight on this node: trust the cache for a ttl from now.
+                None => {
+                    if checked.len() >= CHECKED_ENTRIES {
+                        checked.clear();
+                    }
+                    checked.insert(key, now);
+                    return Ok(false);
+                }
+                Some(_) => {
+                    checked.insert(key, now);
+                }
+            }
+        }
+        let Some((rule, upstream_repository)) = self.route(repository).await? else {
+            return Ok(false);
+        };
+        let Some(registry) = self.registry() else {
+            return Ok(false);
+        };
+        let upstream = upstream_of(&rule.upstream_registry_url, &self.insecure);
+        let auth = self.auth_for(&rule).await?;
+        let client = self.client(&upstream, &auth);
+        let image = oci_client::Reference::with_tag(
+            upstream.host.clone(),
+            upstream_repository,
+            tag.to_string(),
+        );
+        let upstream_digest = match client.fetch_manifest_digest(&image, &auth).await {
+            Ok(d) => d,
+            Err(e) => {
+                crate::metrics::METRICS.pull_through_stale();
+                tracing::warn!(repository = %repository, tag = %tag, error = %e,
+                    "the upstream could not be asked about a cached tag; serving the cached image");
+                return Ok(false);
+            }
+        };
+        if upstream_digest == digest.to_string() {
+            return Ok(false);
+        }
+        let (content, _) = match client.pull_manifest_raw(&image, &auth, ACCEPTED).await {
+            Ok(found) => found,
+            Err(e) => {
+                crate::metrics::METRICS.pull_through_stale();
+                tracing::warn!(repository = %repository, tag = %tag, error = %e,
+                    "the upstream moved a cached tag but its image could not be fetched; serving the cached one");
+                return Ok(false);
+            }
+        };
+        let reference = Reference::Tag(tag.clone());
+        let _single = self.locks.lock(&format!("{repository}:{reference}")).await;
+        self.store_manifest(
+            &registry, &client, &image, &auth, repository, &reference, content,
+        )
+        .await?;
+        tracing::info!(repository = %repository, tag = %tag, from = %digest, to = %upstream_digest,
+            "a cached tag moved upstream; moved here too");
+        Ok(true)
+    }
+}
+
 impl ReadMiss for PullThrough {
+    fn tag_found<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        tag: &'a berth_core::Tag,
+        digest: &'a Digest,
+    ) -> MissFuture<'a> {
+        Box::pin(self.recheck(repository, tag, digest))
+    }
+
     fn manifest<'a>(
         &'a self,
         repository: &'a RepositoryName,

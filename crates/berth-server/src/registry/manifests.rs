@@ -10,6 +10,20 @@ impl Registry {
         reference: &Reference,
     ) -> Result<StoredManifest> {
         if let Some(m) = self.metadata.get_manifest(repository, reference).await? {
+            if let (Reference::Tag(tag), Some(hook)) = (reference, self.read_miss.get()) {
+                match hook.tag_found(repository, tag, &m.digest).await {
+                    Ok(true) => {
+                        if let Some(moved) =
+                            self.metadata.get_manifest(repository, reference).await?
+                        {
+                            return Ok(moved);
+                        }
+                    }
+                    Ok(false) => {}
+                    // What is cached is served; the hook said why it could not check.
+                    Err(e) => tracing::debug!(error = %e, "tag re-check failed"),
+                }
+            }
             return Ok(m);
         }
         if self.manifest_fetched(repository, reference).await?

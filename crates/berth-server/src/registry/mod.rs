@@ -178,6 +178,16 @@ pub trait ReadMiss: Send + Sync + 'static {
         reference: &'a Reference,
     ) -> MissFuture<'a>;
     fn blob<'a>(&'a self, repository: &'a RepositoryName, digest: &'a Digest) -> MissFuture<'a>;
+    /// Asked when a tag is found: `true` when it moved the tag (the read
+    /// is then tried once more). A cache re-checks its upstream here.
+    fn tag_found<'a>(
+        &'a self,
+        _repository: &'a RepositoryName,
+        _tag: &'a Tag,
+        _digest: &'a Digest,
+    ) -> MissFuture<'a> {
+        Box::pin(async { Ok(false) })
+    }
 }
 
 pub struct Registry {
