@@ -777,6 +777,10 @@ impl PullThrough {
         tag: &berth_core::Tag,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
+        // Repositories no rule covers cost one look at the cached rules.
+        let Some((rule, upstream_repository)) = self.route(repository).await? else {
+            return Ok(false);
+        };
         let key = format!("{repository}:{tag}");
         let now = now_millis();
         {
@@ -796,9 +800,6 @@ impl PullThrough {
                 }
             }
         }
-        let Some((rule, upstream_repository)) = self.route(repository).await? else {
-            return Ok(false);
-        };
         let Some(registry) = self.registry() else {
             return Ok(false);
         };
