@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ACCOUNT, REGION, ROOT_KEY, Berth, aws, basic_auth, client, failure, ok, root_env
+from conftest import ACCOUNT, BINARY, REGION, ROOT_KEY, Berth, aws, basic_auth, client, failure, ok, root_env
 from test_scanning import layer
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -328,3 +328,68 @@ def test_a_cached_tag_is_checked_again_after_its_time_to_live(upstream):
         upstream.start()
     finally:
         cache.stop()
+
+
+def test_privatize_copies_under_namespaces_and_skips_what_is_there(tmp_path):
+    """Seven references across four namespaces: three anonymous upstreams
+    named by --namespace, and one behind a credentialed pull-through rule
+    (copied through the rule). A second run skips everything copied."""
+    from test_scanning import push
+
+    for name in ("a", "b", "d"):
+        os.makedirs(tmp_path / name)
+    uploads = [Upstream(str(tmp_path / name)) for name in ("a", "b", "d")]
+    a, b, d = uploads
+    source = Berth(extra=["--create-on-push"], env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+    hosts = [a.host, b.host, d.host, source.host]
+    target = Berth(extra=["--insecure-upstream", ",".join(hosts)], env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+    try:
+        a.image("lib/ubuntu", "20.04", {"etc/os-release": b"ID=ubuntu\n"})
+        children = {arch: a.image("team/tool", f"c-{arch}", {arch: arch.encode()}, arch=arch) for arch in ("amd64", "arm64")}
+        a.index("team/tool", "1.0", children)
+        bcftools, _ = b.image("biocontainers/bcftools", "1.16--hfe4b78e_1", {"bcftools": b"bcf"})
+        b.image("x/y", "v1", {"y": b"y"})
+        d.image("broad-gatk/gatk", "4.4.0.0", {"gatk": b"gatk"})
+        private = push(source, "private/app", "v1", [layer({"app": b"secret app"})])
+        secret = ok(aws(target, "secretsmanager", "create-secret", "--name", "ecr-pullthroughcache/source",
+                        "--secret-string", json.dumps({"username": ROOT_KEY[0], "accessToken": ROOT_KEY[1]})))
+        ok(aws(target, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "mine",
+               "--upstream-registry-url", source.host, "--credential-arn", secret["ARN"]))
+        manifest = tmp_path / "container_image_manifest.json"
+        manifest.write_text(json.dumps({"manifest": [
+            f"{a.host}/lib/ubuntu:20.04",
+            f"{a.host}/team/tool:1.0",
+            f"{b.host}/biocontainers/bcftools:1.16--hfe4b78e_1",
+            f"{b.host}/biocontainers/bcftools@{bcftools}",
+            f"{d.host}/broad-gatk/gatk:4.4.0.0",
+            f"{source.host}/private/app:v1",
+            f"{a.host}/does/not-exist:1",
+        ]}))
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": ROOT_KEY[0], "AWS_SECRET_ACCESS_KEY": ROOT_KEY[1],
+               "AWS_REGION": REGION}
+        command = [BINARY, "privatize", str(manifest), "--endpoint", target.url,
+                   "--namespace", f"{a.host}=dockerhub", "--namespace", f"{b.host}=quay",
+                   "--namespace", f"{d.host}=gcr"]
+        first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert first.returncode != 0, first.stdout
+        rows = {line.split()[0]: line for line in first.stdout.splitlines()[1:]}
+        assert rows[f"{a.host}/lib/ubuntu:20.04"].split()[1] == "dockerhub/lib/ubuntu:20.04"
+        assert rows[f"{a.host}/lib/ubuntu:20.04"].rstrip().endswith("copied")
+        assert rows[f"{source.host}/private/app:v1"].split()[1] == "mine/private/app:v1"
+        assert rows[f"{d.host}/broad-gatk/gatk:4.4.0.0"].split()[1] == "gcr/broad-gatk/gatk:4.4.0.0"
+        assert "failed" in rows[f"{a.host}/does/not-exist:1"]
+        assert sum(1 for r in rows.values() if r.rstrip().endswith("copied")) >= 5
+        tool = ok(aws(target, "ecr", "describe-images", "--repository-name", "dockerhub/team/tool"))["imageDetails"]
+        assert len(tool) == 3  # the index and both platforms
+        got = ok(aws(target, "ecr", "batch-get-image", "--repository-name", "mine/private/app", "--image-ids", "imageTag=v1"))
+        assert got["images"][0]["imageId"]["imageDigest"] == private
+
+        second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        rows = {line.split()[0]: line for line in second.stdout.splitlines()[1:]}
+        assert all(r.rstrip().endswith("skipped") for s, r in rows.items() if "not-exist" not in s), second.stdout
+        assert second.returncode != 0
+    finally:
+        target.stop()
+        source.stop()
+        for u in uploads:
+            u.stop()

@@ -25,6 +25,7 @@ pub mod lifecycle;
 pub mod links;
 pub mod manifests;
 pub mod postgres;
+pub mod privatize;
 pub mod promotions;
 pub mod pull_through;
 pub mod quota;
@@ -47,6 +48,7 @@ pub use lifecycle::{LifecycleImage, LifecyclePolicyRecord, LifecycleStore};
 pub use links::LinkStore;
 pub use manifests::ManifestStore;
 pub use postgres::PgStore;
+pub use privatize::{Privatization, PrivatizeStore};
 pub use promotions::{PromotionRecord, PromotionStore};
 pub use pull_through::{PullThroughRule, PullThroughStore};
 pub use quota::QuotaStore;
@@ -309,6 +311,7 @@ pub trait MetadataStore:
     + LifecycleStore
     + LinkStore
     + ManifestStore
+    + PrivatizeStore
     + PromotionStore
     + PullThroughStore
     + QuotaStore

@@ -193,3 +193,4 @@ crate::scans::impl_scan_store!(PgStore, pool, pool);
 crate::promotions::impl_promotion_store!(PgStore, pool, pool);
 crate::pull_through::impl_pull_through_store!(PgStore, pool, pool);
 crate::secrets::impl_secret_store!(PgStore, pool, pool);
+crate::privatize::impl_privatize_store!(PgStore, pool, pool);

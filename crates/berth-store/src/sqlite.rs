@@ -234,6 +234,7 @@ crate::scans::impl_scan_store!(SqliteStore, write, read);
 crate::promotions::impl_promotion_store!(SqliteStore, write, read);
 crate::pull_through::impl_pull_through_store!(SqliteStore, write, read);
 crate::secrets::impl_secret_store!(SqliteStore, write, read);
+crate::privatize::impl_privatize_store!(SqliteStore, write, read);
 
 pub(crate) fn image_from_row(row: ImageRow) -> Result<ImageRecord> {
     let (digest, media_type, artifact_type, pushed_at, last_pulled_at, tags, content) = row;

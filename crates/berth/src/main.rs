@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod jobs;
+mod privatize;
 mod promotion;
 mod serve;
 mod vulndb;
@@ -41,6 +42,8 @@ enum Command {
     Vulndb(vulndb::VulndbArgs),
     /// Scan-gated promotion rules, and what they decided.
     Promotion(promotion::PromotionArgs),
+    /// Copy public images into a berth, under namespaces named after their registries.
+    Privatize(privatize::PrivatizeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Command::Gc(args) => runtime.block_on(jobs::gc(args)),
         Command::Vulndb(args) => runtime.block_on(vulndb::run(args)),
         Command::Promotion(args) => runtime.block_on(promotion::run(args)),
+        Command::Privatize(args) => runtime.block_on(privatize::run(args)),
         Command::Events(args) => runtime.block_on(jobs::events(args)),
         Command::Jobs(args) => runtime.block_on(jobs::queue(args)),
     }

@@ -560,6 +560,35 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             async move { promotion.expire().await.map(drop) }
         }
     });
+    let secrets = Arc::new(berth_server::secrets::Secrets::new(
+        metadata.clone(),
+        identity.clone(),
+        account_id.clone(),
+        region.clone(),
+    ));
+    let pull_through = berth_server::pullthrough::PullThrough::new(
+        metadata.clone(),
+        access.clone(),
+        secrets.clone(),
+        args.insecure_upstream.clone(),
+        args.pull_through_ttl,
+    );
+    pull_through.attach(&registry);
+    jobs.handle(berth_server::pullthrough::privatize::PRIVATIZE_JOB, {
+        let pull_through = pull_through.clone();
+        move |job| {
+            let pull_through = pull_through.clone();
+            async move {
+                let payload: serde_json::Value =
+                    serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
+                let namespaces: std::collections::HashMap<String, String> =
+                    serde_json::from_value(payload["namespaces"].clone()).unwrap_or_default();
+                pull_through
+                    .run_privatize(payload["id"].as_str().unwrap_or_default(), &namespaces)
+                    .await
+            }
+        }
+    });
     if std::env::var_os("BERTH_TEST_JOBS").is_some() {
         test_jobs(&jobs);
     }
@@ -575,20 +604,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     tokio::spawn(outbox.run(stop));
     let iam = Arc::new(Iam::new(access.clone(), identity.clone()));
-    let secrets = Arc::new(berth_server::secrets::Secrets::new(
-        metadata.clone(),
-        identity.clone(),
-        account_id.clone(),
-        region.clone(),
-    ));
-    let pull_through = berth_server::pullthrough::PullThrough::new(
-        metadata.clone(),
-        access.clone(),
-        secrets.clone(),
-        args.insecure_upstream.clone(),
-        args.pull_through_ttl,
-    );
-    pull_through.attach(&registry);
     let app = Arc::new(App {
         registry: registry.clone(),
         identity,

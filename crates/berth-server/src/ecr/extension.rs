@@ -1,7 +1,7 @@
 //! berth's own operations on the AWS JSON door, under their own target
 //! prefix (`BerthRegistry_20261130.<Operation>`), SigV4-signed like ECR's
 //! and authorized as `berth:<Operation>` through the same policy engine:
-//! scan-gated promotion rules and their decisions.
+//! scan-gated promotion rules and their decisions, and privatizing images.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +20,8 @@ pub const OPERATIONS: &[&str] = &[
     "DescribePromotionRules",
     "DeletePromotionRule",
     "DescribePromotions",
+    "PrivatizeImage",
+    "DescribePrivatizations",
 ];
 
 impl From<PromotionError> for EcrError {
@@ -75,6 +77,14 @@ pub fn rule_json(rule: &PromotionRule) -> Value {
     })
 }
 
+fn privatization_json(p: &berth_store::Privatization) -> Value {
+    json!({
+        "id": p.id, "sourceImage": p.source, "destinationRepository": p.destination,
+        "imageTag": p.tag, "status": p.status, "imageDigest": p.digest,
+        "size": p.size, "reason": p.reason,
+    })
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(input: &Value) -> Result<T, EcrError> {
     serde_json::from_value(input.clone())
         .map_err(|e| EcrError::new("ValidationException", format!("invalid request: {e}")))
@@ -104,6 +114,31 @@ pub async fn handle(
         .await?;
     let promotion = &call.app.promotion;
     match operation {
+        "PrivatizeImage" => {
+            let source = input["sourceImage"].as_str().unwrap_or_default();
+            let namespaces: std::collections::HashMap<String, String> =
+                serde_json::from_value(input["namespaces"].clone()).unwrap_or_default();
+            let record = call
+                .app
+                .pull_through
+                .start_privatize(source, &namespaces)
+                .await?;
+            Ok(json!({"privatization": privatization_json(&record)}))
+        }
+        "DescribePrivatizations" => {
+            let mut out = Vec::new();
+            for id in input["ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                if let Some(record) = call.app.pull_through.privatization(id).await? {
+                    out.push(privatization_json(&record));
+                }
+            }
+            Ok(json!({"privatizations": out}))
+        }
         "PutPromotionRule" => {
             let input: RuleInput = parse(input)?;
             let rule = PromotionRule {

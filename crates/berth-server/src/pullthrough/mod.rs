@@ -9,6 +9,8 @@
 //! repository (and `ecr:CreateRepository` for its first pull), for the
 //! caller of the request that missed.
 
+pub mod privatize;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -28,7 +30,7 @@ use crate::secrets::{Secrets, SecretsError};
 const MAX_RULES: usize = 50;
 
 /// Manifests berth asks upstreams for.
-const ACCEPTED: &[&str] = &[
+pub(crate) const ACCEPTED: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -100,12 +102,12 @@ pub async fn as_caller<F: std::future::Future>(
 }
 
 /// An upstream reached over plain HTTP (`http://…` in the rule's URL) or HTTPS.
-struct Upstream {
-    host: String,
-    plain: bool,
+pub(crate) struct Upstream {
+    pub(crate) host: String,
+    pub(crate) plain: bool,
 }
 
-fn upstream_of(url: &str, insecure: &[String]) -> Upstream {
+pub(crate) fn upstream_of(url: &str, insecure: &[String]) -> Upstream {
     let (plain, rest) = match url.split_once("://") {
         Some(("http", rest)) => (true, rest),
         Some((_, rest)) => (false, rest),
@@ -715,7 +717,7 @@ fn upstream_failure(
     upstream_error(e)
 }
 
-fn upstream_error(e: OciDistributionError) -> Result<bool, RegistryError> {
+pub(crate) fn upstream_error(e: OciDistributionError) -> Result<bool, RegistryError> {
     use OciDistributionError as E;
     let code = match &e {
         E::ImageManifestNotFoundError(_) => return Ok(false),

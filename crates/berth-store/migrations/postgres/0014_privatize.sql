@@ -1,0 +1,13 @@
+-- `berth privatize` copies (see `privatize.rs`).
+CREATE TABLE privatizations (
+    id           TEXT COLLATE "C" PRIMARY KEY,
+    source       TEXT NOT NULL,
+    destination  TEXT NOT NULL,
+    tag          TEXT,
+    status       TEXT NOT NULL,
+    digest       TEXT,
+    size         BIGINT,
+    reason       TEXT,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL
+);
