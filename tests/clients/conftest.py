@@ -18,7 +18,17 @@ ROOT_KEY = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 
 
 class Berth:
-    def __init__(self, extra=(), env=None, listen="127.0.0.1:0"):
+    def __init__(self, extra=(), env=None, listen="127.0.0.1:0", share_with=None):
+        if share_with is not None:
+            # Another node of the same install: its database, blobs and key.
+            self.tmp, self.data, self.schema = share_with.tmp, share_with.data, share_with.schema
+            self.install_args = share_with.install_args
+            self.owns_install = False
+            self.env = {**os.environ, **(env or {})}
+            self.command = [BINARY, "serve", "--listen", listen, *self.install_args, *extra]
+            self.start()
+            return
+        self.owns_install = True
         self.tmp = tempfile.mkdtemp(prefix="berth-clients-")
         self.data = os.path.join(self.tmp, "data")
         self.schema = None
@@ -84,7 +94,8 @@ class Berth:
 
     def stop(self):
         self.halt()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.owns_install:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def client(berth, service, key=ROOT_KEY, token=None, validate=True):

@@ -393,3 +393,145 @@ def test_privatize_copies_under_namespaces_and_skips_what_is_there(tmp_path):
         source.stop()
         for u in uploads:
             u.stop()
+
+
+class FaultyProxy:
+    """An HTTP proxy in front of an upstream that counts what it is asked
+    and injects faults on request: 429 with Retry-After, a body cut short,
+    a body whose bytes do not match its digest."""
+
+    def __init__(self, upstream_url):
+        import http.server
+        import threading
+
+        proxy = self
+        self.upstream_url = upstream_url
+        self.counts = {}
+        self.faults = {}  # digest or tag -> "429" | "cut" | "corrupt"
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self.forward(head=True)
+
+            def do_GET(self):
+                self.forward(head=False)
+
+            def forward(self, head):
+                with proxy.lock:
+                    proxy.counts[self.path] = proxy.counts.get(self.path, 0) + 1
+                last = self.path.rsplit("/", 1)[-1]
+                fault = proxy.faults.get(last)
+                if fault == "429":
+                    self.send_response(429)
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "authorization")}
+                req = urllib.request.Request(proxy.upstream_url + self.path, headers=headers,
+                                             method="HEAD" if head else "GET")
+                try:
+                    with urllib.request.urlopen(req) as r:
+                        status, body, rheaders = r.status, r.read(), r.headers
+                except urllib.error.HTTPError as e:
+                    status, body, rheaders = e.code, e.read(), e.headers
+                self.send_response(status)
+                for k, v in rheaders.items():
+                    if k.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
+                        self.send_header(k, v)
+                length = int(rheaders.get("Content-Length", len(body))) if head else len(body)
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+                if head:
+                    return
+                if fault == "cut":
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if fault == "corrupt":
+                    body = bytes([body[0] ^ 0xFF]) + body[1:]
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def count(self, suffix):
+        with self.lock:
+            return sum(n for path, n in self.counts.items() if path.endswith(suffix))
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def test_faults_between_the_cache_and_its_upstream(upstream):
+    """A client gets a correct image or a clear error; a cut or corrupt
+    blob is never kept; a 429 is passed on in ECR's words."""
+    proxy = FaultyProxy(upstream.url)
+    cache = Berth(extra=["--insecure-upstream", proxy.host], env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+    try:
+        digest, manifest = upstream.image("lib/app", "v1", {"app": os.urandom(200_000)})
+        layer_digest = json.loads(manifest)["layers"][0]["digest"]
+        ok(aws(cache, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "mirror",
+               "--upstream-registry-url", proxy.host))
+        for fault in ("cut", "corrupt"):
+            proxy.faults = {layer_digest: fault}
+            status, body = get(cache, "/v2/mirror/lib/app/manifests/v1", accept=OCI_MANIFEST)
+            assert status == 503, (fault, status, body)
+            status, _ = get(cache, f"/v2/mirror/lib/app/blobs/{layer_digest}")
+            assert status != 200, fault
+        proxy.faults = {"v1": "429"}
+        status, body = get(cache, "/v2/mirror/lib/app/manifests/v1", accept=OCI_MANIFEST)
+        assert status == 429 and json.loads(body)["errors"][0]["code"] == "TOOMANYREQUESTS"
+        throttled = ok(aws(cache, "ecr", "batch-get-image", "--repository-name", "mirror/lib/app",
+                           "--image-ids", "imageTag=v1"))
+        assert throttled["failures"][0]["failureCode"] == "UpstreamTooManyRequests"
+        # The upstream mends: the image comes whole, every byte its digest's.
+        proxy.faults = {}
+        status, body = get(cache, "/v2/mirror/lib/app/manifests/v1", accept=OCI_MANIFEST)
+        assert status == 200 and body == manifest
+        status, data = get(cache, f"/v2/mirror/lib/app/blobs/{layer_digest}")
+        assert status == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == layer_digest
+    finally:
+        cache.stop()
+        proxy.stop()
+
+
+def test_concurrent_first_pulls_reach_upstream_once_per_blob(upstream):
+    """Twenty clients pull one new image at once through two nodes sharing
+    one database and blob store: each blob and the manifest reach the
+    upstream once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    proxy = FaultyProxy(upstream.url)
+    first = Berth(extra=["--insecure-upstream", proxy.host], env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+    second_env = {"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()}
+    second = Berth(extra=["--insecure-upstream", proxy.host], env=second_env, share_with=first)
+    try:
+        digest, manifest = upstream.image("lib/big", "v1", {"big": os.urandom(8 << 20)})
+        layer_digest = json.loads(manifest)["layers"][0]["digest"]
+        ok(aws(first, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "mirror",
+               "--upstream-registry-url", proxy.host))
+
+        def pull(i):
+            node = first if i % 2 else second
+            status, body = get(node, "/v2/mirror/lib/big/manifests/v1", accept=OCI_MANIFEST)
+            assert status == 200 and body == manifest
+            status, data = get(node, f"/v2/mirror/lib/big/blobs/{layer_digest}")
+            assert status == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == layer_digest
+
+        with ThreadPoolExecutor(20) as pool:
+            list(pool.map(pull, range(20)))
+        assert proxy.count(f"/blobs/{layer_digest}") == 1
+        assert proxy.count("/manifests/v1") == 1
+    finally:
+        second.stop()
+        first.stop()
+        proxy.stop()

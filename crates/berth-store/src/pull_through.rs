@@ -32,6 +32,19 @@ pub trait PullThroughStore: Send + Sync + 'static {
     async fn update_pull_through_rule(&self, rule: &PullThroughRule) -> Result<bool>;
     /// Removes a rule; the rule it was, if any.
     async fn delete_pull_through_rule(&self, prefix: &str) -> Result<Option<PullThroughRule>>;
+    /// Claims the fetch of `key` for `node` (single-flight across nodes):
+    /// true if nobody holds it, or its holder's claim is older than `stale_before`.
+    async fn claim_flight(
+        &self,
+        key: &str,
+        node: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<bool>;
+    /// Renews `node`'s claim on `key`.
+    async fn renew_flight(&self, key: &str, node: &str, now: i64) -> Result<()>;
+    /// Ends `node`'s claim on `key`.
+    async fn end_flight(&self, key: &str, node: &str) -> Result<()>;
 }
 
 pub(crate) const RULE_COLUMNS: &str = "prefix, upstream_registry_url, upstream_registry, \
@@ -91,6 +104,46 @@ macro_rules! impl_pull_through_store {
                 .execute(&self.$write)
                 .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn claim_flight(
+                &self,
+                key: &str,
+                node: &str,
+                now: i64,
+                stale_before: i64,
+            ) -> $crate::Result<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO pull_through_flights (key, node, started_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (key) DO UPDATE SET node = excluded.node, started_at = excluded.started_at
+                     WHERE pull_through_flights.started_at < $4",
+                )
+                .bind(key)
+                .bind(node)
+                .bind(now)
+                .bind(stale_before)
+                .execute(&self.$write)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn renew_flight(&self, key: &str, node: &str, now: i64) -> $crate::Result<()> {
+                sqlx::query("UPDATE pull_through_flights SET started_at = $1 WHERE key = $2 AND node = $3")
+                    .bind(now)
+                    .bind(key)
+                    .bind(node)
+                    .execute(&self.$write)
+                    .await?;
+                Ok(())
+            }
+
+            async fn end_flight(&self, key: &str, node: &str) -> $crate::Result<()> {
+                sqlx::query("DELETE FROM pull_through_flights WHERE key = $1 AND node = $2")
+                    .bind(key)
+                    .bind(node)
+                    .execute(&self.$write)
+                    .await?;
+                Ok(())
             }
 
             async fn delete_pull_through_rule(

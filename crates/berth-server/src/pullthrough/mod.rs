@@ -152,6 +152,35 @@ pub struct PullThrough {
 const RULES_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Tags remembered as checked at most; the memory starts over past it.
 const CHECKED_ENTRIES: usize = 100_000;
+/// A fetch whose node has not renewed its claim for this long is taken over.
+const FLIGHT_STALE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a miss waits for another node's fetch of the same thing.
+const FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What a node waiting on another's fetch looks for.
+#[derive(Clone, Copy)]
+enum Awaited<'a> {
+    Manifest(&'a RepositoryName, &'a Reference),
+    Blob(&'a RepositoryName, &'a Digest),
+}
+
+/// This node's claim on one upstream fetch, renewed until it ends.
+struct Flight {
+    store: Arc<dyn MetadataStore>,
+    key: String,
+    node: String,
+    beat: tokio::task::JoinHandle<()>,
+}
+
+impl Flight {
+    async fn end(self) {
+        self.beat.abort();
+        if let Err(e) = self.store.end_flight(&self.key, &self.node).await {
+            // Taken over by another node after FLIGHT_STALE.
+            tracing::warn!(key = %self.key, error = %e, "could not end a pull-through fetch claim");
+        }
+    }
+}
 
 impl PullThrough {
     pub fn new(
@@ -498,9 +527,38 @@ impl PullThrough {
         {
             return Ok(true);
         }
+        // One node fetches; the others wait for what it brings.
+        let key = format!("m:{repository}:{reference}");
+        let arrived = Awaited::Manifest(repository, reference);
+        let Some(flight) = self.fly(&key, registry.node_id(), arrived).await? else {
+            return Ok(true);
+        };
+        let result = self
+            .fetch_manifest_now(
+                &registry,
+                &rule,
+                &upstream_repository,
+                repository,
+                reference,
+            )
+            .await;
+        flight.end().await;
+        result
+    }
+
+    /// Fetches a manifest (and what it needs) from the upstream now.
+    async fn fetch_manifest_now(
+        &self,
+        registry: &Registry,
+        rule: &PullThroughRule,
+        upstream_repository: &str,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<bool, RegistryError> {
         let upstream = upstream_of(&rule.upstream_registry_url, &self.insecure);
-        let auth = self.auth_for(&rule).await?;
+        let auth = self.auth_for(rule).await?;
         let client = self.client(&upstream, &auth);
+        let upstream_repository = upstream_repository.to_string();
         let image = match reference {
             Reference::Tag(tag) => oci_client::Reference::with_tag(
                 upstream.host.clone(),
@@ -519,7 +577,7 @@ impl PullThrough {
         };
         registry.ensure_repository(repository).await?;
         self.store_manifest(
-            &registry, &client, &image, &auth, repository, reference, content,
+            registry, &client, &image, &auth, repository, reference, content,
         )
         .await?;
         tracing::info!(repository = %repository, reference = %reference, upstream = %rule.upstream_registry_url, "pulled through from upstream");
@@ -527,6 +585,64 @@ impl PullThrough {
             self.note_checked(repository, tag);
         }
         Ok(true)
+    }
+
+    /// Waits until this node holds the fetch of `key` (single-flight
+    /// through the metadata store, renewed while it runs) — or until
+    /// `arrived` says another node brought it (`None`).
+    async fn fly(
+        &self,
+        key: &str,
+        node: &str,
+        arrived: Awaited<'_>,
+    ) -> Result<Option<Flight>, RegistryError> {
+        let deadline = std::time::Instant::now() + FLIGHT_WAIT;
+        loop {
+            let now = now_millis();
+            let stale_before = now - FLIGHT_STALE.as_millis() as i64;
+            if self
+                .store
+                .claim_flight(key, node, now, stale_before)
+                .await?
+            {
+                let (store, key_owned, node_owned) =
+                    (self.store.clone(), key.to_string(), node.to_string());
+                let beat = tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(FLIGHT_STALE / 6).await;
+                        let _ = store
+                            .renew_flight(&key_owned, &node_owned, now_millis())
+                            .await;
+                    }
+                });
+                return Ok(Some(Flight {
+                    store: self.store.clone(),
+                    key: key.to_string(),
+                    node: node.to_string(),
+                    beat,
+                }));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let here = match arrived {
+                Awaited::Manifest(repository, reference) => self
+                    .store
+                    .get_manifest(repository, reference)
+                    .await?
+                    .is_some(),
+                Awaited::Blob(repository, digest) => {
+                    self.store.blob_size(repository, digest).await?.is_some()
+                }
+            };
+            if here {
+                return Ok(None);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(RegistryError::Upstream {
+                    code: "UpstreamUnavailable",
+                    message: "another node is still fetching it from the upstream".into(),
+                });
+            }
+        }
     }
 
     /// Stores a manifest from upstream: an index's children first (each
@@ -636,6 +752,28 @@ impl PullThrough {
         if self.store.blob_size(repository, digest).await?.is_some() {
             return Ok(());
         }
+        let key = format!("b:{repository}@{digest}");
+        let arrived = Awaited::Blob(repository, digest);
+        let Some(flight) = self.fly(&key, registry.node_id(), arrived).await? else {
+            return Ok(());
+        };
+        let result = self
+            .fetch_blob_now(registry, client, image, auth, repository, digest)
+            .await;
+        flight.end().await;
+        result
+    }
+
+    /// Streams one blob from the upstream into storage now.
+    async fn fetch_blob_now(
+        &self,
+        registry: &Registry,
+        client: &oci_client::Client,
+        image: &oci_client::Reference,
+        auth: &RegistryAuth,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
         let blob_image = oci_client::Reference::with_digest(
             image.registry().to_string(),
             image.repository().to_string(),
@@ -659,12 +797,14 @@ impl PullThrough {
         let mut stream = sized.stream.map_err(std::io::Error::other);
         match registry.put_blob(repository, digest, &mut stream).await {
             Ok(()) => Ok(()),
-            Err(RegistryError::DigestInvalid(m) | RegistryError::SizeInvalid(m)) => {
-                Err(RegistryError::Upstream {
-                    code: "UpstreamUnavailable",
-                    message: format!("the upstream sent a blob that is not {digest}: {m}"),
-                })
-            }
+            Err(
+                RegistryError::DigestInvalid(m)
+                | RegistryError::SizeInvalid(m)
+                | RegistryError::UploadInvalid(m),
+            ) => Err(RegistryError::Upstream {
+                code: "UpstreamUnavailable",
+                message: format!("the upstream sent a blob that is not {digest}: {m}"),
+            }),
             Err(RegistryError::Internal(StoreError::Io(e))) => Err(RegistryError::Upstream {
                 code: "UpstreamUnavailable",
                 message: format!("reading {digest} from the upstream failed: {e}"),

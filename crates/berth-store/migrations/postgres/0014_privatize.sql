@@ -11,3 +11,11 @@ CREATE TABLE privatizations (
     created_at   BIGINT NOT NULL,
     updated_at   BIGINT NOT NULL
 );
+
+-- Fetches from a pull-through upstream in progress, one per manifest or
+-- blob across nodes (see `pull_through.rs`).
+CREATE TABLE pull_through_flights (
+    key         TEXT COLLATE "C" PRIMARY KEY,
+    node        TEXT NOT NULL,
+    started_at  BIGINT NOT NULL
+);
