@@ -573,7 +573,7 @@ impl PullThrough {
         };
         let (content, _) = match client.pull_manifest_raw(&image, &auth, ACCEPTED).await {
             Ok(found) => found,
-            Err(e) => return upstream_failure(e, &rule),
+            Err(e) => return upstream_failure(e, rule),
         };
         registry.ensure_repository(repository).await?;
         self.store_manifest(
