@@ -32,13 +32,14 @@ def free_port():
 class Upstream:
     """Debian's docker-registry (CNCF Distribution), anonymous, on loopback."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, auth=""):
         self.root = os.path.join(tmp, "upstream")
         self.port = free_port()
         self.config = os.path.join(tmp, "upstream.yml")
         with open(self.config, "w") as f:
             f.write(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {self.root}\n"
-                    f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{self.port}\n")
+                    f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{self.port}\n{auth}")
+        self.open_root = None
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
         self.start()
@@ -51,6 +52,8 @@ class Upstream:
             try:
                 urllib.request.urlopen(self.url + "/v2/").read()
                 return
+            except urllib.error.HTTPError:
+                return  # up, asking for a token
             except OSError:
                 time.sleep(0.1)
         raise AssertionError("docker-registry did not start")
@@ -535,3 +538,61 @@ def test_concurrent_first_pulls_reach_upstream_once_per_blob(upstream):
         second.stop()
         first.stop()
         proxy.stop()
+
+
+def test_skopeo_copies_a_multi_platform_image_through_the_cache(berth, upstream, workdir):
+    children = {a: upstream.image("lib/multi", f"c-{a}", {a: a.encode() * 1000}, arch=a) for a in ("amd64", "arm64")}
+    index = upstream.index("lib/multi", "2.0", children)
+    ok(aws(berth, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "mirror",
+           "--upstream-registry-url", upstream.host))
+    code, password, err = aws(berth, "ecr", "get-login-password")
+    assert code == 0, err
+    out = os.path.join(workdir, "copy")
+    result = subprocess.run(
+        ["skopeo", "copy", "--all", "--src-tls-verify=false", "--src-creds", f"AWS:{password.strip()}",
+         f"docker://{berth.host}/mirror/lib/multi:2.0", f"oci:{out}:2.0"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with open(os.path.join(out, "index.json")) as f:
+        assert json.load(f)["manifests"][0]["digest"] == index
+
+
+
+def test_an_upstream_with_token_authentication(tmp_path):
+    """Debian's docker-registry behind token authentication, as Docker Hub,
+    GHCR and Quay work: the cache gets an anonymous pull token from the
+    challenge's realm and imports with it."""
+    from token_issuer import TokenIssuer
+
+    issuer = TokenIssuer(str(tmp_path))
+    # The images go in through an open registry on the same storage.
+    open_side = Upstream(str(tmp_path))
+    locked = Upstream.__new__(Upstream)
+    locked.root = open_side.root
+    locked.port = free_port()
+    locked.config = os.path.join(str(tmp_path), "locked.yml")
+    with open(locked.config, "w") as f:
+        f.write(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {open_side.root}\n"
+                f"http:\n  addr: 127.0.0.1:{locked.port}\n{issuer.registry_config()}")
+    locked.host = f"127.0.0.1:{locked.port}"
+    locked.url = f"http://{locked.host}"
+    locked.start()
+    cache = Berth(extra=["--insecure-upstream", locked.host], env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+    try:
+        digest, manifest = open_side.image("org/tool", "3.1", {"tool": b"behind a token"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{locked.url}/v2/org/tool/manifests/3.1")
+        assert refused.value.code == 401 and "Bearer" in refused.value.headers["WWW-Authenticate"]
+        ok(aws(cache, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "hub",
+               "--upstream-registry-url", locked.host))
+        status, body = get(cache, "/v2/hub/org/tool/manifests/3.1", accept=OCI_MANIFEST)
+        assert status == 200 and body == manifest
+        layer_digest = json.loads(manifest)["layers"][0]["digest"]
+        status, data = get(cache, f"/v2/hub/org/tool/blobs/{layer_digest}")
+        assert status == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == layer_digest
+        assert issuer.issued >= 1
+    finally:
+        cache.stop()
+        locked.stop()
+        open_side.stop()
+        issuer.stop()
