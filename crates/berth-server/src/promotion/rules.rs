@@ -84,6 +84,21 @@ impl PromotionRule {
                 self.destination
             ));
         }
+        // A destination the source filter also matches would promote its own copies.
+        let mut sample = String::new();
+        let mut rest = self.destination.as_str();
+        while let Some(at) = rest.find('{') {
+            sample.push_str(&rest[..at]);
+            sample.push('x');
+            rest = rest[at..].find('}').map_or("", |end| &rest[at + end + 1..]);
+        }
+        sample.push_str(rest);
+        if capture(&self.source, &sample).is_some() {
+            return Err(format!(
+                "the destination '{}' falls under the source filter '{}'",
+                self.destination, self.source
+            ));
+        }
         for severity in self.max_findings.keys() {
             if !SEVERITIES.contains(&severity.as_str()) {
                 return Err(format!("Unknown severity '{severity}' in maxFindings"));
@@ -219,6 +234,10 @@ mod tests {
         let mut bad = rule();
         bad.destination = "approved/{2}".into();
         assert!(bad.check().is_err());
+        let mut looping = rule();
+        looping.source = "*".into();
+        looping.destination = "mirror/{1}".into();
+        assert!(looping.check().is_err());
         assert_eq!(
             capture("a/*/x/*", "a/b/x/c/d"),
             Some(vec!["b".into(), "c/d".into()])

@@ -21,6 +21,8 @@ pub const PRIVATIZE_JOB: &str = "privatize.image";
 /// Namespaces of well-known registries (others: the host, `:` as `-`).
 const NAMESPACES: &[(&str, &str)] = &[
     ("docker.io", "dockerhub"),
+    ("registry-1.docker.io", "dockerhub"),
+    ("index.docker.io", "dockerhub"),
     ("quay.io", "quay"),
     ("ghcr.io", "ghcr"),
     ("gcr.io", "gcr"),
