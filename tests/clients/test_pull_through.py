@@ -496,6 +496,11 @@ def test_faults_between_the_cache_and_its_upstream(upstream):
         throttled = ok(aws(cache, "ecr", "batch-get-image", "--repository-name", "mirror/lib/app",
                            "--image-ids", "imageTag=v1"))
         assert throttled["failures"][0]["failureCode"] == "UpstreamTooManyRequests"
+        # Berth leaves a throttling upstream alone for a moment, then asks again.
+        asked = proxy.count("/manifests/v1")
+        status, _ = get(cache, "/v2/mirror/lib/app/manifests/v1", accept=OCI_MANIFEST)
+        assert status == 429 and proxy.count("/manifests/v1") == asked
+        time.sleep(2.2)
         # The upstream mends: the image comes whole, every byte its digest's.
         proxy.faults = {}
         status, body = get(cache, "/v2/mirror/lib/app/manifests/v1", accept=OCI_MANIFEST)

@@ -143,6 +143,8 @@ pub struct PullThrough {
     /// The rules, read from the store at most every [`RULES_CACHE`] (every
     /// tag read asks which rule covers its repository); dropped on change here.
     rules: Mutex<Option<(Arc<Vec<PullThroughRule>>, std::time::Instant)>>,
+    /// Upstream hosts that answered 429, and until when this node leaves them be.
+    backoff: Mutex<HashMap<String, std::time::Instant>>,
     /// When this node last checked a cached tag upstream (`repo:tag` → ms).
     /// Per node: with N nodes a tag is checked at most N times per `ttl`.
     checked: Mutex<HashMap<String, i64>>,
@@ -152,6 +154,9 @@ pub struct PullThrough {
 const RULES_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Tags remembered as checked at most; the memory starts over past it.
 const CHECKED_ENTRIES: usize = 100_000;
+/// How long an upstream that answered 429 is left alone (each miss meanwhile
+/// fails at once with `UpstreamTooManyRequests`).
+const BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
 /// A fetch whose node has not renewed its claim for this long is taken over.
 const FLIGHT_STALE: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long a miss waits for another node's fetch of the same thing.
@@ -200,6 +205,7 @@ impl PullThrough {
             insecure,
             ttl,
             rules: Mutex::new(None),
+            backoff: Mutex::new(HashMap::new()),
             checked: Mutex::new(HashMap::new()),
         })
     }
@@ -533,15 +539,22 @@ impl PullThrough {
         let Some(flight) = self.fly(&key, registry.node_id(), arrived).await? else {
             return Ok(true);
         };
-        let result = self
-            .fetch_manifest_now(
-                &registry,
-                &rule,
-                &upstream_repository,
-                repository,
-                reference,
-            )
-            .await;
+        let host = upstream_of(&rule.upstream_registry_url, &self.insecure).host;
+        let result = match self.check_backoff(&host) {
+            Ok(()) => {
+                let fetched = self
+                    .fetch_manifest_now(
+                        &registry,
+                        &rule,
+                        &upstream_repository,
+                        repository,
+                        reference,
+                    )
+                    .await;
+                self.note_backoff(&host, fetched)
+            }
+            Err(e) => Err(e),
+        };
         flight.end().await;
         result
     }
@@ -585,6 +598,43 @@ impl PullThrough {
             self.note_checked(repository, tag);
         }
         Ok(true)
+    }
+
+    /// Refuses at once while `host` is backed off (it answered 429 lately).
+    fn check_backoff(&self, host: &str) -> Result<(), RegistryError> {
+        let mut backoff = self.backoff.lock().expect("backoff lock");
+        match backoff.get(host) {
+            Some(until) if std::time::Instant::now() < *until => Err(RegistryError::Upstream {
+                code: "UpstreamTooManyRequests",
+                message: format!(
+                    "the upstream {host} asked to slow down; berth waits before asking again"
+                ),
+            }),
+            Some(_) => {
+                backoff.remove(host);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Notes an upstream's 429 in `result`: the host is left alone for [`BACKOFF`].
+    fn note_backoff<T>(
+        &self,
+        host: &str,
+        result: Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        if let Err(RegistryError::Upstream {
+            code: "UpstreamTooManyRequests",
+            ..
+        }) = &result
+        {
+            self.backoff
+                .lock()
+                .expect("backoff lock")
+                .insert(host.to_string(), std::time::Instant::now() + BACKOFF);
+        }
+        result
     }
 
     /// Waits until this node holds the fetch of `key` (single-flight
@@ -757,9 +807,16 @@ impl PullThrough {
         let Some(flight) = self.fly(&key, registry.node_id(), arrived).await? else {
             return Ok(());
         };
-        let result = self
-            .fetch_blob_now(registry, client, image, auth, repository, digest)
-            .await;
+        let host = image.registry().to_string();
+        let result = match self.check_backoff(&host) {
+            Ok(()) => {
+                let fetched = self
+                    .fetch_blob_now(registry, client, image, auth, repository, digest)
+                    .await;
+                self.note_backoff(&host, fetched)
+            }
+            Err(e) => Err(e),
+        };
         flight.end().await;
         result
     }
