@@ -323,8 +323,11 @@ def test_a_cached_tag_is_checked_again_after_its_time_to_live(upstream):
         # The upstream goes away: the cached tag is served, and counted as stale.
         upstream.stop()
         time.sleep(1.5)
-        status, body = get(cache, "/v2/mirror/lib/moving/manifests/latest", accept=OCI_MANIFEST)
-        assert status == 200 and body == second_manifest
+        req = urllib.request.Request(cache.url + "/v2/mirror/lib/moving/manifests/latest",
+                                     headers={"Authorization": basic_auth(), "Accept": OCI_MANIFEST})
+        with urllib.request.urlopen(req) as r:
+            assert r.read() == second_manifest
+            assert r.headers["Warning"].startswith("110 berth")
         metrics = urllib.request.urlopen(cache.url + "/metrics").read().decode()
         stale = [l for l in metrics.splitlines() if l.startswith("berth_pull_through_stale_total")]
         assert stale and int(stale[0].split()[1]) >= 1

@@ -406,7 +406,9 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
     authorize(&call, name, &input, &mut facts).await?;
     // Reads that miss may import through the pull-through cache, as this caller.
     let caller = call.principal.clone();
-    crate::pullthrough::as_caller(caller, facts, operate(&call, name, &input)).await
+    crate::pullthrough::as_caller(caller, facts, operate(&call, name, &input))
+        .await
+        .0
 }
 
 /// Runs one authorized operation.

@@ -109,12 +109,19 @@ async fn handle(app: &App, request: Request) -> Result<Response, Response> {
         facts: &facts,
     };
     let work = dispatch(app, &asker, route, request);
-    let response = match &principal {
+    let (response, stale) = match &principal {
         // Reads that miss may import through the pull-through cache, as this caller.
         Some(p) => crate::pullthrough::as_caller(p.clone(), facts.clone(), work).await,
-        None => work.await,
+        None => (work.await, false),
     };
-    Ok(response.unwrap_or_else(IntoResponse::into_response))
+    let mut response = response.unwrap_or_else(IntoResponse::into_response);
+    if stale {
+        response.headers_mut().insert(
+            axum::http::header::WARNING,
+            axum::http::HeaderValue::from_static(crate::pullthrough::STALE_WARNING),
+        );
+    }
+    Ok(response)
 }
 
 enum Refusal {

@@ -90,15 +90,34 @@ pub struct NewRule {
 tokio::task_local! {
     /// Who made the request that may miss, for deciding whether it may import.
     static CALLER: (Principal, RequestFacts);
+    /// Set when the request was answered from the cache without the
+    /// upstream's word on it (the upstream could not be asked).
+    static STALE: std::sync::atomic::AtomicBool;
 }
 
-/// Runs `work` (a request's handling) with its caller known to the cache.
+/// Runs `work` (a request's handling) with its caller known to the cache;
+/// also says whether the answer was served stale.
 pub async fn as_caller<F: std::future::Future>(
     principal: Principal,
     facts: RequestFacts,
     work: F,
-) -> F::Output {
-    CALLER.scope((principal, facts), work).await
+) -> (F::Output, bool) {
+    STALE
+        .scope(std::sync::atomic::AtomicBool::new(false), async {
+            let output = CALLER.scope((principal, facts), work).await;
+            let stale = STALE.with(|s| s.load(std::sync::atomic::Ordering::Relaxed));
+            (output, stale)
+        })
+        .await
+}
+
+/// The `Warning` a response served stale carries (RFC 9111's code 110).
+pub const STALE_WARNING: &str =
+    "110 berth \"Response is stale: the upstream registry could not be asked\"";
+
+fn note_stale() {
+    crate::metrics::METRICS.pull_through_stale();
+    let _ = STALE.try_with(|s| s.store(true, std::sync::atomic::Ordering::Relaxed));
 }
 
 /// An upstream reached over plain HTTP (`http://…` in the rule's URL) or HTTPS.
@@ -1013,7 +1032,7 @@ impl PullThrough {
         let upstream_digest = match client.fetch_manifest_digest(&image, &auth).await {
             Ok(d) => d,
             Err(e) => {
-                crate::metrics::METRICS.pull_through_stale();
+                note_stale();
                 tracing::warn!(repository = %repository, tag = %tag, error = %e,
                     "the upstream could not be asked about a cached tag; serving the cached image");
                 return Ok(false);
@@ -1025,7 +1044,7 @@ impl PullThrough {
         let (content, _) = match client.pull_manifest_raw(&image, &auth, ACCEPTED).await {
             Ok(found) => found,
             Err(e) => {
-                crate::metrics::METRICS.pull_through_stale();
+                note_stale();
                 tracing::warn!(repository = %repository, tag = %tag, error = %e,
                     "the upstream moved a cached tag but its image could not be fetched; serving the cached one");
                 return Ok(false);
