@@ -272,7 +272,9 @@ pub async fn serve(app: Arc<App>, request: Request) -> Response {
         }
     };
     let mut response = (status, body.to_string()).into_response();
-    if MODEL.operation(&operation).is_some() || extension::OPERATIONS.contains(&operation.as_str())
+    if MODEL.operation(&operation).is_some()
+        || extension::OPERATIONS.contains(&operation.as_str())
+        || crate::model::SECRETS.operation(&operation).is_some()
     {
         response
             .extensions_mut()
@@ -323,16 +325,7 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
         .and_then(|t| t.to_str().ok())
         .unwrap_or_default();
     if let Some(operation) = secrets_target {
-        let input: Value = if body.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_slice(&body).map_err(|e| {
-                EcrError::new(
-                    "SerializationException",
-                    format!("request body is not valid JSON: {e}"),
-                )
-            })?
-        };
+        let input = json_body(&body)?;
         if let Some(op) = crate::model::SECRETS.operation(&operation) {
             crate::model::SECRETS
                 .validate(op, &input)
@@ -352,16 +345,7 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
         .strip_prefix(extension::TARGET_PREFIX)
         .and_then(|n| n.strip_prefix('.'))
     {
-        let input: Value = if body.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_slice(&body).map_err(|e| {
-                EcrError::new(
-                    "SerializationException",
-                    format!("request body is not valid JSON: {e}"),
-                )
-            })?
-        };
+        let input = json_body(&body)?;
         let call = Call {
             app,
             principal,
@@ -379,16 +363,7 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
             format!("Unknown operation {target}"),
         )
     })?;
-    let input: Value = if body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            EcrError::new(
-                "SerializationException",
-                format!("request body is not valid JSON: {e}"),
-            )
-        })?
-    };
+    let input = json_body(&body)?;
     MODEL.validate(operation, &input).map_err(|e| match e {
         InputError::Serialization(m) => EcrError::new("SerializationException", m),
         InputError::Validation(m) => EcrError::new("ValidationException", m),
@@ -409,6 +384,19 @@ async fn handle(app: &App, request: Request) -> Result<Value, EcrError> {
     crate::pullthrough::as_caller(caller, facts, operate(&call, name, &input))
         .await
         .0
+}
+
+/// A request's JSON body (`{}` when empty).
+fn json_body(body: &[u8]) -> Result<Value, EcrError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        EcrError::new(
+            "SerializationException",
+            format!("request body is not valid JSON: {e}"),
+        )
+    })
 }
 
 /// Runs one authorized operation.
