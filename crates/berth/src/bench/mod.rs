@@ -349,6 +349,8 @@ struct Target {
     /// Basic credentials: the user's, or the root key of the berth started here.
     credentials: Option<(String, String)>,
     child: Option<Child>,
+    /// The started berth's install, removed after the run (after `child` stops).
+    _data: Option<tempfile::TempDir>,
     _work: Option<tempfile::TempDir>,
     work_dir: PathBuf,
 }
@@ -371,11 +373,18 @@ impl Target {
                 label: url.clone(),
                 credentials: args.username.clone().zip(args.password.clone()),
                 child: None,
+                _data: None,
                 _work: work,
                 work_dir,
             });
         }
         let (key_id, secret) = berth_server::Identity::generate_access_key("AKIA");
+        // A fresh install each run (its root key is set on the first start only),
+        // removed with the run even under a given --work-dir.
+        let data = tempfile::Builder::new()
+            .prefix(".berth-bench-data-")
+            .tempdir_in(&work_dir)
+            .context("creating the started berth's data directory")?;
         let mut child = Command::new(std::env::current_exe()?)
             .args([
                 "serve",
@@ -384,7 +393,7 @@ impl Target {
                 "127.0.0.1:0",
                 "--data-dir",
             ])
-            .arg(work_dir.join("data"))
+            .arg(data.path())
             .env("BERTH_LOG", "warn")
             .env("BERTH_ROOT_ACCESS_KEY_ID", &key_id)
             .env("BERTH_ROOT_SECRET_ACCESS_KEY", &secret)
@@ -403,6 +412,7 @@ impl Target {
             label: "berth (embedded: SQLite + filesystem)".into(),
             credentials: Some((key_id, secret)),
             child: Some(child),
+            _data: Some(data),
             _work: work,
             work_dir,
         })
