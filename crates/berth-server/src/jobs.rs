@@ -292,3 +292,43 @@ impl Jobs {
         }
     }
 }
+
+/// Queues a job of `kind` about one image (`{"repository", "digest"}`),
+/// at most one queued or running per kind and image.
+pub async fn enqueue_for_image(
+    store: &dyn MetadataStore,
+    kind: &'static str,
+    repository: &str,
+    digest: &str,
+    max_attempts: i64,
+) -> Result<(), berth_store::StoreError> {
+    let payload = serde_json::json!({"repository": repository, "digest": digest}).to_string();
+    let singleton = format!("{kind}:{repository}@{digest}");
+    let now = now_millis();
+    store
+        .enqueue_job(
+            &NewJob {
+                kind,
+                payload: &payload,
+                singleton: Some(&singleton),
+                max_attempts,
+                run_after: now,
+            },
+            now,
+        )
+        .await?;
+    Ok(())
+}
+
+/// The image a job made by [`enqueue_for_image`] is about: (repository, digest).
+pub fn image_of(job: &Job) -> Result<(String, String), String> {
+    let payload: serde_json::Value =
+        serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
+    Ok((
+        payload["repository"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        payload["digest"].as_str().unwrap_or_default().to_string(),
+    ))
+}

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::Result;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Event {
     /// Increasing with time of recording.
     pub id: i64,
@@ -84,22 +84,13 @@ macro_rules! impl_event_store {
                 after: i64,
                 limit: u32,
             ) -> $crate::Result<Vec<$crate::events::Event>> {
-                let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+                Ok(sqlx::query_as(
                     "SELECT id, at, detail_type, detail FROM events WHERE id > $1 ORDER BY id LIMIT $2",
                 )
                 .bind(after)
                 .bind(i64::from(limit))
                 .fetch_all(&self.$read)
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(id, at, detail_type, detail)| $crate::events::Event {
-                        id,
-                        at,
-                        detail_type,
-                        detail,
-                    })
-                    .collect())
+                .await?)
             }
 
             async fn outbox_position(&self, consumer: &str) -> $crate::Result<Option<i64>> {
@@ -142,22 +133,14 @@ macro_rules! impl_event_store {
                 &self,
                 limit: u32,
             ) -> $crate::Result<Vec<$crate::events::Event>> {
-                let mut rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+                let mut events: Vec<$crate::events::Event> = sqlx::query_as(
                     "SELECT id, at, detail_type, detail FROM events ORDER BY id DESC LIMIT $1",
                 )
                 .bind(i64::from(limit))
                 .fetch_all(&self.$read)
                 .await?;
-                rows.reverse();
-                Ok(rows
-                    .into_iter()
-                    .map(|(id, at, detail_type, detail)| $crate::events::Event {
-                        id,
-                        at,
-                        detail_type,
-                        detail,
-                    })
-                    .collect())
+                events.reverse();
+                Ok(events)
             }
         }
     };

@@ -2,6 +2,7 @@
 //! one, `berth admin` manages users and robot accounts.
 
 mod admin;
+mod aws_json;
 mod bench;
 mod jobs;
 mod privatize;

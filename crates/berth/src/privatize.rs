@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use berth_core::sigv4;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
+
+use crate::aws_json::Signer;
 
 #[derive(Args, Debug)]
 pub struct PrivatizeArgs {
@@ -38,75 +38,19 @@ pub struct PrivatizeArgs {
     timeout: Duration,
 }
 
-struct Signer {
-    http: reqwest::Client,
-    base: String,
-    region: String,
-    key_id: String,
-    secret: String,
-    token: Option<String>,
-}
-
-impl Signer {
-    async fn call(&self, operation: &str, body: &Value) -> anyhow::Result<Value> {
-        let body = body.to_string();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let amz_date = sigv4::format_amz_date(now);
-        let host = self
-            .base
-            .split("://")
-            .nth(1)
-            .unwrap_or(&self.base)
-            .to_string();
-        let target = format!("BerthRegistry_20261130.{operation}");
-        let payload = hex::encode(Sha256::digest(body.as_bytes()));
-        let mut headers = vec![
-            ("host".to_string(), host),
-            ("x-amz-date".to_string(), amz_date.clone()),
-            ("x-amz-target".to_string(), target.clone()),
-        ];
-        if let Some(token) = &self.token {
-            headers.push(("x-amz-security-token".to_string(), token.clone()));
-        }
-        let request = sigv4::Request {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &headers,
-            payload_sha256: &payload,
-        };
-        let authorization = sigv4::authorization_header(
-            &request,
-            &amz_date,
-            &self.key_id,
-            &self.secret,
-            &self.region,
-            "ecr",
+/// Calls one of berth's own operations; its answer, or why it failed.
+async fn call(signer: &Signer, operation: &str, body: &Value) -> anyhow::Result<Value> {
+    let target = format!("BerthRegistry_20261130.{operation}");
+    let (status, text) = signer.call(&target, &body.to_string()).await?;
+    let answer: Value = serde_json::from_str(&text).unwrap_or_default();
+    if !(200..300).contains(&status) {
+        bail!(
+            "{operation}: {} {}",
+            answer["__type"].as_str().unwrap_or("error"),
+            answer["message"].as_str().unwrap_or_default()
         );
-        let mut builder = self
-            .http
-            .post(format!("{}/", self.base))
-            .header("x-amz-date", amz_date)
-            .header("x-amz-target", target)
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("authorization", authorization);
-        if let Some(token) = &self.token {
-            builder = builder.header("x-amz-security-token", token);
-        }
-        let response = builder.body(body).send().await?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!(
-                "{operation}: {} {}",
-                answer["__type"].as_str().unwrap_or("error"),
-                answer["message"].as_str().unwrap_or_default()
-            );
-        }
-        Ok(answer)
     }
+    Ok(answer)
 }
 
 fn human(bytes: i64) -> String {
@@ -159,12 +103,12 @@ pub async fn run(args: PrivatizeArgs) -> anyhow::Result<()> {
         let bar = bars.add(ProgressBar::new_spinner().with_style(style.clone()));
         bar.set_prefix(image.clone());
         bar.enable_steady_tick(Duration::from_millis(120));
-        let id = match signer
-            .call(
-                "PrivatizeImage",
-                &json!({"sourceImage": image, "namespaces": namespaces}),
-            )
-            .await
+        let id = match call(
+            &signer,
+            "PrivatizeImage",
+            &json!({"sourceImage": image, "namespaces": namespaces}),
+        )
+        .await
         {
             Ok(answer) => {
                 bar.set_message("queued");
@@ -195,9 +139,7 @@ pub async fn run(args: PrivatizeArgs) -> anyhow::Result<()> {
         if pending.is_empty() || Instant::now() > deadline {
             break;
         }
-        let answer = signer
-            .call("DescribePrivatizations", &json!({"ids": pending}))
-            .await?;
+        let answer = call(&signer, "DescribePrivatizations", &json!({"ids": pending})).await?;
         for p in answer["privatizations"].as_array().into_iter().flatten() {
             let id = p["id"].as_str().unwrap_or_default().to_string();
             if let Some((_, _, bar)) = started

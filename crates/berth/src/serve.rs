@@ -514,14 +514,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         move |job| {
             let scanning = scanning.clone();
             async move {
-                let payload: serde_json::Value =
-                    serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
-                scanning
-                    .run(
-                        payload["repository"].as_str().unwrap_or_default(),
-                        payload["digest"].as_str().unwrap_or_default(),
-                    )
-                    .await
+                let (repository, digest) = berth_server::jobs::image_of(&job)?;
+                scanning.run(&repository, &digest).await
             }
         }
     });
@@ -542,14 +536,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         move |job| {
             let promotion = promotion.clone();
             async move {
-                let payload: serde_json::Value =
-                    serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
-                promotion
-                    .evaluate(
-                        payload["repository"].as_str().unwrap_or_default(),
-                        payload["digest"].as_str().unwrap_or_default(),
-                    )
-                    .await
+                let (repository, digest) = berth_server::jobs::image_of(&job)?;
+                promotion.evaluate(&repository, &digest).await
             }
         }
     });

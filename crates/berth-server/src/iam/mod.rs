@@ -256,8 +256,13 @@ fn tags_value(tags: &[(String, String)]) -> Value {
 }
 
 fn tags_in(attributes: &Value) -> Vec<(String, String)> {
-    attributes["tags"]
-        .as_array()
+    tag_pairs(&attributes["tags"])
+}
+
+/// The well-formed `{"Key", "Value"}` pairs of a tag list (IAM's shape, in
+/// requests and in what is stored).
+pub(crate) fn tag_pairs(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
         .into_iter()
         .flatten()
         .filter_map(|t| {

@@ -12,7 +12,7 @@ pub mod rules;
 use std::sync::Arc;
 
 use berth_core::{Digest, Reference, RepositoryName, Tag};
-use berth_store::{MetadataStore, NewEvent, NewJob, PromotionRecord, StoreError, now_millis};
+use berth_store::{MetadataStore, NewEvent, PromotionRecord, StoreError, now_millis};
 use serde_json::json;
 
 use crate::registry::{Registry, RegistryError};
@@ -108,22 +108,8 @@ impl Promotion {
 
     /// Queues the decision about an image whose scan completed.
     async fn enqueue(&self, repository: &str, digest: &str) -> Result<(), StoreError> {
-        let payload = json!({"repository": repository, "digest": digest}).to_string();
-        let singleton = format!("{EVALUATE_JOB}:{repository}@{digest}");
-        let now = now_millis();
-        self.store
-            .enqueue_job(
-                &NewJob {
-                    kind: EVALUATE_JOB,
-                    payload: &payload,
-                    singleton: Some(&singleton),
-                    max_attempts: 5,
-                    run_after: now,
-                },
-                now,
-            )
-            .await?;
-        Ok(())
+        crate::jobs::enqueue_for_image(self.store.as_ref(), EVALUATE_JOB, repository, digest, 5)
+            .await
     }
 
     /// Decides an image's promotions under every rule that applies to it.

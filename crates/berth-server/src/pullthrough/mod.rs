@@ -559,23 +559,14 @@ impl PullThrough {
             return Ok(true);
         };
         let host = upstream_of(&rule.upstream_registry_url, &self.insecure).host;
-        let result = match self.check_backoff(&host) {
-            Ok(()) => {
-                let fetched = self
-                    .fetch_manifest_now(
-                        &registry,
-                        &rule,
-                        &upstream_repository,
-                        repository,
-                        reference,
-                    )
-                    .await;
-                self.note_backoff(&host, fetched)
-            }
-            Err(e) => Err(e),
-        };
-        flight.end().await;
-        result
+        let work = self.fetch_manifest_now(
+            &registry,
+            &rule,
+            &upstream_repository,
+            repository,
+            reference,
+        );
+        self.guarded(flight, &host, work).await
     }
 
     /// Fetches a manifest (and what it needs) from the upstream now.
@@ -637,22 +628,33 @@ impl PullThrough {
         }
     }
 
-    /// Notes an upstream's 429 in `result`: the host is left alone for [`BACKOFF`].
-    fn note_backoff<T>(
+    /// Runs a claimed fetch unless `host` is backed off, notes a 429 it
+    /// meets (the host is then left alone for [`BACKOFF`]), and ends the claim.
+    async fn guarded<T>(
         &self,
+        flight: Flight,
         host: &str,
-        result: Result<T, RegistryError>,
+        work: impl std::future::Future<Output = Result<T, RegistryError>>,
     ) -> Result<T, RegistryError> {
-        if let Err(RegistryError::Upstream {
-            code: "UpstreamTooManyRequests",
-            ..
-        }) = &result
-        {
-            self.backoff
-                .lock()
-                .expect("backoff lock")
-                .insert(host.to_string(), std::time::Instant::now() + BACKOFF);
-        }
+        let result = match self.check_backoff(host) {
+            Ok(()) => {
+                let fetched = work.await;
+                if let Err(RegistryError::Upstream {
+                    code: "UpstreamTooManyRequests",
+                    ..
+                }) = &fetched
+                {
+                    self.backoff
+                        .lock()
+                        .expect("backoff lock")
+                        .insert(host.to_string(), std::time::Instant::now() + BACKOFF);
+                }
+                fetched
+            }
+            // Backed off: not asked, and the back-off is not prolonged.
+            Err(e) => Err(e),
+        };
+        flight.end().await;
         result
     }
 
@@ -826,18 +828,8 @@ impl PullThrough {
         let Some(flight) = self.fly(&key, registry.node_id(), arrived).await? else {
             return Ok(());
         };
-        let host = image.registry().to_string();
-        let result = match self.check_backoff(&host) {
-            Ok(()) => {
-                let fetched = self
-                    .fetch_blob_now(registry, client, image, auth, repository, digest)
-                    .await;
-                self.note_backoff(&host, fetched)
-            }
-            Err(e) => Err(e),
-        };
-        flight.end().await;
-        result
+        let work = self.fetch_blob_now(registry, client, image, auth, repository, digest);
+        self.guarded(flight, image.registry(), work).await
     }
 
     /// Streams one blob from the upstream into storage now.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use berth_core::{Digest, RepositoryName};
 use berth_scan::{Advisory, LayerInventory, Matcher, SCANNER_VERSION, Severity};
-use berth_store::{ImageScanRecord, MetadataStore, NewEvent, NewJob, StoreError, now_millis};
+use berth_store::{ImageScanRecord, MetadataStore, NewEvent, StoreError, now_millis};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -227,22 +227,7 @@ impl Scanning {
     }
 
     async fn enqueue(&self, repository: &str, digest: &str) -> Result<(), StoreError> {
-        let payload = json!({"repository": repository, "digest": digest}).to_string();
-        let singleton = format!("{SCAN_JOB}:{repository}@{digest}");
-        let now = now_millis();
-        self.store
-            .enqueue_job(
-                &NewJob {
-                    kind: SCAN_JOB,
-                    payload: &payload,
-                    singleton: Some(&singleton),
-                    max_attempts: 3,
-                    run_after: now,
-                },
-                now,
-            )
-            .await?;
-        Ok(())
+        crate::jobs::enqueue_for_image(self.store.as_ref(), SCAN_JOB, repository, digest, 3).await
     }
 
     /// Reacts to a pushed image (the outbox consumer): queues its scan when

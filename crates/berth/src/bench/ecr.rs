@@ -5,17 +5,11 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use berth_core::sigv4;
-use sha2::{Digest as _, Sha256};
-
 use super::client::{Failure, Outcome};
+use crate::aws_json::Signer;
 
 pub struct Repositories {
-    http: reqwest::Client,
-    base: String,
-    key_id: String,
-    secret: String,
-    region: String,
+    signer: Signer,
     /// Repositories this run made (removed at the end) or found existing.
     known: Mutex<BTreeSet<String>>,
     made: Mutex<Vec<String>>,
@@ -24,11 +18,14 @@ pub struct Repositories {
 impl Repositories {
     pub fn new(base: &str, key_id: &str, secret: &str, region: &str) -> Repositories {
         Repositories {
-            http: reqwest::Client::new(),
-            base: base.trim_end_matches('/').to_string(),
-            key_id: key_id.to_string(),
-            secret: secret.to_string(),
-            region: region.to_string(),
+            signer: Signer {
+                http: reqwest::Client::new(),
+                base: base.trim_end_matches('/').to_string(),
+                region: region.to_string(),
+                key_id: key_id.to_string(),
+                secret: secret.to_string(),
+                token: None,
+            },
             known: Mutex::default(),
             made: Mutex::default(),
         }
@@ -64,49 +61,7 @@ impl Repositories {
     }
 
     async fn call(&self, operation: &str, body: &str) -> Outcome<(u16, String)> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let amz_date = sigv4::format_amz_date(now);
-        let host = self
-            .base
-            .split("://")
-            .nth(1)
-            .unwrap_or(&self.base)
-            .to_string();
         let target = format!("AmazonEC2ContainerRegistry_V20150921.{operation}");
-        let payload = hex::encode(Sha256::digest(body.as_bytes()));
-        let headers = vec![
-            ("host".to_string(), host),
-            ("x-amz-date".to_string(), amz_date.clone()),
-            ("x-amz-target".to_string(), target.clone()),
-        ];
-        let request = sigv4::Request {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &headers,
-            payload_sha256: &payload,
-        };
-        let authorization = sigv4::authorization_header(
-            &request,
-            &amz_date,
-            &self.key_id,
-            &self.secret,
-            &self.region,
-            "ecr",
-        );
-        let response = self
-            .http
-            .post(format!("{}/", self.base))
-            .header("x-amz-date", amz_date)
-            .header("x-amz-target", target)
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("authorization", authorization)
-            .body(body.to_string())
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        Ok((status, response.text().await.unwrap_or_default()))
+        Ok(self.signer.call(&target, body).await?)
     }
 }

@@ -116,17 +116,7 @@ fn path_of(input: &Value) -> String {
 
 /// A `Tags` member: its well-formed tags.
 fn tags_of(input: &Value) -> Vec<(String, String)> {
-    input["Tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| {
-            Some((
-                t["Key"].as_str()?.to_string(),
-                t["Value"].as_str()?.to_string(),
-            ))
-        })
-        .collect()
+    crate::iam::tag_pairs(&input["Tags"])
 }
 
 fn tags_json(tags: &[(String, String)]) -> Value {
