@@ -6,6 +6,7 @@ gets, and cached images served while the upstream is down."""
 
 import gzip
 import hashlib
+import http.client
 import json
 import os
 import socket
@@ -125,6 +126,15 @@ def get(berth, path, auth=None, accept=None):
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def head(berth, path):
+    req = urllib.request.Request(berth.url + path, headers={"Authorization": basic_auth()}, method="HEAD")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers
 
 
 def test_rule_api_as_the_model_says(berth, upstream):
@@ -250,6 +260,16 @@ def test_docker_pulls_through_the_cache(berth, upstream, workdir):
     docker(env, "pull", f"{berth.host}/hub/library/hello:1.0")
     images = ok(aws(berth, "ecr", "describe-images", "--repository-name", "hub/library/hello"))["imageDetails"]
     assert images[0]["imageTags"] == ["1.0"]
+    # containerd's own client, a cold miss of its own.
+    upstream.image("library/hello", "2.0", {"hello.txt": b"hello again\n"})
+    pulled = subprocess.run(["ctr", "--namespace", "berth-test", "images", "pull", "--plain-http",
+                             "--user", f"AWS:{password.strip()}", f"{berth.host}/hub/library/hello:2.0"],
+                            capture_output=True, text=True, timeout=120)
+    assert pulled.returncode == 0, pulled.stderr
+    subprocess.run(["ctr", "--namespace", "berth-test", "images", "rm", f"{berth.host}/hub/library/hello:2.0"],
+                   capture_output=True)
+    tags = ok(aws(berth, "ecr", "describe-images", "--repository-name", "hub/library/hello"))["imageDetails"]
+    assert sorted(t for d in tags for t in d.get("imageTags", [])) == ["1.0", "2.0"]
 
 
 def test_an_upstream_that_needs_credentials(tmp_path):
@@ -350,13 +370,44 @@ def test_privatize_copies_under_namespaces_and_skips_what_is_there(tmp_path):
     hosts = [a.host, b.host, d.host, source.host]
     target = Berth(extra=["--insecure-upstream", ",".join(hosts)], env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
     try:
-        a.image("lib/ubuntu", "20.04", {"etc/os-release": b"ID=ubuntu\n"})
         children = {arch: a.image("team/tool", f"c-{arch}", {arch: arch.encode()}, arch=arch) for arch in ("amd64", "arm64")}
         a.index("team/tool", "1.0", children)
         bcftools, _ = b.image("biocontainers/bcftools", "1.16--hfe4b78e_1", {"bcftools": b"bcf"})
         b.image("x/y", "v1", {"y": b"y"})
         d.image("broad-gatk/gatk", "4.4.0.0", {"gatk": b"gatk"})
         private = push(source, "private/app", "v1", [layer({"app": b"secret app"})])
+        # A signature of the private image (the source answers the referrers
+        # API) and an SBOM of ubuntu (docker-registry has no referrers API:
+        # the OCI fallback tag lists it).
+        from test_scanning import request as berth_request
+
+        def referrer(put_blob, subject, artifact_type):
+            empty = put_blob(b"{}")
+            return json.dumps({
+                "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", **empty},
+                "layers": [{"mediaType": "application/octet-stream", **put_blob(os.urandom(64))}],
+                "subject": {"mediaType": OCI_MANIFEST, "digest": subject[0], "size": len(subject[1])},
+            }).encode()
+
+        def source_blob(data):
+            d = "sha256:" + hashlib.sha256(data).hexdigest()
+            berth_request(source, "POST", f"/v2/private/app/blobs/uploads/?digest={d}", data)
+            return {"digest": d, "size": len(data)}
+
+        private_manifest = berth_request(source, "GET", f"/v2/private/app/manifests/v1", None,
+                                         {"Accept": OCI_MANIFEST})[2]
+        signature = referrer(source_blob, (private, private_manifest), "application/vnd.dev.cosign.artifact.sig.v1+json")
+        signature_digest = "sha256:" + hashlib.sha256(signature).hexdigest()
+        berth_request(source, "PUT", f"/v2/private/app/manifests/{signature_digest}", signature,
+                      {"Content-Type": OCI_MANIFEST})
+        ubuntu = a.image("lib/ubuntu", "20.04", {"etc/os-release": b"ID=ubuntu\n"})
+        sbom = referrer(lambda data: a.blob("lib/ubuntu", data), ubuntu, "application/spdx+json")
+        sbom_digest = "sha256:" + hashlib.sha256(sbom).hexdigest()
+        a.request("PUT", f"/v2/lib/ubuntu/manifests/{sbom_digest}", sbom, {"Content-Type": OCI_MANIFEST})
+        fallback = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": sbom_digest, "size": len(sbom), "artifactType": "application/spdx+json"}]}).encode()
+        a.request("PUT", f"/v2/lib/ubuntu/manifests/sha256-{ubuntu[0][7:]}", fallback, {"Content-Type": OCI_INDEX})
         secret = ok(aws(target, "secretsmanager", "create-secret", "--name", "ecr-pullthroughcache/source",
                         "--secret-string", json.dumps({"username": ROOT_KEY[0], "accessToken": ROOT_KEY[1]})))
         ok(aws(target, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "mine",
@@ -389,6 +440,11 @@ def test_privatize_copies_under_namespaces_and_skips_what_is_there(tmp_path):
         assert len(tool) == 3  # the index and both platforms
         got = ok(aws(target, "ecr", "batch-get-image", "--repository-name", "mine/private/app", "--image-ids", "imageTag=v1"))
         assert got["images"][0]["imageId"]["imageDigest"] == private
+        # The referrers came along, each with its blobs.
+        for repo, subject, digest in (("mine/private/app", private, signature_digest),
+                                      ("dockerhub/lib/ubuntu", ubuntu[0], sbom_digest)):
+            status, body = get(target, f"/v2/{repo}/referrers/{subject}")
+            assert status == 200 and [m["digest"] for m in json.loads(body)["manifests"]] == [digest], body
 
         second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
         rows = {line.split()[0]: line for line in second.stdout.splitlines()[1:]}
@@ -487,28 +543,37 @@ def test_faults_between_the_cache_and_its_upstream(upstream):
         layer_digest = json.loads(manifest)["layers"][0]["digest"]
         ok(aws(cache, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "mirror",
                "--upstream-registry-url", proxy.host))
+        blob = f"/v2/mirror/lib/app/blobs/{layer_digest}"
+        # The manifest is cached at once; blobs stream as they are asked for.
+        status, body = get(cache, "/v2/mirror/lib/app/manifests/v1", accept=OCI_MANIFEST)
+        assert status == 200 and body == manifest
         for fault in ("cut", "corrupt"):
             proxy.faults = {layer_digest: fault}
-            status, body = get(cache, "/v2/mirror/lib/app/manifests/v1", accept=OCI_MANIFEST)
-            assert status == 503, (fault, status, body)
-            status, _ = get(cache, f"/v2/mirror/lib/app/blobs/{layer_digest}")
-            assert status != 200, fault
-        proxy.faults = {"v1": "429"}
-        status, body = get(cache, "/v2/mirror/lib/app/manifests/v1", accept=OCI_MANIFEST)
+            # The streamed body ends in an error before its last bytes: the
+            # client never holds the whole of a wrong blob.
+            with pytest.raises((http.client.IncompleteRead, ConnectionError, urllib.error.URLError)):
+                get(cache, blob)
+            # Nothing was kept: the next read asks the upstream again.
+            asked = proxy.count(layer_digest)
+            status, _ = head(cache, blob)
+            assert status == 503 and proxy.count(layer_digest) == asked + 1, fault
+        upstream.image("lib/app", "v2", {"app": os.urandom(1000)})
+        proxy.faults = {"v2": "429"}
+        status, body = get(cache, "/v2/mirror/lib/app/manifests/v2", accept=OCI_MANIFEST)
         assert status == 429 and json.loads(body)["errors"][0]["code"] == "TOOMANYREQUESTS"
         throttled = ok(aws(cache, "ecr", "batch-get-image", "--repository-name", "mirror/lib/app",
-                           "--image-ids", "imageTag=v1"))
+                           "--image-ids", "imageTag=v2"))
         assert throttled["failures"][0]["failureCode"] == "UpstreamTooManyRequests"
         # Berth leaves a throttling upstream alone for a moment, then asks again.
-        asked = proxy.count("/manifests/v1")
-        status, _ = get(cache, "/v2/mirror/lib/app/manifests/v1", accept=OCI_MANIFEST)
-        assert status == 429 and proxy.count("/manifests/v1") == asked
+        asked = proxy.count("/manifests/v2")
+        status, _ = get(cache, "/v2/mirror/lib/app/manifests/v2", accept=OCI_MANIFEST)
+        assert status == 429 and proxy.count("/manifests/v2") == asked
         time.sleep(2.2)
         # The upstream mends: the image comes whole, every byte its digest's.
         proxy.faults = {}
-        status, body = get(cache, "/v2/mirror/lib/app/manifests/v1", accept=OCI_MANIFEST)
-        assert status == 200 and body == manifest
-        status, data = get(cache, f"/v2/mirror/lib/app/blobs/{layer_digest}")
+        status, body = get(cache, "/v2/mirror/lib/app/manifests/v2", accept=OCI_MANIFEST)
+        assert status == 200
+        status, data = get(cache, blob)
         assert status == 200 and "sha256:" + hashlib.sha256(data).hexdigest() == layer_digest
     finally:
         cache.stop()

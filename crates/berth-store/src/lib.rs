@@ -225,6 +225,9 @@ pub struct NewManifest {
     pub blobs: Vec<Digest>,
     /// Manifests that must exist in the repository.
     pub children: Vec<Digest>,
+    /// The blobs may come later (a pull-through cache stores a manifest
+    /// first and its blobs as they are asked for): not required linked.
+    pub blobs_follow: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -99,8 +99,9 @@ macro_rules! impl_manifest_store {
                 // Looked up first without the write lock (SQLite; a no-op on
                 // PostgreSQL): a manifest naming thousands of unknown references never
                 // holds up other writers.
+                let required = if manifest.blobs_follow { Default::default() } else { blobs.clone() };
                 if let Some(missing) = self
-                    .missing_references(repository, &blobs, &children)
+                    .missing_references(repository, &required, &children)
                     .await?
                 {
                     return Ok(missing);
@@ -128,7 +129,7 @@ macro_rules! impl_manifest_store {
                     .bind(digest)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    if linked.is_none() {
+                    if linked.is_none() && !manifest.blobs_follow {
                         missing_blobs.push(parse_digest(digest)?);
                     }
                 }

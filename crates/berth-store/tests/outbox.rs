@@ -20,6 +20,7 @@ fn manifest(seed: &str) -> NewManifest {
         annotations: None,
         blobs: Vec::new(),
         children: Vec::new(),
+        blobs_follow: false,
     }
 }
 

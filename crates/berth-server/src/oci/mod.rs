@@ -621,7 +621,25 @@ async fn get_blob(
     headers: &HeaderMap,
     head: bool,
 ) -> Answer {
-    let size = registry.blob_size(name, digest).await?;
+    let size = match registry.stored_blob_size(name, digest).await? {
+        Some(size) => size,
+        None => {
+            // A miss a cache can fill: the bytes reach the client as they
+            // are fetched and stored (whole reads only).
+            if !head
+                && !headers.contains_key(header::RANGE)
+                && let Some((size, stream)) = registry.stream_missing_blob(name, digest).await?
+            {
+                return Ok(blob_response(
+                    StatusCode::OK,
+                    Body::from_stream(stream),
+                    size,
+                    digest,
+                ));
+            }
+            registry.blob_size(name, digest).await?
+        }
+    };
     if !head
         && registry.config().redirect_blob_pulls
         && let Some(url) = registry
@@ -655,14 +673,7 @@ async fn get_blob(
     } else {
         Body::from_stream(registry.read_blob(digest, range.clone()).await?)
     };
-    let mut response = (status, body).into_response();
-    insert(&mut response, header::CONTENT_LENGTH, len.to_string());
-    insert(
-        &mut response,
-        header::CONTENT_TYPE,
-        "application/octet-stream".into(),
-    );
-    insert(&mut response, CONTENT_DIGEST, digest.to_string());
+    let mut response = blob_response(status, body, Some(len), digest);
     insert(&mut response, header::ACCEPT_RANGES, "bytes".into());
     if let Some(r) = range {
         insert(
@@ -672,6 +683,21 @@ async fn get_blob(
         );
     }
     Ok(response)
+}
+
+/// A blob's bytes (`len` of them when known) with its headers.
+fn blob_response(status: StatusCode, body: Body, len: Option<u64>, digest: &Digest) -> Response {
+    let mut response = (status, body).into_response();
+    if let Some(len) = len {
+        insert(&mut response, header::CONTENT_LENGTH, len.to_string());
+    }
+    insert(
+        &mut response,
+        header::CONTENT_TYPE,
+        "application/octet-stream".into(),
+    );
+    insert(&mut response, CONTENT_DIGEST, digest.to_string());
+    response
 }
 
 /// `POST …/blobs/uploads/`: a mount, a whole blob (`?digest=`), or a new session.

@@ -17,13 +17,15 @@ use std::sync::{Arc, Mutex, Weak};
 use berth_core::{Digest, Reference, RepositoryName};
 use berth_store::{MetadataStore, PullThroughRule, StoreError, now_millis};
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 
 use crate::access::{Access, RequestFacts};
 use crate::identity::Principal;
-use crate::registry::{KeyedLocks, MissFuture, ReadMiss, Registry, RegistryError};
+use crate::registry::{
+    KeyedLocks, MissFuture, ReadMiss, Registry, RegistryError, StreamMissFuture, StreamedBlob,
+};
 use crate::secrets::{Secrets, SecretsError};
 
 /// Rules per registry, as on ECR.
@@ -93,6 +95,19 @@ tokio::task_local! {
     /// Set when the request was answered from the cache without the
     /// upstream's word on it (the upstream could not be asked).
     static STALE: std::sync::atomic::AtomicBool;
+}
+
+tokio::task_local! {
+    /// Set while berth itself fills what it already chose to cache (the
+    /// rest of a cached image's blobs, a scan reading a cached layer).
+    static BERTH: ();
+}
+
+/// Runs `work` as berth's own: misses in repositories that exist are
+/// filled without a caller's permission (their import was allowed when
+/// the image was first pulled).
+pub async fn as_berth<F: std::future::Future>(work: F) -> F::Output {
+    BERTH.scope((), work).await
 }
 
 /// Runs `work` (a request's handling) with its caller known to the cache;
@@ -176,10 +191,35 @@ const CHECKED_ENTRIES: usize = 100_000;
 /// How long an upstream that answered 429 is left alone (each miss meanwhile
 /// fails at once with `UpstreamTooManyRequests`).
 const BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
+/// Pieces of a streamed blob in flight between the upstream, the store and the reader.
+const PIECES: usize = 16;
+/// Upstream pieces already arrived that are joined into one at most.
+const PIECES_JOINED: usize = 64;
+/// How long a streamed blob's reader may take to accept a piece before it
+/// is left behind (the fetch into storage goes on).
+const READER_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 /// A fetch whose node has not renewed its claim for this long is taken over.
 const FLIGHT_STALE: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long a miss waits for another node's fetch of the same thing.
 const FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// When an image's blobs are stored, relative to its manifest.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Blobs {
+    /// Before it: the image is whole when it appears (a copy).
+    First,
+    /// After it, as they are asked for (the cache).
+    Follow,
+}
+
+/// The blobs an image manifest names (its config and layers).
+fn image_blobs(json: &serde_json::Value) -> Vec<Digest> {
+    std::iter::once(&json["config"])
+        .chain(json["layers"].as_array().into_iter().flatten())
+        .filter_map(|d| d["digest"].as_str())
+        .filter_map(|d| d.parse::<Digest>().ok())
+        .collect()
+}
 
 /// What a node waiting on another's fetch looks for.
 #[derive(Clone, Copy)]
@@ -501,6 +541,9 @@ impl PullThrough {
         repository: &RepositoryName,
         exists: bool,
     ) -> Result<bool, RegistryError> {
+        if BERTH.try_with(|_| ()).is_ok() {
+            return Ok(exists);
+        }
         let Ok((principal, facts)) = CALLER.try_with(|c| c.clone()) else {
             return Ok(false);
         };
@@ -600,7 +643,14 @@ impl PullThrough {
         };
         registry.ensure_repository(repository).await?;
         self.store_manifest(
-            registry, &client, &image, &auth, repository, reference, content,
+            registry,
+            &client,
+            &image,
+            &auth,
+            repository,
+            reference,
+            content,
+            Blobs::Follow,
         )
         .await?;
         tracing::info!(repository = %repository, reference = %reference, upstream = %rule.upstream_registry_url, "pulled through from upstream");
@@ -628,6 +678,20 @@ impl PullThrough {
         }
     }
 
+    /// Leaves `host` alone for [`BACKOFF`] when it answered 429.
+    fn note_429<T>(&self, host: &str, fetched: &Result<T, RegistryError>) {
+        if let Err(RegistryError::Upstream {
+            code: "UpstreamTooManyRequests",
+            ..
+        }) = fetched
+        {
+            self.backoff
+                .lock()
+                .expect("backoff lock")
+                .insert(host.to_string(), std::time::Instant::now() + BACKOFF);
+        }
+    }
+
     /// Runs a claimed fetch unless `host` is backed off, notes a 429 it
     /// meets (the host is then left alone for [`BACKOFF`]), and ends the claim.
     async fn guarded<T>(
@@ -639,16 +703,7 @@ impl PullThrough {
         let result = match self.check_backoff(host) {
             Ok(()) => {
                 let fetched = work.await;
-                if let Err(RegistryError::Upstream {
-                    code: "UpstreamTooManyRequests",
-                    ..
-                }) = &fetched
-                {
-                    self.backoff
-                        .lock()
-                        .expect("backoff lock")
-                        .insert(host.to_string(), std::time::Instant::now() + BACKOFF);
-                }
+                self.note_429(host, &fetched);
                 fetched
             }
             // Backed off: not asked, and the back-off is not prolonged.
@@ -656,6 +711,50 @@ impl PullThrough {
         };
         flight.end().await;
         result
+    }
+
+    /// Whether what a fetch brings is here (fetches end after storing it).
+    async fn arrived(&self, arrived: Awaited<'_>) -> Result<bool, RegistryError> {
+        Ok(match arrived {
+            Awaited::Manifest(repository, reference) => self
+                .store
+                .get_manifest(repository, reference)
+                .await?
+                .is_some(),
+            Awaited::Blob(repository, digest) => {
+                self.store.blob_size(repository, digest).await?.is_some()
+            }
+        })
+    }
+
+    /// This node's claim on the fetch of `key`, renewed until it ends;
+    /// `None` while another node (or request) holds it.
+    async fn claim(&self, key: &str, node: &str) -> Result<Option<Flight>, RegistryError> {
+        let now = now_millis();
+        let stale_before = now - FLIGHT_STALE.as_millis() as i64;
+        if !self
+            .store
+            .claim_flight(key, node, now, stale_before)
+            .await?
+        {
+            return Ok(None);
+        }
+        let (store, key_owned, node_owned) =
+            (self.store.clone(), key.to_string(), node.to_string());
+        let beat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FLIGHT_STALE / 6).await;
+                let _ = store
+                    .renew_flight(&key_owned, &node_owned, now_millis())
+                    .await;
+            }
+        });
+        Ok(Some(Flight {
+            store: self.store.clone(),
+            key: key.to_string(),
+            node: node.to_string(),
+            beat,
+        }))
     }
 
     /// Waits until this node holds the fetch of `key` (single-flight
@@ -669,42 +768,16 @@ impl PullThrough {
     ) -> Result<Option<Flight>, RegistryError> {
         let deadline = std::time::Instant::now() + FLIGHT_WAIT;
         loop {
-            let now = now_millis();
-            let stale_before = now - FLIGHT_STALE.as_millis() as i64;
-            if self
-                .store
-                .claim_flight(key, node, now, stale_before)
-                .await?
-            {
-                let (store, key_owned, node_owned) =
-                    (self.store.clone(), key.to_string(), node.to_string());
-                let beat = tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(FLIGHT_STALE / 6).await;
-                        let _ = store
-                            .renew_flight(&key_owned, &node_owned, now_millis())
-                            .await;
-                    }
-                });
-                return Ok(Some(Flight {
-                    store: self.store.clone(),
-                    key: key.to_string(),
-                    node: node.to_string(),
-                    beat,
-                }));
+            if let Some(flight) = self.claim(key, node).await? {
+                // The claim may follow the end of another's fetch.
+                if self.arrived(arrived).await? {
+                    flight.end().await;
+                    return Ok(None);
+                }
+                return Ok(Some(flight));
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let here = match arrived {
-                Awaited::Manifest(repository, reference) => self
-                    .store
-                    .get_manifest(repository, reference)
-                    .await?
-                    .is_some(),
-                Awaited::Blob(repository, digest) => {
-                    self.store.blob_size(repository, digest).await?.is_some()
-                }
-            };
-            if here {
+            if self.arrived(arrived).await? {
                 return Ok(None);
             }
             if std::time::Instant::now() > deadline {
@@ -716,9 +789,11 @@ impl PullThrough {
         }
     }
 
-    /// Stores a manifest from upstream: an index's children first (each
-    /// with its blobs), an image's blobs first, so the manifest is whole
-    /// when it becomes visible.
+    /// Stores a manifest from upstream, an index's children first. A copy
+    /// (`Blobs::First`) brings an image's blobs before its manifest, so it
+    /// is whole when it becomes visible; the cache (`Blobs::Follow`) stores
+    /// the manifest at once and the blobs as they are asked for (and a
+    /// job fetches the rest, see [`PullThrough::fill`]).
     #[allow(clippy::too_many_arguments)]
     fn store_manifest<'a>(
         &'a self,
@@ -729,6 +804,7 @@ impl PullThrough {
         repository: &'a RepositoryName,
         reference: &'a Reference,
         content: Bytes,
+        blobs: Blobs,
     ) -> MissFuture<'a> {
         Box::pin(async move {
             if let Reference::Digest(digest) = reference
@@ -784,15 +860,17 @@ impl PullThrough {
                     repository,
                     &child_ref,
                     bytes,
+                    blobs,
                 )
                 .await?;
             }
-            let blobs = std::iter::once(&json["config"])
-                .chain(json["layers"].as_array().into_iter().flatten())
-                .filter_map(|d| d["digest"].as_str())
-                .filter_map(|d| d.parse::<Digest>().ok())
-                .collect::<Vec<_>>();
-            for digest in &blobs {
+            if blobs == Blobs::Follow {
+                registry
+                    .put_manifest_blobs_to_follow(repository, reference, Some(&media_type), content)
+                    .await?;
+                return Ok(true);
+            }
+            for digest in &image_blobs(&json) {
                 self.fetch_blob_into(registry, client, image, auth, repository, digest)
                     .await?;
             }
@@ -832,16 +910,14 @@ impl PullThrough {
         self.guarded(flight, image.registry(), work).await
     }
 
-    /// Streams one blob from the upstream into storage now.
-    async fn fetch_blob_now(
+    /// Asks the upstream for one blob: its size (when said) and bytes.
+    async fn open_blob(
         &self,
-        registry: &Registry,
         client: &oci_client::Client,
         image: &oci_client::Reference,
         auth: &RegistryAuth,
-        repository: &RepositoryName,
         digest: &Digest,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<oci_client::client::SizedStream, RegistryError> {
         let blob_image = oci_client::Reference::with_digest(
             image.registry().to_string(),
             image.repository().to_string(),
@@ -854,31 +930,150 @@ impl PullThrough {
         {
             return upstream_error(e).and(Err(RegistryError::BlobUnknown));
         }
-        let sized = match client
-            .pull_blob_stream(&blob_image, digest.to_string().as_str())
+        // Asked from byte 0 on: the answer (206, or 200 from an upstream
+        // that ignores ranges) is then not hashed by oci-client as well as
+        // by the store, which verifies every blob it keeps.
+        match client
+            .pull_blob_stream_partial(&blob_image, digest.to_string().as_str(), 0, None)
             .await
         {
-            Ok(s) => s,
+            Ok(
+                oci_client::client::BlobResponse::Full(s)
+                | oci_client::client::BlobResponse::Partial(s),
+            ) => Ok(s),
             // Not upstream: unknown here too.
-            Err(e) => return upstream_error(e).and(Err(RegistryError::BlobUnknown)),
-        };
-        let mut stream = sized.stream.map_err(std::io::Error::other);
-        match registry.put_blob(repository, digest, &mut stream).await {
-            Ok(()) => Ok(()),
-            Err(
-                RegistryError::DigestInvalid(m)
-                | RegistryError::SizeInvalid(m)
-                | RegistryError::UploadInvalid(m),
-            ) => Err(RegistryError::Upstream {
-                code: "UpstreamUnavailable",
-                message: format!("the upstream sent a blob that is not {digest}: {m}"),
-            }),
-            Err(RegistryError::Internal(StoreError::Io(e))) => Err(RegistryError::Upstream {
-                code: "UpstreamUnavailable",
-                message: format!("reading {digest} from the upstream failed: {e}"),
-            }),
-            Err(e) => Err(e),
+            Err(e) => upstream_error(e).and(Err(RegistryError::BlobUnknown)),
         }
+    }
+
+    /// Streams one blob from the upstream into storage now.
+    async fn fetch_blob_now(
+        &self,
+        registry: &Registry,
+        client: &oci_client::Client,
+        image: &oci_client::Reference,
+        auth: &RegistryAuth,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let sized = self.open_blob(client, image, auth, digest).await?;
+        let mut stream = sized.stream.map_err(std::io::Error::other);
+        store_blob(registry, repository, digest, &mut stream).await
+    }
+
+    /// A missing blob streamed to the reader while it is stored: the
+    /// fetch runs in its own task (it goes on if the reader leaves), the
+    /// reader gets each piece once the next has arrived and the last only
+    /// once the whole blob is verified and stored — a blob that is not
+    /// what was asked for ends the reader's body in an error.
+    async fn stream_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<StreamedBlob>, RegistryError> {
+        let Some(registry) = self.registry() else {
+            return Ok(None);
+        };
+        let Some((rule, upstream_repository)) = self.route(repository).await? else {
+            return Ok(None);
+        };
+        if !self.store.repository_exists(repository).await?
+            || !self.may_import(repository, true).await?
+        {
+            return Ok(None);
+        }
+        let flight = {
+            let _single = self.locks.lock(&format!("{repository}@{digest}")).await;
+            if self.store.blob_size(repository, digest).await?.is_some() {
+                return Ok(None);
+            }
+            // Someone is fetching it already: the read waits for it instead.
+            let key = format!("b:{repository}@{digest}");
+            match self.claim(&key, registry.node_id()).await? {
+                Some(flight) if self.arrived(Awaited::Blob(repository, digest)).await? => {
+                    flight.end().await;
+                    return Ok(None);
+                }
+                Some(flight) => flight,
+                None => return Ok(None),
+            }
+        };
+        let upstream = upstream_of(&rule.upstream_registry_url, &self.insecure);
+        let opened = match self.check_backoff(&upstream.host) {
+            Ok(()) => {
+                let auth = self.auth_for(&rule).await?;
+                let client = self.client(&upstream, &auth);
+                let image = oci_client::Reference::with_digest(
+                    upstream.host.clone(),
+                    upstream_repository,
+                    digest.to_string(),
+                );
+                let opened = self.open_blob(&client, &image, &auth, digest).await;
+                self.note_429(&upstream.host, &opened);
+                opened
+            }
+            Err(e) => Err(e),
+        };
+        let sized = match opened {
+            Ok(sized) => sized,
+            Err(e) => {
+                flight.end().await;
+                return Err(e);
+            }
+        };
+        let size = sized.content_length;
+        let (reader, pieces) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(PIECES);
+        let (repository, digest) = (repository.clone(), digest.clone());
+        tokio::spawn(async move {
+            let (to_store, stored_pieces) = tokio::sync::mpsc::channel(PIECES);
+            let store = tokio::spawn(async move {
+                let mut stream = receiver_stream(stored_pieces);
+                store_blob(&registry, &repository, &digest, &mut stream).await
+            });
+            let mut reader = Some(reader);
+            let mut held: Option<Bytes> = None;
+            // What has arrived is passed on as one piece: fewer, larger
+            // hand-offs between the tasks, without waiting for more.
+            let mut upstream = sized.stream.ready_chunks(PIECES_JOINED);
+            while let Some(arrived) = upstream.next().await {
+                let piece = match join_pieces(arrived) {
+                    Ok(piece) => piece,
+                    Err(e) => {
+                        let _ = to_store.send(Err(e)).await;
+                        break;
+                    }
+                };
+                if let (Some(previous), Some(to_reader)) = (held.replace(piece.clone()), &reader) {
+                    // A reader that stops reading is left behind, not waited for.
+                    let sent = tokio::time::timeout(READER_STALL, to_reader.send(Ok(previous)));
+                    if !matches!(sent.await, Ok(Ok(()))) {
+                        reader = None;
+                    }
+                }
+                if to_store.send(Ok(piece)).await.is_err() {
+                    break;
+                }
+            }
+            drop(to_store);
+            let stored = store.await.unwrap_or_else(|e| {
+                Err(RegistryError::Internal(StoreError::Io(
+                    std::io::Error::other(e),
+                )))
+            });
+            flight.end().await;
+            let Some(reader) = reader else { return };
+            let last = match stored {
+                Ok(()) => held.map(Ok),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a blob streamed from the pull-through upstream was not stored");
+                    Some(Err(std::io::Error::other(e.to_string())))
+                }
+            };
+            if let Some(last) = last {
+                let _ = reader.send(last).await;
+            }
+        });
+        Ok(Some((size, Box::pin(receiver_stream(pieces)))))
     }
 
     async fn fetch_blob(
@@ -913,6 +1108,51 @@ impl PullThrough {
             Err(RegistryError::BlobUnknown) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Pieces that arrived together, as one (the first error instead, if any).
+fn join_pieces(arrived: Vec<std::io::Result<Bytes>>) -> std::io::Result<Bytes> {
+    if arrived.len() == 1 {
+        return arrived.into_iter().next().expect("one piece");
+    }
+    let mut joined = bytes::BytesMut::new();
+    for piece in arrived {
+        joined.extend_from_slice(&piece?);
+    }
+    Ok(joined.freeze())
+}
+
+/// A channel's receiving end as a stream.
+fn receiver_stream<T: Send + 'static>(
+    mut receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + Unpin + 'static {
+    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+/// Stores a blob read from an upstream (verified as a push is); what is
+/// not the blob is the upstream's failure.
+async fn store_blob(
+    registry: &Registry,
+    repository: &RepositoryName,
+    digest: &Digest,
+    stream: &mut berth_store::ByteStream<'_>,
+) -> Result<(), RegistryError> {
+    match registry.put_blob(repository, digest, stream).await {
+        Ok(()) => Ok(()),
+        Err(
+            RegistryError::DigestInvalid(m)
+            | RegistryError::SizeInvalid(m)
+            | RegistryError::UploadInvalid(m),
+        ) => Err(RegistryError::Upstream {
+            code: "UpstreamUnavailable",
+            message: format!("the upstream sent a blob that is not {digest}: {m}"),
+        }),
+        Err(RegistryError::Internal(StoreError::Io(e))) => Err(RegistryError::Upstream {
+            code: "UpstreamUnavailable",
+            message: format!("reading {digest} from the upstream failed: {e}"),
+        }),
+        Err(e) => Err(e),
     }
 }
 
@@ -1045,7 +1285,14 @@ impl PullThrough {
         let reference = Reference::Tag(tag.clone());
         let _single = self.locks.lock(&format!("{repository}:{reference}")).await;
         self.store_manifest(
-            &registry, &client, &image, &auth, repository, &reference, content,
+            &registry,
+            &client,
+            &image,
+            &auth,
+            repository,
+            &reference,
+            content,
+            Blobs::Follow,
         )
         .await?;
         tracing::info!(repository = %repository, tag = %tag, from = %digest, to = %upstream_digest,
@@ -1074,5 +1321,13 @@ impl ReadMiss for PullThrough {
 
     fn blob<'a>(&'a self, repository: &'a RepositoryName, digest: &'a Digest) -> MissFuture<'a> {
         Box::pin(self.fetch_blob(repository, digest))
+    }
+
+    fn blob_stream<'a>(
+        &'a self,
+        repository: &'a RepositoryName,
+        digest: &'a Digest,
+    ) -> StreamMissFuture<'a> {
+        Box::pin(self.stream_blob(repository, digest))
     }
 }

@@ -3,7 +3,8 @@
 //! `quay/biocontainers/bcftools:1.16`), as queued jobs any node runs —
 //! through a pull-through rule whose upstream is the source's registry
 //! (its prefix and credentials), by a plain copy otherwise. An image
-//! already there with the same digest is skipped.
+//! already there with the same digest is skipped; its referrers
+//! (signatures, SBOMs, attestations) come along.
 
 use std::collections::HashMap;
 
@@ -13,10 +14,19 @@ use oci_client::secrets::RegistryAuth;
 use serde_json::json;
 
 use super::{ACCEPTED, PullThrough, PullThroughError, upstream_of};
-use crate::registry::RegistryError;
+use crate::registry::{Registry, RegistryError};
 
 /// The job kind that copies one image (`{"id"}`).
 pub const PRIVATIZE_JOB: &str = "privatize.image";
+/// How deep referrers of referrers are followed (a signature of an SBOM of an image: 2).
+const REFERRER_DEPTH: usize = 3;
+/// Manifests a referrer may be.
+const REFERRER_TYPES: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.artifact.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
 
 /// Namespaces of well-known registries (others: the host, `:` as `-`).
 const NAMESPACES: &[(&str, &str)] = &[
@@ -299,27 +309,131 @@ impl PullThrough {
             Some(t) => Reference::Tag(t.parse::<Tag>().map_err(|_| not_found("a valid tag"))?),
             None => Reference::Digest(digest.clone()),
         };
-        if let Ok(Some(found)) = self
+        let present = self
             .store
             .get_manifest(&destination, &reference)
-            .await
-            .map(|m| m.map(|m| m.digest))
-            && found == digest
-        {
-            return Ok(("SKIPPED", digest.to_string(), size));
+            .await?
+            .is_some_and(|m| m.digest == digest);
+        if !present {
+            registry.ensure_repository(&destination).await?;
+            self.store_manifest(
+                &registry,
+                &client,
+                &image,
+                &auth,
+                &destination,
+                &reference,
+                content.clone(),
+                super::Blobs::First,
+            )
+            .await?;
         }
-        registry.ensure_repository(&destination).await?;
-        self.store_manifest(
-            &registry,
-            &client,
-            &image,
-            &auth,
-            &destination,
-            &reference,
-            content,
-        )
-        .await?;
-        Ok(("COPIED", digest.to_string(), size))
+        // Signatures, SBOMs and attestations come along (new ones too
+        // when the image itself was there already).
+        let mut subjects = vec![digest.clone()];
+        let json: serde_json::Value = serde_json::from_slice(&content).unwrap_or_default();
+        subjects.extend(
+            json["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["digest"].as_str()?.parse::<Digest>().ok()),
+        );
+        let mut copied_referrers = false;
+        for subject in subjects {
+            copied_referrers |= self
+                .copy_referrers(&registry, &client, &image, &auth, &destination, &subject, 0)
+                .await?;
+        }
+        let status = if present && !copied_referrers {
+            "SKIPPED"
+        } else {
+            "COPIED"
+        };
+        Ok((status, digest.to_string(), size))
+    }
+
+    /// Copies the upstream's referrers of `subject` (and theirs, to a
+    /// depth of [`REFERRER_DEPTH`]) not here yet; `true` when any was.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_referrers<'a>(
+        &'a self,
+        registry: &'a Registry,
+        client: &'a oci_client::Client,
+        image: &'a oci_client::Reference,
+        auth: &'a RegistryAuth,
+        destination: &'a RepositoryName,
+        subject: &'a Digest,
+        depth: usize,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, RegistryError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            if depth >= REFERRER_DEPTH {
+                return Ok(false);
+            }
+            let of = oci_client::Reference::with_digest(
+                image.registry().to_string(),
+                image.repository().to_string(),
+                subject.to_string(),
+            );
+            // An upstream without referrers (or the fallback tag) has none to give.
+            let Ok(index) = client.pull_referrers(&of, None).await else {
+                return Ok(false);
+            };
+            let mut copied = false;
+            for referrer in index.manifests {
+                let Ok(digest) = referrer.digest.parse::<Digest>() else {
+                    continue;
+                };
+                let reference = Reference::Digest(digest.clone());
+                if self
+                    .store
+                    .get_manifest(destination, &reference)
+                    .await?
+                    .is_none()
+                {
+                    let at = oci_client::Reference::with_digest(
+                        image.registry().to_string(),
+                        image.repository().to_string(),
+                        digest.to_string(),
+                    );
+                    let (content, _) = match client
+                        .pull_manifest_raw(&at, auth, REFERRER_TYPES)
+                        .await
+                    {
+                        Ok(found) => found,
+                        Err(e) => {
+                            tracing::warn!(referrer = %digest, error = %e, "a referrer could not be fetched; left behind");
+                            continue;
+                        }
+                    };
+                    self.store_manifest(
+                        registry,
+                        client,
+                        &at,
+                        auth,
+                        destination,
+                        &reference,
+                        content,
+                        super::Blobs::First,
+                    )
+                    .await?;
+                    copied = true;
+                }
+                copied |= self
+                    .copy_referrers(
+                        registry,
+                        client,
+                        image,
+                        auth,
+                        destination,
+                        &digest,
+                        depth + 1,
+                    )
+                    .await?;
+            }
+            Ok(copied)
+        })
     }
 }
 

@@ -17,6 +17,15 @@ impl Registry {
         Err(RegistryError::BlobUnknown)
     }
 
+    /// The size of a blob linked to `repository`, without asking the read-miss hook.
+    pub async fn stored_blob_size(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        Ok(self.metadata.blob_size(repository, digest).await?)
+    }
+
     /// Streams a blob (or `range` of it, already checked against its size).
     pub async fn read_blob(
         &self,

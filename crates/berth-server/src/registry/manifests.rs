@@ -81,6 +81,46 @@ impl Registry {
         content_type: Option<&str>,
         content: Bytes,
     ) -> Result<PutManifest> {
+        self.store_manifest(
+            repository,
+            reference,
+            extra_tags,
+            content_type,
+            content,
+            false,
+        )
+        .await
+    }
+
+    /// Stores a manifest whose blobs may come later: a cache's, whose
+    /// blobs are fetched as they are asked for (child manifests must be here).
+    pub async fn put_manifest_blobs_to_follow(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        content: Bytes,
+    ) -> Result<PutManifest> {
+        self.store_manifest(
+            repository,
+            reference,
+            Vec::new(),
+            content_type,
+            content,
+            true,
+        )
+        .await
+    }
+
+    async fn store_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        extra_tags: Vec<Tag>,
+        content_type: Option<&str>,
+        content: Bytes,
+        blobs_follow: bool,
+    ) -> Result<PutManifest> {
         self.check_pushable(repository).await?;
         let parsed = manifest::parse(&content, content_type)?;
         let (digest, tags) = match reference {
@@ -115,6 +155,7 @@ impl Registry {
                 .map(|a| serde_json::Value::Object(a).to_string()),
             blobs: parsed.blobs.into_iter().map(|d| d.digest).collect(),
             children: parsed.children.into_iter().map(|d| d.digest).collect(),
+            blobs_follow,
         };
         let pushed = crate::events::image_action(
             "PUSH",

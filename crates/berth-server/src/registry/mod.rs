@@ -168,6 +168,12 @@ pub struct PutManifest {
 /// A future a [`ReadMiss`] hook returns.
 pub type MissFuture<'a> = Pin<Box<dyn std::future::Future<Output = Result<bool>> + Send + 'a>>;
 
+/// A blob streamed while it is stored: its size when known, and its bytes.
+pub type StreamedBlob = (Option<u64>, BlobStream);
+/// A future [`ReadMiss::blob_stream`] returns.
+pub type StreamMissFuture<'a> =
+    Pin<Box<dyn std::future::Future<Output = Result<Option<StreamedBlob>>> + Send + 'a>>;
+
 /// Asked when a read misses, for both doors: where the pull-through cache
 /// plugs in. Answers `true` when it stored what was missing, and the read is
 /// then tried once more.
@@ -178,6 +184,17 @@ pub trait ReadMiss: Send + Sync + 'static {
         reference: &'a Reference,
     ) -> MissFuture<'a>;
     fn blob<'a>(&'a self, repository: &'a RepositoryName, digest: &'a Digest) -> MissFuture<'a>;
+    /// The missing blob as it is fetched and stored at once: its size (when
+    /// known) and its bytes, which end in an error if what was fetched turns
+    /// out not to be the blob (nothing is then stored). `None`: not this way
+    /// (the read falls back to [`ReadMiss::blob`]).
+    fn blob_stream<'a>(
+        &'a self,
+        _repository: &'a RepositoryName,
+        _digest: &'a Digest,
+    ) -> StreamMissFuture<'a> {
+        Box::pin(async { Ok(None) })
+    }
     /// Asked when a tag is found: `true` when it moved the tag (the read
     /// is then tried once more). A cache re-checks its upstream here.
     fn tag_found<'a>(
@@ -239,6 +256,19 @@ impl Registry {
         match self.read_miss.get() {
             Some(hook) => hook.blob(repository, digest).await,
             None => Ok(false),
+        }
+    }
+
+    /// A missing blob streamed from where the read-miss hook fetches it
+    /// (stored as it passes), if the hook can.
+    pub async fn stream_missing_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<StreamedBlob>> {
+        match self.read_miss.get() {
+            Some(hook) => hook.blob_stream(repository, digest).await,
+            None => Ok(None),
         }
     }
 
@@ -370,6 +400,7 @@ mod tests {
                     annotations: None,
                     blobs: Vec::new(),
                     children: Vec::new(),
+                    blobs_follow: false,
                 };
                 self.metadata
                     .put_manifest(repository, &manifest, &[], &[])

@@ -423,6 +423,11 @@ impl Scanning {
             image_layers(&manifest.media_type, &manifest.content).map_err(Analysis::Unsupported)?;
         let mut inventories = Vec::with_capacity(layers.len());
         for layer in &layers {
+            // A cached image's layer may still be upstream: brought in now.
+            match crate::pullthrough::as_berth(self.registry.blob_size(name, layer)).await {
+                Ok(_) | Err(RegistryError::BlobUnknown) => {}
+                Err(e) => return Err(Analysis::Retry(e.to_string())),
+            }
             inventories.push(self.layer_inventory(layer).await?);
         }
         let image = berth_scan::stack(&inventories);
