@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v skopeo >/dev/null || need_apt+=(skopeo)
+command -v buildah >/dev/null || need_apt+=(buildah)
+command -v podman >/dev/null || need_apt+=(podman)
+command -v busybox >/dev/null || need_apt+=(busybox-static)
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
@@ -57,14 +60,18 @@ target/debug/berth bench --scenario housekeeping --housekeeping-images 2000 --ho
   --work-dir target
 target/debug/berth bench --scenario scan --scan-layer-size 48MiB --work-dir target
 
+# An S3 server for both rounds: build sources are read from it, and the
+# second round keeps blobs in it.
+AWS_ENDPOINT_URL_S3=$(PATH="$HOME/.cargo/bin:$PATH" scripts/s3.sh)
+export AWS_ENDPOINT_URL_S3
+
 clients() { PATH="$PWD/.venv/bin:$PATH" BERTH_BIN="$PWD/target/debug/berth" .venv/bin/pytest -q tests/clients; }
-echo "== real clients (skopeo, oras, aws CLI, boto3, docker)"
+echo "== real clients (skopeo, oras, aws CLI, boto3, docker, buildah)"
 clients
 
 echo "== the behaviour suite again, on PostgreSQL + S3 (s3s-fs)"
 BERTH_TEST_DATABASE_URL=$(scripts/postgres.sh)
-AWS_ENDPOINT_URL_S3=$(PATH="$HOME/.cargo/bin:$PATH" scripts/s3.sh)
-export BERTH_TEST_DATABASE_URL AWS_ENDPOINT_URL_S3
+export BERTH_TEST_DATABASE_URL
 export AWS_ACCESS_KEY_ID=s3-test-key AWS_SECRET_ACCESS_KEY=s3-test-secret BERTH_TEST_STORAGE_URL=s3://berth
 cargo test -p berth --test oci_api --test multi_node --test gc --test integrity --test hostile --test jobs --locked
 cargo test -p berth-store --test outbox --locked

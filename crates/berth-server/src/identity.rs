@@ -524,12 +524,22 @@ impl Identity {
     /// A registry password for `principal`, and when it expires (Unix
     /// seconds): in 12 hours, or with the temporary credentials it came from.
     pub fn issue_registry_token(&self, principal: &Principal, now: i64) -> (String, i64) {
-        let expires = principal
-            .expires_at
-            .map_or(now + TOKEN_LIFETIME_SECONDS, |at| {
-                at.min(now + TOKEN_LIFETIME_SECONDS)
-            });
-        let payload = URL_SAFE_NO_PAD.encode(format!("{}:{expires}", principal.access_key_id));
+        self.issue_registry_token_for_key(&principal.access_key_id, principal.expires_at, now)
+    }
+
+    /// A registry password for access key `access_key_id` (whose
+    /// credentials stop working at `expires_at`, if temporary): what berth
+    /// uses to act as a caller later, as a build does.
+    pub fn issue_registry_token_for_key(
+        &self,
+        access_key_id: &str,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> (String, i64) {
+        let expires = expires_at.map_or(now + TOKEN_LIFETIME_SECONDS, |at| {
+            at.min(now + TOKEN_LIFETIME_SECONDS)
+        });
+        let payload = URL_SAFE_NO_PAD.encode(format!("{access_key_id}:{expires}"));
         let mac = URL_SAFE_NO_PAD.encode(hmac_sha256(&self.token_key, payload.as_bytes()));
         (format!("{TOKEN_PREFIX}.{payload}.{mac}"), expires)
     }

@@ -199,7 +199,17 @@ impl Jobs {
             }
             let now = now_millis();
             let stale_before = now - self.config.lease.as_millis() as i64;
-            match self.store.claim_job(&worker, now, stale_before).await {
+            // Only kinds this node has a handler for (a node without a
+            // builder leaves build jobs to the nodes that have one).
+            let kinds = {
+                let handlers = self.handlers.lock().expect("handlers lock");
+                serde_json::to_string(&handlers.keys().collect::<Vec<_>>()).expect("names")
+            };
+            match self
+                .store
+                .claim_job(&worker, &kinds, now, stale_before)
+                .await
+            {
                 Ok(Some(job)) => self.run_one(&worker, job).await,
                 Ok(None) => {
                     tokio::select! {

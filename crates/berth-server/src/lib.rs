@@ -1,6 +1,7 @@
 //! berth's services and front doors.
 
 pub mod access;
+pub mod builds;
 pub mod ecr;
 pub mod events;
 pub mod gc;
@@ -41,6 +42,8 @@ pub struct App {
     pub promotion: Arc<promotion::Promotion>,
     pub pull_through: Arc<pullthrough::PullThrough>,
     pub secrets: Arc<secrets::Secrets>,
+    /// Image builds from source bundles.
+    pub builds: Arc<builds::Builds>,
     /// The durable job queue's workers on this node.
     pub jobs: Arc<jobs::Jobs>,
     /// `scheme://host[:port]` clients reach berth at, when not the request's `Host`.
@@ -100,6 +103,7 @@ async fn readyz(State(app): State<Arc<App>>) -> axum::response::Response {
         "storage": status(&storage),
         "node": app.registry.node_id(),
         "jobs": app.jobs.running(),
+        "builder": if app.builds.can_build() { "ok" } else { "absent: this node takes no build jobs" },
     });
     let code = if ready {
         axum::http::StatusCode::OK

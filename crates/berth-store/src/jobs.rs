@@ -46,9 +46,16 @@ pub struct NewJob<'a> {
 pub trait JobStore: Send + Sync + 'static {
     /// Queues a job; `None` when its singleton key is already queued or running.
     async fn enqueue_job(&self, job: &NewJob<'_>, now: i64) -> Result<Option<i64>>;
-    /// Claims the next due job for `worker`: a queued one whose time has
-    /// come, or a running one whose heartbeat is older than `stale_before`.
-    async fn claim_job(&self, worker: &str, now: i64, stale_before: i64) -> Result<Option<Job>>;
+    /// Claims the next due job of one of `kinds` (a JSON array of names)
+    /// for `worker`: a queued one whose time has come, or a running one
+    /// whose heartbeat is older than `stale_before`.
+    async fn claim_job(
+        &self,
+        worker: &str,
+        kinds: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<Option<Job>>;
     /// Renews `worker`'s lease on job `id`; false if the job is no longer its.
     async fn heartbeat_job(&self, id: i64, worker: &str, now: i64) -> Result<bool>;
     /// Ends `worker`'s claim: `done`, `failed` (with `error`), or back to
@@ -83,7 +90,7 @@ pub(crate) const JOB_COLUMNS: &str = "id, kind, payload, state, singleton, attem
 /// `$lock` is what the claim's inner `SELECT` ends with: `FOR UPDATE SKIP
 /// LOCKED` on PostgreSQL, nothing on SQLite (one writer at a time).
 macro_rules! impl_job_store {
-    ($store:ty, $write:ident, $read:ident, $lock:literal) => {
+    ($store:ty, $write:ident, $read:ident, $lock:literal, $kinds:literal) => {
         #[async_trait::async_trait]
         impl $crate::jobs::JobStore for $store {
             async fn enqueue_job(
@@ -111,17 +118,21 @@ macro_rules! impl_job_store {
             async fn claim_job(
                 &self,
                 worker: &str,
+                kinds: &str,
                 now: i64,
                 stale_before: i64,
             ) -> $crate::Result<Option<$crate::jobs::Job>> {
                 // Looked for on the read side first: idle workers never write.
-                let due: Option<i64> = sqlx::query_scalar(
+                let due: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                     "SELECT id FROM jobs
-                     WHERE (state = 'queued' AND run_after <= $1) OR (state = 'running' AND heartbeat_at < $2)
+                     WHERE ((state = 'queued' AND run_after <= $1) OR (state = 'running' AND heartbeat_at < $2))
+                       AND kind IN ({})
                      LIMIT 1",
-                )
+                    $kinds.replace("$K", "$3")
+                )))
                 .bind(now)
                 .bind(stale_before)
+                .bind(kinds)
                 .fetch_optional(&self.$read)
                 .await?;
                 if due.is_none() {
@@ -130,16 +141,19 @@ macro_rules! impl_job_store {
                 let job: Option<$crate::jobs::Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "UPDATE jobs SET state = 'running', worker = $1, heartbeat_at = $2, attempts = attempts + 1
                      WHERE id = (SELECT id FROM jobs
-                                 WHERE (state = 'queued' AND run_after <= $2)
-                                    OR (state = 'running' AND heartbeat_at < $3)
+                                 WHERE ((state = 'queued' AND run_after <= $2)
+                                    OR (state = 'running' AND heartbeat_at < $3))
+                                   AND kind IN ({})
                                  ORDER BY run_after, id LIMIT 1 {})
                      RETURNING {}",
+                    $kinds.replace("$K", "$4"),
                     $lock,
                     $crate::jobs::JOB_COLUMNS
                 )))
                 .bind(worker)
                 .bind(now)
                 .bind(stale_before)
+                .bind(kinds)
                 .fetch_optional(&self.$write)
                 .await?;
                 Ok(job)

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub mod access;
+pub mod builds;
 pub mod events;
 pub mod fs;
 pub mod gc;
@@ -40,6 +41,7 @@ pub use access::{
     AccessKeyRecord, AccessStore, DeleteEntityOutcome, Dependent, IamEntity, IamKind, IamLink,
     LinkKind,
 };
+pub use builds::{Build, BuildStore};
 pub use events::{Event, EventStore, NewEvent};
 pub use fs::FsBlobStore;
 pub use gc::GcStore;
@@ -308,6 +310,7 @@ pub struct Referrer {
 #[async_trait]
 pub trait MetadataStore:
     AccessStore
+    + BuildStore
     + EventStore
     + GcStore
     + JobStore

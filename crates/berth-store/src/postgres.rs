@@ -182,7 +182,13 @@ impl MetadataStore for PgStore {
 crate::access::impl_access_store!(PgStore, pool, pool);
 crate::events::impl_event_store!(PgStore, pool, pool);
 crate::gc::impl_gc_store!(PgStore, pool, pool);
-crate::jobs::impl_job_store!(PgStore, pool, pool, "FOR UPDATE SKIP LOCKED");
+crate::jobs::impl_job_store!(
+    PgStore,
+    pool,
+    pool,
+    "FOR UPDATE SKIP LOCKED",
+    "SELECT json_array_elements_text(CAST($K AS json))"
+);
 crate::uploads::impl_upload_store!(PgStore, pool);
 crate::links::impl_link_store!(PgStore, pool);
 crate::manifests::impl_manifest_store!(PgStore, pool, pool);
@@ -193,4 +199,5 @@ crate::scans::impl_scan_store!(PgStore, pool, pool);
 crate::promotions::impl_promotion_store!(PgStore, pool, pool);
 crate::pull_through::impl_pull_through_store!(PgStore, pool, pool);
 crate::secrets::impl_secret_store!(PgStore, pool, pool);
+crate::builds::impl_build_store!(PgStore, pool, pool);
 crate::privatize::impl_privatize_store!(PgStore, pool, pool);

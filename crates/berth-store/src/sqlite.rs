@@ -223,7 +223,13 @@ impl MetadataStore for SqliteStore {
 crate::access::impl_access_store!(SqliteStore, write, read);
 crate::events::impl_event_store!(SqliteStore, write, read);
 crate::gc::impl_gc_store!(SqliteStore, write, read);
-crate::jobs::impl_job_store!(SqliteStore, write, read, "");
+crate::jobs::impl_job_store!(
+    SqliteStore,
+    write,
+    read,
+    "",
+    "SELECT value FROM json_each($K)"
+);
 crate::uploads::impl_upload_store!(SqliteStore, read);
 crate::links::impl_link_store!(SqliteStore, read);
 crate::manifests::impl_manifest_store!(SqliteStore, write, read);
@@ -234,6 +240,7 @@ crate::scans::impl_scan_store!(SqliteStore, write, read);
 crate::promotions::impl_promotion_store!(SqliteStore, write, read);
 crate::pull_through::impl_pull_through_store!(SqliteStore, write, read);
 crate::secrets::impl_secret_store!(SqliteStore, write, read);
+crate::builds::impl_build_store!(SqliteStore, write, read);
 crate::privatize::impl_privatize_store!(SqliteStore, write, read);
 
 pub(crate) fn image_from_row(row: ImageRow) -> Result<ImageRecord> {

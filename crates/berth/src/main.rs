@@ -4,6 +4,7 @@
 mod admin;
 mod aws_json;
 mod bench;
+mod build;
 mod jobs;
 mod privatize;
 mod promotion;
@@ -26,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the registry (OCI Distribution API on /v2/).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Measure a registry's push and pull speed against this machine's limits.
     Bench(bench::BenchArgs),
     /// Manage users and robot accounts directly in an install's database.
@@ -45,6 +46,8 @@ enum Command {
     Promotion(promotion::PromotionArgs),
     /// Copy public images into a berth, under namespaces named after their registries.
     Privatize(privatize::PrivatizeArgs),
+    /// Build images from source bundles on a berth (server-side).
+    Build(build::BuildArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,7 +66,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Serve(args) => runtime.block_on(serve::run(*args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Admin(args) => runtime.block_on(admin::run(args)),
         Command::Lifecycle(args) => runtime.block_on(jobs::lifecycle(args)),
@@ -71,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         Command::Vulndb(args) => runtime.block_on(vulndb::run(args)),
         Command::Promotion(args) => runtime.block_on(promotion::run(args)),
         Command::Privatize(args) => runtime.block_on(privatize::run(args)),
+        Command::Build(args) => runtime.block_on(build::run(args)),
         Command::Events(args) => runtime.block_on(jobs::events(args)),
         Command::Jobs(args) => runtime.block_on(jobs::queue(args)),
     }

@@ -56,6 +56,23 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_INSECURE_UPSTREAMS", value_delimiter = ',')]
     insecure_upstream: Vec<String>,
 
+    /// The image builder this node runs builds with (default: `buildah` on
+    /// the `PATH`; a node without one takes no build jobs).
+    #[arg(long, env = "BERTH_BUILDER")]
+    builder: Option<PathBuf>,
+
+    /// A build still running after this long is stopped and fails.
+    #[arg(long, env = "BERTH_BUILD_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    build_timeout: Duration,
+
+    /// Lets builds' `RUN` steps reach the network (off: no network).
+    #[arg(long, env = "BERTH_BUILD_NETWORK")]
+    build_network: bool,
+
+    /// The largest source bundle a build takes, and the most it may unpack to.
+    #[arg(long, env = "BERTH_MAX_BUILD_SOURCE", default_value = "2GiB", value_parser = crate::bench::parse_size)]
+    max_build_source: u64,
+
     /// How often garbage collection runs (e.g. `1h`, `2s`).
     #[arg(long, env = "BERTH_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     gc_interval: Duration,
@@ -592,6 +609,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     tokio::spawn(outbox.run(stop));
     let iam = Arc::new(Iam::new(access.clone(), identity.clone()));
+    let builds = Arc::new(berth_server::builds::Builds::new(
+        metadata.clone(),
+        registry.clone(),
+        identity.clone(),
+        berth_server::builds::BuildConfig {
+            builder: berth_server::builds::find_builder(args.builder.clone()),
+            timeout: args.build_timeout,
+            network: args.build_network,
+            work_dir: data_dir.join("builds"),
+            registry_host: own_host(address),
+            max_bundle: args.max_build_source,
+        },
+    ));
+    if builds.can_build() {
+        jobs.handle(berth_server::builds::BUILD_JOB, {
+            let builds = builds.clone();
+            move |job| {
+                let builds = builds.clone();
+                async move {
+                    let payload: serde_json::Value =
+                        serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
+                    builds.run(payload["id"].as_str().unwrap_or_default()).await
+                }
+            }
+        });
+    } else {
+        println!("builds: no builder (buildah) here; this node takes no build jobs");
+    }
     let app = Arc::new(App {
         registry: registry.clone(),
         identity,
@@ -602,6 +647,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         promotion,
         pull_through,
         secrets,
+        builds,
         jobs,
         public_url: args.public_url.clone(),
         scheme,
@@ -764,6 +810,15 @@ impl tokio::io::AsyncWrite for Counted {
 }
 
 /// Replaces the certificate on SIGHUP, without dropping a connection.
+/// `host:port` at which this node reaches its own listener.
+fn own_host(address: SocketAddr) -> String {
+    match address.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => format!("127.0.0.1:{}", address.port()),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => format!("[::1]:{}", address.port()),
+        _ => address.to_string(),
+    }
+}
+
 async fn reload_certificate_on_sighup(config: RustlsConfig, cert: PathBuf, key: PathBuf) {
     let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     else {

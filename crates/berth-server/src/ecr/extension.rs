@@ -1,7 +1,8 @@
 //! berth's own operations on the AWS JSON door, under their own target
 //! prefix (`BerthRegistry_20261130.<Operation>`), SigV4-signed like ECR's
 //! and authorized as `berth:<Operation>` through the same policy engine:
-//! scan-gated promotion rules and their decisions, and privatizing images.
+//! scan-gated promotion rules and their decisions, privatizing images, and
+//! builds from source bundles.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::{Call, EcrError};
 use crate::access::RequestFacts;
+use crate::builds::{BuildError, StartBuild};
 use crate::promotion::{Ignored, PromotionError, PromotionRule, rules};
 
 pub const TARGET_PREFIX: &str = "BerthRegistry_20261130";
@@ -22,7 +24,13 @@ pub const OPERATIONS: &[&str] = &[
     "DescribePromotions",
     "PrivatizeImage",
     "DescribePrivatizations",
+    "StartBuild",
+    "DescribeBuilds",
+    "GetBuildLog",
 ];
+
+/// Operations authorized on the repository they name (the rest on `*`).
+const ON_REPOSITORY: &[&str] = &["StartBuild", "DescribeBuilds", "GetBuildLog"];
 
 impl From<PromotionError> for EcrError {
     fn from(e: PromotionError) -> EcrError {
@@ -77,6 +85,56 @@ pub fn rule_json(rule: &PromotionRule) -> Value {
     })
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartBuildInput {
+    repository_name: String,
+    image_tag: String,
+    source_digest: String,
+    #[serde(default)]
+    build_args: BTreeMap<String, String>,
+    target: Option<String>,
+    platform: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+impl From<BuildError> for EcrError {
+    fn from(e: BuildError) -> EcrError {
+        match e {
+            BuildError::Invalid(m) => EcrError::new("InvalidParameterException", m),
+            BuildError::RepositoryNotFound(_) => {
+                EcrError::new("RepositoryNotFoundException", e.to_string())
+            }
+            BuildError::SourceNotFound { .. } => {
+                EcrError::new("LayersNotFoundException", e.to_string())
+            }
+            BuildError::BuildNotFound(_) => EcrError::new("BuildNotFoundException", e.to_string()),
+            BuildError::Internal(inner) => EcrError::internal(inner),
+        }
+    }
+}
+
+fn build_json(b: &berth_store::Build) -> Value {
+    let options: Value = serde_json::from_str(&b.options).unwrap_or_default();
+    json!({
+        "buildId": b.id,
+        "repositoryName": b.repository,
+        "imageTag": b.tag,
+        "sourceDigest": b.source_digest,
+        "sourceSize": b.source_size,
+        "buildArgs": options["buildArgs"],
+        "target": options["target"],
+        "platform": options["platform"],
+        "status": b.status,
+        "reason": b.reason,
+        "imageDigest": b.image_digest,
+        "requestedBy": b.requested_by,
+        "createdAt": b.created_at as f64 / 1000.0,
+        "updatedAt": b.updated_at as f64 / 1000.0,
+    })
+}
+
 fn privatization_json(p: &berth_store::Privatization) -> Value {
     json!({
         "id": p.id, "sourceImage": p.source, "destinationRepository": p.destination,
@@ -102,18 +160,110 @@ pub async fn handle(
             format!("Unknown operation {TARGET_PREFIX}.{operation}"),
         ));
     }
+    // A build is known by its id; it is authorized on its repository.
+    let mut build = None;
+    if operation == "GetBuildLog" || (operation == "DescribeBuilds" && input["buildIds"].is_array())
+    {
+        let id = input["buildId"]
+            .as_str()
+            .or_else(|| input["buildIds"][0].as_str())
+            .unwrap_or_default();
+        build = Some(call.app.builds.build(id).await?);
+    }
+    let repository = match (&build, input["repositoryName"].as_str()) {
+        (Some(b), _) => Some(b.repository.clone()),
+        (None, Some(r)) => Some(r.to_string()),
+        (None, None) => None,
+    };
+    let (resource, named) = match &repository {
+        Some(r) if ON_REPOSITORY.contains(&operation) => (
+            call.app.access.repository_arn(r),
+            r.parse::<berth_core::RepositoryName>().ok(),
+        ),
+        _ => ("*".to_string(), None),
+    };
     call.app
         .access
         .check(
             Some(&call.principal),
             &format!("berth:{operation}"),
-            "*",
-            None,
+            &resource,
+            named.as_ref(),
             facts,
         )
         .await?;
     let promotion = &call.app.promotion;
     match operation {
+        "StartBuild" => {
+            let input: StartBuildInput = parse(input)?;
+            let invalid = |what: &str| {
+                EcrError::new(
+                    "InvalidParameterException",
+                    format!("Invalid parameter: {what}"),
+                )
+            };
+            let started = call
+                .app
+                .builds
+                .start(
+                    &call.principal,
+                    StartBuild {
+                        repository: input
+                            .repository_name
+                            .parse()
+                            .map_err(|_| invalid("repositoryName"))?,
+                        tag: input.image_tag.parse().map_err(|_| invalid("imageTag"))?,
+                        source: input
+                            .source_digest
+                            .parse()
+                            .map_err(|_| invalid("sourceDigest"))?,
+                        build_args: input.build_args,
+                        target: input.target,
+                        platform: input.platform,
+                        force: input.force,
+                    },
+                )
+                .await?;
+            Ok(json!({"build": build_json(&started)}))
+        }
+        "DescribeBuilds" => {
+            if let Some(ids) = input["buildIds"].as_array() {
+                let mut out = Vec::new();
+                for id in ids.iter().filter_map(Value::as_str) {
+                    let b = call.app.builds.build(id).await?;
+                    // Every build named must be on the repository authorized above.
+                    if Some(&b.repository) != repository.as_ref() {
+                        return Err(EcrError::new(
+                            "InvalidParameterException",
+                            "Invalid parameter: the builds named must be of one repository",
+                        ));
+                    }
+                    out.push(build_json(&b));
+                }
+                return Ok(json!({"builds": out}));
+            }
+            let limit = input["maxResults"].as_u64().unwrap_or(100).clamp(1, 1000) as u32;
+            let (page, next) = call
+                .app
+                .builds
+                .list(repository.as_deref(), input["nextToken"].as_str(), limit)
+                .await?;
+            let mut out = json!({"builds": page.iter().map(build_json).collect::<Vec<_>>()});
+            if let Some(next) = next {
+                out["nextToken"] = json!(next);
+            }
+            Ok(out)
+        }
+        "GetBuildLog" => {
+            let offset = input["startOffset"].as_u64().unwrap_or(0) as usize;
+            let id = input["buildId"].as_str().unwrap_or_default();
+            let (b, text) = call.app.builds.log(id, offset).await?;
+            Ok(json!({
+                "build": build_json(&b),
+                "log": text,
+                "nextOffset": offset + text.len(),
+            }))
+        }
         "PrivatizeImage" => {
             let source = input["sourceImage"].as_str().unwrap_or_default();
             let namespaces: std::collections::HashMap<String, String> =
