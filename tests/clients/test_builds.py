@@ -224,3 +224,33 @@ def test_failures_are_clear_and_hostile_bundles_touch_nothing(berth, tmp_path):
         assert words in rows[tag], (bundle, result.stdout)
     assert not os.path.exists("/tmp/berth-zip-slip.txt")
     assert os.listdir(outside) == []
+
+
+def test_a_node_without_a_builder_says_so(tmp_path):
+    node = Berth(extra=["--create-on-push", "--builder", "/nonexistent/buildah"],
+                 env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+    try:
+        import urllib.request
+        with urllib.request.urlopen(node.url + "/readyz", timeout=10) as r:
+            assert json.loads(r.read())["builder"].startswith("absent")
+        source = tmp_path / "src"
+        source.mkdir()
+        (source / "Dockerfile").write_text("FROM scratch\n")
+        result, rows = build(node, str(source), "--tag", "app:1")
+        assert result.returncode != 0 and "apt-get install buildah" in rows["app:1"], result.stdout
+    finally:
+        node.stop()
+
+
+def test_a_target_stage(berth, tmp_path):
+    source = tmp_path / "stages"
+    source.mkdir()
+    (source / "Dockerfile").write_text("FROM scratch AS one\nCOPY one.txt /one.txt\n"
+                                       "FROM scratch AS two\nCOPY two.txt /two.txt\n")
+    (source / "one.txt").write_text("one\n")
+    (source / "two.txt").write_text("two\n")
+    result, rows = build(berth, str(source), "--tag", "stages:one", "--target", "one")
+    assert result.returncode == 0, result.stdout + result.stderr
+    one, _, _ = file_in_image(berth, "stages:one", "one.txt", tmp_path)
+    two, _, _ = file_in_image(berth, "stages:one", "two.txt", tmp_path)
+    assert (one, two) == (b"one\n", None)

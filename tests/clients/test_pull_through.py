@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -268,8 +269,19 @@ def test_docker_pulls_through_the_cache(berth, upstream, workdir):
     assert pulled.returncode == 0, pulled.stderr
     subprocess.run(["ctr", "--namespace", "berth-test", "images", "rm", f"{berth.host}/hub/library/hello:2.0"],
                    capture_output=True)
+    # podman, a third.
+    upstream.image("library/hello", "3.0", {"hello.txt": b"hello once more\n"})
+    import tempfile
+    storage = os.path.join(workdir, "podman")
+    runroot = tempfile.mkdtemp(prefix="podman-")  # podman wants it short
+    pulled = subprocess.run(["podman", "--root", f"{storage}/root", "--runroot", runroot,
+                             "--storage-driver", "vfs", "pull", "--tls-verify=false",
+                             "--creds", f"AWS:{password.strip()}", f"{berth.host}/hub/library/hello:3.0"],
+                            capture_output=True, text=True, timeout=120)
+    shutil.rmtree(runroot, ignore_errors=True)
+    assert pulled.returncode == 0, pulled.stderr
     tags = ok(aws(berth, "ecr", "describe-images", "--repository-name", "hub/library/hello"))["imageDetails"]
-    assert sorted(t for d in tags for t in d.get("imageTags", [])) == ["1.0", "2.0"]
+    assert sorted(t for d in tags for t in d.get("imageTags", [])) == ["1.0", "2.0", "3.0"]
 
 
 def test_an_upstream_that_needs_credentials(tmp_path):

@@ -70,6 +70,11 @@ pub enum BuildError {
     RepositoryNotFound(String),
     #[error("The source bundle {digest} has not been uploaded to the repository '{repository}'")]
     SourceNotFound { digest: String, repository: String },
+    #[error(
+        "This berth node has no image builder: install buildah on it (Debian and Ubuntu: \
+         apt-get install buildah), or send builds to a node that has one"
+    )]
+    NoBuilder,
     #[error("The build '{0}' does not exist")]
     BuildNotFound(String),
     #[error(transparent)]
@@ -138,6 +143,9 @@ impl Builds {
             platform,
             force,
         } = input;
+        if !self.can_build() {
+            return Err(BuildError::NoBuilder);
+        }
         if !self.store.repository_exists(&repository).await? {
             return Err(BuildError::RepositoryNotFound(repository.to_string()));
         }

@@ -110,6 +110,7 @@ impl From<BuildError> for EcrError {
                 EcrError::new("LayersNotFoundException", e.to_string())
             }
             BuildError::BuildNotFound(_) => EcrError::new("BuildNotFoundException", e.to_string()),
+            BuildError::NoBuilder => EcrError::new("UnsupportedOperationException", e.to_string()),
             BuildError::Internal(inner) => EcrError::internal(inner),
         }
     }
