@@ -19,6 +19,7 @@ pub mod query;
 pub mod registry;
 pub mod scanning;
 pub mod secrets;
+pub mod templates;
 pub mod wrapper;
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct App {
     pub secrets: Arc<secrets::Secrets>,
     /// Image builds from source bundles.
     pub builds: Arc<builds::Builds>,
+    /// Repository creation templates.
+    pub templates: Arc<templates::Templates>,
     /// The durable job queue's workers on this node.
     pub jobs: Arc<jobs::Jobs>,
     /// `scheme://host[:port]` clients reach berth at, when not the request's `Host`.

@@ -36,6 +36,11 @@ pub enum LifecycleError {
     Internal(#[from] berth_store::StoreError),
 }
 
+/// Checks `text` as a lifecycle policy; says what is wrong with it.
+pub fn check_policy(text: &str) -> Result<(), LifecycleError> {
+    checked(text).map(drop)
+}
+
 fn checked(text: &str) -> Result<Policy, LifecycleError> {
     Policy::parse(text).map_err(|e| LifecycleError::Invalid(e.to_string()))
 }

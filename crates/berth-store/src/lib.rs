@@ -35,6 +35,7 @@ pub mod s3;
 pub mod scans;
 pub mod secrets;
 pub mod sqlite;
+pub mod templates;
 pub mod uploads;
 
 pub use access::{
@@ -59,6 +60,7 @@ pub use s3::S3BlobStore;
 pub use scans::{AdvisoryRow, ImageScanRecord, ScanStore};
 pub use secrets::{SecretRecord, SecretStore};
 pub use sqlite::SqliteStore;
+pub use templates::{TemplateRecord, TemplateStore};
 pub use uploads::UploadStore;
 
 /// Bytes arriving from a client, borrowed for the length of one write.
@@ -311,6 +313,7 @@ pub struct Referrer {
 pub trait MetadataStore:
     AccessStore
     + BuildStore
+    + TemplateStore
     + EventStore
     + GcStore
     + JobStore

@@ -200,4 +200,5 @@ crate::promotions::impl_promotion_store!(PgStore, pool, pool);
 crate::pull_through::impl_pull_through_store!(PgStore, pool, pool);
 crate::secrets::impl_secret_store!(PgStore, pool, pool);
 crate::builds::impl_build_store!(PgStore, pool, pool);
+crate::templates::impl_template_store!(PgStore, pool, pool);
 crate::privatize::impl_privatize_store!(PgStore, pool, pool);

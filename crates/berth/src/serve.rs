@@ -637,6 +637,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         println!("builds: no builder (buildah) here; this node takes no build jobs");
     }
+    let templates = berth_server::templates::Templates::new(
+        metadata.clone(),
+        registry.clone(),
+        access.clone(),
+        lifecycle.clone(),
+    );
+    templates.attach();
     let app = Arc::new(App {
         registry: registry.clone(),
         identity,
@@ -648,6 +655,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         pull_through,
         secrets,
         builds,
+        templates,
         jobs,
         public_url: args.public_url.clone(),
         scheme,

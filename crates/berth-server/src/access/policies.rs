@@ -23,6 +23,11 @@ pub enum PolicyError {
     Internal(#[from] StoreError),
 }
 
+/// Checks `text` as a resource policy; says what is wrong with it.
+pub fn check_resource_policy(text: &str) -> Result<(), PolicyError> {
+    checked(text)
+}
+
 /// Checks `text` as a resource policy.
 fn checked(text: &str) -> Result<(), PolicyError> {
     Policy::parse(text, PolicyKind::Resource)

@@ -14,6 +14,7 @@ mod repositories;
 mod scanning;
 mod secrets;
 mod settings;
+mod templates;
 
 use std::sync::Arc;
 
@@ -440,6 +441,10 @@ async fn operate(call: &Call<'_>, name: &str, input: &Value) -> Result<Value, Ec
         "UpdatePullThroughCacheRule" => pullthrough::update(call, input).await,
         "DeletePullThroughCacheRule" => pullthrough::delete(call, input).await,
         "ValidatePullThroughCacheRule" => pullthrough::validate(call, input).await,
+        "CreateRepositoryCreationTemplate" => templates::create(call, input).await,
+        "DescribeRepositoryCreationTemplates" => templates::describe(call, input).await,
+        "UpdateRepositoryCreationTemplate" => templates::update(call, input).await,
+        "DeleteRepositoryCreationTemplate" => templates::delete(call, input).await,
         "DescribeImageScanFindings" => scanning::describe_findings(call, input).await,
         "PutLifecyclePolicy" => lifecycle::put(call, input).await,
         "GetLifecyclePolicy" => lifecycle::get(call, input).await,

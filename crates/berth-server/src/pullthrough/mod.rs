@@ -24,7 +24,8 @@ use oci_client::secrets::RegistryAuth;
 use crate::access::{Access, RequestFacts};
 use crate::identity::Principal;
 use crate::registry::{
-    KeyedLocks, MissFuture, ReadMiss, Registry, RegistryError, StreamMissFuture, StreamedBlob,
+    CreatedFor, KeyedLocks, MissFuture, ReadMiss, Registry, RegistryError, StreamMissFuture,
+    StreamedBlob,
 };
 use crate::secrets::{Secrets, SecretsError};
 
@@ -124,6 +125,11 @@ pub async fn as_caller<F: std::future::Future>(
             (output, stale)
         })
         .await
+}
+
+/// Who made the request being handled, when a door said (see [`as_caller`]).
+pub(crate) fn caller() -> Option<(Principal, RequestFacts)> {
+    CALLER.try_with(|c| c.clone()).ok()
 }
 
 /// The `Warning` a response served stale carries (RFC 9111's code 110).
@@ -641,7 +647,9 @@ impl PullThrough {
             Ok(found) => found,
             Err(e) => return upstream_failure(e, rule),
         };
-        registry.ensure_repository(repository).await?;
+        registry
+            .ensure_repository_for(repository, CreatedFor::PullThrough)
+            .await?;
         self.store_manifest(
             registry,
             &client,

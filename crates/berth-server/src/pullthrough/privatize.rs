@@ -315,7 +315,9 @@ impl PullThrough {
             .await?
             .is_some_and(|m| m.digest == digest);
         if !present {
-            registry.ensure_repository(&destination).await?;
+            registry
+                .ensure_repository_for(&destination, crate::registry::CreatedFor::PullThrough)
+                .await?;
             self.store_manifest(
                 &registry,
                 &client,

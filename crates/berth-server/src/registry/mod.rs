@@ -207,6 +207,28 @@ pub trait ReadMiss: Send + Sync + 'static {
     }
 }
 
+/// Why a repository is about to be created without a `CreateRepository`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreatedFor {
+    /// A push to a repository that does not exist (ECR's `CREATE_ON_PUSH`).
+    Push,
+    /// A pull-through cache's first pull (`PULL_THROUGH_CACHE`).
+    PullThrough,
+    /// A replicated image's repository (`REPLICATION`).
+    Replication,
+}
+
+/// A future a [`RepositoryCreator`] returns.
+pub type CreateFuture<'a> = Pin<Box<dyn std::future::Future<Output = Result<bool>> + Send + 'a>>;
+
+/// Asked before a repository is created on its own (a push, a cache, a
+/// replica): where creation templates plug in.
+pub trait RepositoryCreator: Send + Sync + 'static {
+    /// Creates `name` as a template says; `false` when none applies (or the
+    /// caller may not create it), and the registry goes on without one.
+    fn create<'a>(&'a self, name: &'a RepositoryName, why: CreatedFor) -> CreateFuture<'a>;
+}
+
 pub struct Registry {
     metadata: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
@@ -216,6 +238,8 @@ pub struct Registry {
     node_id: String,
     /// Asked when a manifest or blob read misses; set once at start-up.
     read_miss: std::sync::OnceLock<Arc<dyn ReadMiss>>,
+    /// Asked before a repository is created on its own; set once at start-up.
+    creator: std::sync::OnceLock<Arc<dyn RepositoryCreator>>,
 }
 
 impl Registry {
@@ -231,12 +255,27 @@ impl Registry {
             upload_locks: KeyedLocks::default(),
             node_id: uuid::Uuid::new_v4().to_string(),
             read_miss: std::sync::OnceLock::new(),
+            creator: std::sync::OnceLock::new(),
         }
     }
 
     /// Installs the hook asked when reads miss (once; later calls are ignored).
     pub fn on_read_miss(&self, hook: Arc<dyn ReadMiss>) {
         let _ = self.read_miss.set(hook);
+    }
+
+    /// Installs the hook asked before a repository is created on its own
+    /// (once; later calls are ignored).
+    pub fn on_create(&self, hook: Arc<dyn RepositoryCreator>) {
+        let _ = self.creator.set(hook);
+    }
+
+    /// Whether the creation hook created `name` (as a template says).
+    async fn created_by_hook(&self, name: &RepositoryName, why: CreatedFor) -> Result<bool> {
+        match self.creator.get() {
+            Some(hook) => hook.create(name, why).await,
+            None => Ok(false),
+        }
     }
 
     /// Whether the read-miss hook stored the missing manifest.

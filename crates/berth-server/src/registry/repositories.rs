@@ -22,7 +22,9 @@ impl Registry {
     /// The writes that follow never create a repository themselves, so one
     /// deleted while a push is in flight stays deleted.
     pub(super) async fn check_pushable(&self, repository: &RepositoryName) -> Result<()> {
-        if self.metadata.repository_exists(repository).await? {
+        if self.metadata.repository_exists(repository).await?
+            || self.created_by_hook(repository, CreatedFor::Push).await?
+        {
             Ok(())
         } else if self.config.create_on_push {
             self.check_repository_quota().await?;
@@ -30,6 +32,19 @@ impl Registry {
         } else {
             Err(self.name_unknown(repository))
         }
+    }
+
+    /// Creates repository `name` unless it exists: as a creation template
+    /// for `why` says, else with default settings.
+    pub async fn ensure_repository_for(
+        &self,
+        name: &RepositoryName,
+        why: CreatedFor,
+    ) -> Result<()> {
+        if self.metadata.repository_exists(name).await? || self.created_by_hook(name, why).await? {
+            return Ok(());
+        }
+        self.ensure_repository(name).await
     }
 
     /// Creates repository `name` with default settings unless it exists.
