@@ -397,6 +397,12 @@ impl Identity {
         Ok(principal)
     }
 
+    /// Who access key `id` stands for, if it is active (a console session
+    /// signed in with it checks so on every request).
+    pub async fn principal_of_key(&self, id: &str) -> Result<Principal, AuthError> {
+        Ok(self.active_key(id).await?.1)
+    }
+
     /// Authenticates an access key id and its secret, as sent in HTTP Basic.
     pub async fn authenticate_secret(
         &self,

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod builds;
+pub mod console;
 pub mod ecr;
 pub mod events;
 pub mod gc;
@@ -47,6 +48,10 @@ pub struct App {
     pub builds: Arc<builds::Builds>,
     /// Repository creation templates.
     pub templates: Arc<templates::Templates>,
+    /// Console passwords and sessions.
+    pub passwords: Arc<console::passwords::Passwords>,
+    /// Failed console sign-ins on this node, for rate limiting.
+    pub console_throttle: console::Throttle,
     /// The durable job queue's workers on this node.
     pub jobs: Arc<jobs::Jobs>,
     /// `scheme://host[:port]` clients reach berth at, when not the request's `Host`.
@@ -140,6 +145,7 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(healthz))
         .route("/readyz", axum::routing::get(readyz))
+        .merge(console::router())
         .route("/metrics", axum::routing::get(metrics_text))
         .fallback(|State(app): State<Arc<App>>, request: Request| async move {
             // Classified once, by the wrapper.

@@ -18,6 +18,7 @@ use futures_util::Stream;
 
 pub mod access;
 pub mod builds;
+pub mod console;
 pub mod events;
 pub mod fs;
 pub mod gc;
@@ -43,6 +44,7 @@ pub use access::{
     LinkKind,
 };
 pub use builds::{Build, BuildStore};
+pub use console::{ConsoleSession, ConsoleStore, LoginProfile};
 pub use events::{Event, EventStore, NewEvent};
 pub use fs::FsBlobStore;
 pub use gc::GcStore;
@@ -313,6 +315,7 @@ pub struct Referrer {
 pub trait MetadataStore:
     AccessStore
     + BuildStore
+    + ConsoleStore
     + TemplateStore
     + EventStore
     + GcStore

@@ -201,4 +201,5 @@ crate::pull_through::impl_pull_through_store!(PgStore, pool, pool);
 crate::secrets::impl_secret_store!(PgStore, pool, pool);
 crate::builds::impl_build_store!(PgStore, pool, pool);
 crate::templates::impl_template_store!(PgStore, pool, pool);
+crate::console::impl_console_store!(PgStore, pool, pool);
 crate::privatize::impl_privatize_store!(PgStore, pool, pool);

@@ -242,6 +242,7 @@ crate::pull_through::impl_pull_through_store!(SqliteStore, write, read);
 crate::secrets::impl_secret_store!(SqliteStore, write, read);
 crate::builds::impl_build_store!(SqliteStore, write, read);
 crate::templates::impl_template_store!(SqliteStore, write, read);
+crate::console::impl_console_store!(SqliteStore, write, read);
 crate::privatize::impl_privatize_store!(SqliteStore, write, read);
 
 pub(crate) fn image_from_row(row: ImageRow) -> Result<ImageRecord> {

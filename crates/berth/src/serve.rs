@@ -609,6 +609,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     tokio::spawn(outbox.run(stop));
     let iam = Arc::new(Iam::new(access.clone(), identity.clone()));
+    let passwords = Arc::new(berth_server::console::passwords::Passwords::new(
+        metadata.clone(),
+        iam.clone(),
+    ));
     let builds = Arc::new(berth_server::builds::Builds::new(
         metadata.clone(),
         registry.clone(),
@@ -656,6 +660,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         secrets,
         builds,
         templates,
+        passwords,
+        console_throttle: Default::default(),
         jobs,
         public_url: args.public_url.clone(),
         scheme,

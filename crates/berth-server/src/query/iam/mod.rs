@@ -3,6 +3,7 @@
 //! it names; the door authorizes, reads the input, calls the [`Iam`] service
 //! and shapes its answer (paging, URL-encoded documents, seconds).
 
+mod login;
 mod tags;
 mod versions;
 
@@ -24,6 +25,11 @@ pub async fn handle(call: &Call<'_>, action: &str, input: &Value) -> Result<Valu
         "GetUser" => get_user(call, input).await,
         "ListUsers" => list_entities(call, IamKind::User, input).await,
         "DeleteUser" => delete_entity(call, IamKind::User, input).await,
+        "CreateLoginProfile" => login::create(call, input).await,
+        "GetLoginProfile" => login::get(call, input).await,
+        "UpdateLoginProfile" => login::update(call, input).await,
+        "DeleteLoginProfile" => login::delete(call, input).await,
+        "ChangePassword" => login::change_password(call, input).await,
         "CreateAccessKey" => create_access_key(call, input).await,
         "ListAccessKeys" => list_access_keys(call, input).await,
         "UpdateAccessKey" => update_access_key(call, input).await,

@@ -1,0 +1,859 @@
+//! The web console at `/console`: server-rendered pages (readable without
+//! JavaScript; none is needed) compiled into the binary. Sign-in with a
+//! console password (an IAM login profile) or an access key; a session is a
+//! random cookie (`HttpOnly`, `SameSite=Strict`, `Secure` under TLS) whose
+//! hash is kept in the database, with an idle and an absolute expiry; every
+//! form carries the session's CSRF token. Every action goes through the same
+//! services and policy engine as the APIs, as the signed-in principal.
+//!
+//! Pages: repositories (and creating one), a repository (its images, how to
+//! push and pull), connected identities (your access keys). Projects,
+//! robots and policy editors come next.
+
+pub mod passwords;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use berth_core::RepositoryName;
+use berth_store::{ConsoleSession, IamKind, RepositoryRecord, TagStatus, now_millis};
+use maud::{DOCTYPE, Markup, html};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::App;
+use crate::access::{AccessError, RequestFacts};
+use crate::identity::{Principal, PrincipalKind};
+
+const COOKIE: &str = "berth_console";
+/// A session unused for this long ends.
+const IDLE_MS: i64 = 30 * 60 * 1000;
+/// A session ends this long after sign-in, used or not.
+const ABSOLUTE_MS: i64 = 12 * 3600 * 1000;
+/// `seen_at` is written at most this often per session.
+const TOUCH_MS: i64 = 60 * 1000;
+/// Failed sign-ins allowed per user name and per address within [`FAILURE_WINDOW_MS`].
+const MAX_FAILURES: u32 = 5;
+const FAILURE_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// The largest form accepted.
+const MAX_FORM: usize = 64 * 1024;
+const STYLE: &str = include_str!("style.css");
+
+/// Failed sign-ins on this node: by `user:NAME` and `ip:ADDRESS`, how many
+/// within the window that started when.
+#[derive(Default)]
+pub struct Throttle(Mutex<HashMap<String, (u32, i64)>>);
+
+impl Throttle {
+    fn blocked(&self, keys: &[String], now: i64) -> bool {
+        let map = self.0.lock().expect("throttle lock");
+        keys.iter().any(|k| {
+            map.get(k)
+                .is_some_and(|(n, since)| *n >= MAX_FAILURES && now - since < FAILURE_WINDOW_MS)
+        })
+    }
+
+    fn failed(&self, keys: &[String], now: i64) {
+        let mut map = self.0.lock().expect("throttle lock");
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        for k in keys {
+            let entry = map.entry(k.clone()).or_insert((0, now));
+            if now - entry.1 >= FAILURE_WINDOW_MS {
+                *entry = (0, now);
+            }
+            entry.0 += 1;
+        }
+    }
+}
+
+/// The console's routes, under `/console`.
+pub fn router() -> axum::Router<Arc<App>> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/console", get(home))
+        .route("/console/", get(home))
+        .route("/console/style.css", get(style))
+        .route("/console/sign-in", get(sign_in_page).post(sign_in))
+        .route("/console/sign-out", post(sign_out))
+        .route("/console/repositories/{*name}", get(repository_page))
+        .route("/console/identities", get(identities_page))
+        .route("/console/actions/{action}", post(act))
+}
+
+/// The signed-in caller of a request.
+struct Visitor {
+    principal: Principal,
+    session: ConsoleSession,
+    facts: RequestFacts,
+    endpoint: String,
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the system's random source");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hashed(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn cookie_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+fn session_cookie(app: &App, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if app.scheme == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .expect("a valid cookie")
+}
+
+/// The session's visitor, or `None` (signed out, expired, revoked).
+async fn visitor(
+    app: &App,
+    headers: &HeaderMap,
+    facts: RequestFacts,
+) -> Result<Option<Visitor>, Response> {
+    let Some(token) = cookie_of(headers) else {
+        return Ok(None);
+    };
+    let id_hash = hashed(&token);
+    let store = &app.passwords;
+    let Some(session) = store.session(&id_hash).await.map_err(internal)? else {
+        return Ok(None);
+    };
+    let now = now_millis();
+    if now - session.seen_at > IDLE_MS || now - session.created_at > ABSOLUTE_MS {
+        let _ = store.delete_session(&id_hash).await;
+        return Ok(None);
+    }
+    let principal = match (&session.access_key_id, &session.user_name) {
+        (Some(key), _) => match app.identity.principal_of_key(key).await {
+            Ok(p) => p,
+            Err(_) => return Ok(None),
+        },
+        (None, Some(user)) => match app.iam.entity(IamKind::User, user).await {
+            Ok(Some(entity)) => Principal {
+                arn: entity.arn,
+                access_key_id: String::new(),
+                kind: PrincipalKind::User { name: user.clone() },
+                session_policy: None,
+                expires_at: None,
+            },
+            _ => return Ok(None),
+        },
+        (None, None) => return Ok(None),
+    };
+    if now - session.seen_at > TOUCH_MS {
+        let _ = store.touch_session(&id_hash, now).await;
+    }
+    Ok(Some(Visitor {
+        principal,
+        session,
+        facts,
+        endpoint: app.endpoint(headers),
+    }))
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "console request failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        page(
+            "Error",
+            None,
+            html! { p { "Something went wrong; it has been logged." } },
+        ),
+    )
+        .into_response()
+}
+
+fn to_sign_in() -> Response {
+    Redirect::to("/console/sign-in").into_response()
+}
+
+/// A whole page; `visitor` shows the navigation and the sign-out form.
+fn page(title: &str, visitor: Option<&Visitor>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · berth" }
+                link rel="stylesheet" href="/console/style.css";
+            }
+            body {
+                header {
+                    a class="brand" href="/console" { "berth" }
+                    @if let Some(v) = visitor {
+                        nav aria-label="Main" {
+                            a href="/console" { "Repositories" }
+                            a href="/console/identities" { "Connected identities" }
+                        }
+                        form method="post" action="/console/sign-out" class="signout" {
+                            input type="hidden" name="csrf" value=(v.session.csrf);
+                            span class="who" { (v.principal.arn) }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+fn html_response(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (status, markup.into_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'self'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    response
+        .headers_mut()
+        .insert("x-frame-options", HeaderValue::from_static("DENY"));
+    response
+}
+
+async fn style() -> Response {
+    let mut response = STYLE.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css"));
+    response
+}
+
+fn sign_in_form(message: Option<&str>) -> Markup {
+    page(
+        "Sign in",
+        None,
+        html! {
+            @if let Some(m) = message { p class="error" role="alert" { (m) } }
+            form method="post" action="/console/sign-in" class="card" {
+                h2 { "With your console password" }
+                label for="user" { "User name" }
+                input id="user" name="user" autocomplete="username";
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="current-password";
+                button type="submit" { "Sign in" }
+            }
+            form method="post" action="/console/sign-in" class="card" {
+                h2 { "With an access key" }
+                label for="key" { "Access key ID" }
+                input id="key" name="access_key_id" autocomplete="off";
+                label for="secret" { "Secret access key" }
+                input id="secret" name="secret_access_key" type="password" autocomplete="off";
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+async fn sign_in_page() -> Response {
+    html_response(StatusCode::OK, sign_in_form(None))
+}
+
+async fn read_form(body: axum::body::Body) -> Result<HashMap<String, String>, Response> {
+    let bytes = axum::body::to_bytes(body, MAX_FORM)
+        .await
+        .map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response())?;
+    Ok(form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+async fn sign_in(State(app): State<Arc<App>>, request: Request) -> Response {
+    let facts = app.request_facts(&request);
+    let form = match read_form(request.into_body()).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let field = |k: &str| {
+        form.get(k)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let (user, password, key, secret) = (
+        field("user"),
+        form.get("password").cloned().unwrap_or_default(),
+        field("access_key_id"),
+        form.get("secret_access_key").cloned().unwrap_or_default(),
+    );
+    let now = now_millis();
+    let who = if user.is_empty() { &key } else { &user };
+    let keys = vec![
+        format!("user:{who}"),
+        format!(
+            "ip:{}",
+            facts.source_ip.map(|ip| ip.to_string()).unwrap_or_default()
+        ),
+    ];
+    if app.console_throttle.blocked(&keys, now) {
+        return html_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            sign_in_form(Some(
+                "Too many failed sign-ins. Wait a few minutes and try again.",
+            )),
+        );
+    }
+    let signed_in: Option<(String, Option<String>, Option<String>)> = if !user.is_empty() {
+        match app.passwords.check(&user, &password).await {
+            Ok(true) => match app.iam.entity(IamKind::User, &user).await {
+                Ok(Some(entity)) => Some((entity.arn, Some(user.clone()), None)),
+                _ => None,
+            },
+            Ok(false) => None,
+            Err(e) => return internal(e),
+        }
+    } else {
+        match app.identity.authenticate_secret(&key, &secret).await {
+            Ok(principal) => Some((principal.arn, None, Some(key.clone()))),
+            Err(_) => None,
+        }
+    };
+    let Some((arn, user_name, access_key_id)) = signed_in else {
+        app.console_throttle.failed(&keys, now);
+        tracing::info!(user = %who, "console sign-in refused");
+        return html_response(
+            StatusCode::UNAUTHORIZED,
+            sign_in_form(Some(
+                "The user name and password (or key and secret) do not match.",
+            )),
+        );
+    };
+    let token = random_token();
+    let session = ConsoleSession {
+        id_hash: hashed(&token),
+        principal: arn,
+        user_name,
+        access_key_id,
+        csrf: random_token(),
+        created_at: now,
+        seen_at: now,
+    };
+    if let Err(e) = app.passwords.create_session(&session).await {
+        return internal(e);
+    }
+    let mut response = Redirect::to("/console").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(&app, &token, ABSOLUTE_MS / 1000),
+    );
+    response
+}
+
+/// The visitor of a form post whose CSRF token matches its session's.
+async fn poster(
+    app: &App,
+    request: Request,
+) -> Result<(Visitor, HashMap<String, String>), Response> {
+    let facts = app.request_facts(&request);
+    let (parts, body) = request.into_parts();
+    let Some(visitor) = visitor(app, &parts.headers, facts).await? else {
+        return Err(to_sign_in());
+    };
+    let form = read_form(body).await?;
+    let given = form.get("csrf").map(String::as_str).unwrap_or_default();
+    if !bool::from(given.as_bytes().ct_eq(visitor.session.csrf.as_bytes())) {
+        return Err(html_response(
+            StatusCode::FORBIDDEN,
+            page(
+                "Refused",
+                Some(&visitor),
+                html! { p { "This form has expired or did not come from this console. Go back, reload and try again." } },
+            ),
+        ));
+    }
+    Ok((visitor, form))
+}
+
+async fn sign_out(State(app): State<Arc<App>>, request: Request) -> Response {
+    let (visitor, _) = match poster(&app, request).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let _ = app.passwords.delete_session(&visitor.session.id_hash).await;
+    let mut response = Redirect::to("/console/sign-in").into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&app, "", 0));
+    response
+}
+
+/// Whether the visitor may do `action` on `resource` (a repository's ARN when `repository`).
+async fn allowed(
+    app: &App,
+    v: &Visitor,
+    action: &str,
+    resource: &str,
+    repository: Option<&RepositoryName>,
+) -> Result<bool, Response> {
+    match app
+        .access
+        .check(Some(&v.principal), action, resource, repository, &v.facts)
+        .await
+    {
+        Ok(()) => Ok(true),
+        Err(AccessError::Denied(_)) => Ok(false),
+        Err(AccessError::Internal(e)) => Err(internal(e)),
+    }
+}
+
+fn host_of(endpoint: &str) -> &str {
+    endpoint.split("://").nth(1).unwrap_or(endpoint)
+}
+
+fn when(ms: i64) -> String {
+    let secs = ms / 1000;
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn csrf_field(v: &Visitor) -> Markup {
+    html! { input type="hidden" name="csrf" value=(v.session.csrf); }
+}
+
+async fn home(State(app): State<Arc<App>>, request: Request) -> Response {
+    let facts = app.request_facts(&request);
+    let v = match visitor(&app, request.headers(), facts).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return to_sign_in(),
+        Err(r) => return r,
+    };
+    let after = request
+        .uri()
+        .query()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "after"))
+        .map(|(_, v)| v.into_owned());
+    let (records, more) = match app.registry.repositories(after.as_deref(), 100).await {
+        Ok(page) => page,
+        Err(e) => return internal(e),
+    };
+    let mut shown: Vec<RepositoryRecord> = Vec::new();
+    for record in records {
+        let arn = app.access.repository_arn(record.name.as_str());
+        match allowed(
+            &app,
+            &v,
+            "ecr:DescribeRepositories",
+            &arn,
+            Some(&record.name),
+        )
+        .await
+        {
+            Ok(true) => shown.push(record),
+            Ok(false) => {}
+            Err(r) => return r,
+        }
+    }
+    let next = more
+        .then(|| shown.last().map(|r| r.name.to_string()))
+        .flatten();
+    let host = host_of(&v.endpoint).to_string();
+    html_response(
+        StatusCode::OK,
+        page(
+            "Repositories",
+            Some(&v),
+            html! {
+                form method="post" action="/console/actions/create-repository" class="card inline" {
+                    (csrf_field(&v))
+                    label for="name" { "New repository name" }
+                    input id="name" name="name" required placeholder="team/app";
+                    button type="submit" { "Create repository" }
+                }
+                @if shown.is_empty() {
+                    p { "No repositories you may see yet." }
+                } @else {
+                    table {
+                        caption { "Repositories you may see" }
+                        thead { tr { th scope="col" { "Name" } th scope="col" { "URI" } th scope="col" { "Tags" } th scope="col" { "Created" } th scope="col" { "Status" } } }
+                        tbody {
+                            @for r in &shown {
+                                tr {
+                                    td { a href={ "/console/repositories/" (r.name) } { (r.name) } }
+                                    td { code { (host) "/" (r.name) } }
+                                    td { (r.image_tag_mutability.to_lowercase().replace('_', " ")) }
+                                    td { (when(r.created_at)) }
+                                    td { span class="status active" { "Active" } }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if let Some(next) = next {
+                    p { a href={ "/console?after=" (next) } { "More repositories" } }
+                }
+            },
+        ),
+    )
+}
+
+async fn repository_page(
+    State(app): State<Arc<App>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    let facts = app.request_facts(&request);
+    let v = match visitor(&app, request.headers(), facts).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return to_sign_in(),
+        Err(r) => return r,
+    };
+    let Ok(name) = name.parse::<RepositoryName>() else {
+        return html_response(
+            StatusCode::NOT_FOUND,
+            page("Not found", Some(&v), html! { p { "No such repository." } }),
+        );
+    };
+    let arn = app.access.repository_arn(name.as_str());
+    match allowed(&app, &v, "ecr:DescribeImages", &arn, Some(&name)).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return html_response(
+                StatusCode::FORBIDDEN,
+                page(
+                    "Not allowed",
+                    Some(&v),
+                    html! { p { "Your policies do not let you see " (name) "." } },
+                ),
+            );
+        }
+        Err(r) => return r,
+    }
+    let (images, more) = match app.registry.images(&name, None, 200, TagStatus::Any).await {
+        Ok(page) => page,
+        Err(crate::RegistryError::NameUnknown { .. }) => {
+            return html_response(
+                StatusCode::NOT_FOUND,
+                page(
+                    "Not found",
+                    Some(&v),
+                    html! { p { "No repository " (name) "." } },
+                ),
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    let mut sizes = crate::registry::ImageSizes::default();
+    let mut rows = Vec::new();
+    for image in &images {
+        let size = app
+            .registry
+            .image_size(&name, image, &mut sizes)
+            .await
+            .unwrap_or(0);
+        rows.push((image, size));
+    }
+    let host = host_of(&v.endpoint).to_string();
+    let region = app.access.region.clone();
+    let login = format!(
+        "aws ecr get-login-password --region {region} --endpoint-url {} | docker login --username AWS --password-stdin {host}",
+        v.endpoint
+    );
+    html_response(
+        StatusCode::OK,
+        page(
+            name.as_str(),
+            Some(&v),
+            html! {
+                section aria-labelledby="push" {
+                    h2 id="push" { "How to push" }
+                    pre { code { (login) "\n"
+                        "docker tag IMAGE " (host) "/" (name) ":TAG\n"
+                        "docker push " (host) "/" (name) ":TAG" } }
+                }
+                section aria-labelledby="images" {
+                    h2 id="images" { "Images" }
+                    @if rows.is_empty() { p { "No images yet." } } @else {
+                        table {
+                            thead { tr { th scope="col" { "Tags" } th scope="col" { "Digest" } th scope="col" { "Size" } th scope="col" { "Pushed" } th scope="col" { "Last pulled" } th scope="col" { "Pull" } } }
+                            tbody {
+                                @for (image, size) in &rows {
+                                    tr class="image" {
+                                        td { @if image.tags.is_empty() { em { "untagged" } } @else { (image.tags.join(", ")) } }
+                                        td { code { (image.digest.to_string().chars().take(19).collect::<String>()) "…" } }
+                                        td { (human(*size)) }
+                                        td { (when(image.pushed_at)) }
+                                        td { @if let Some(at) = image.last_pulled_at { (when(at)) } @else { "never" } }
+                                        td { code { "docker pull " (host) "/" (name) "@" (image.digest) } }
+                                    }
+                                }
+                            }
+                        }
+                        @if more { p { "Showing the first 200 images." } }
+                    }
+                }
+                form method="post" action="/console/actions/delete-repository" class="card danger" {
+                    (csrf_field(&v))
+                    input type="hidden" name="name" value=(name);
+                    label { input type="checkbox" name="force" value="true"; " Delete its images too" }
+                    button type="submit" { "Delete repository" }
+                }
+            },
+        ),
+    )
+}
+
+async fn identities_page(State(app): State<Arc<App>>, request: Request) -> Response {
+    let facts = app.request_facts(&request);
+    let v = match visitor(&app, request.headers(), facts).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return to_sign_in(),
+        Err(r) => return r,
+    };
+    identities(&app, &v, None).await
+}
+
+/// The visitor's access keys, with a new key's secret shown once.
+async fn identities(app: &App, v: &Visitor, new_key: Option<(String, String)>) -> Response {
+    let keys = match allowed(app, v, "iam:ListAccessKeys", &v.principal.arn, None).await {
+        Ok(true) => match app.iam.access_keys(&v.principal.arn).await {
+            Ok(keys) => Some(keys),
+            Err(e) => return internal(e),
+        },
+        Ok(false) => None,
+        Err(r) => return r,
+    };
+    html_response(
+        StatusCode::OK,
+        page(
+            "Connected identities",
+            Some(v),
+            html! {
+                p { "Signed in as " code { (v.principal.arn) } }
+                @if let Some((id, secret)) = &new_key {
+                    div class="card notice" role="status" {
+                        h2 { "Your new access key" }
+                        p { "The secret is shown this once: copy it now." }
+                        dl {
+                            dt { "Access key ID" } dd { code id="new-key-id" { (id) } }
+                            dt { "Secret access key" } dd { code id="new-key-secret" { (secret) } }
+                        }
+                    }
+                }
+                @match &keys {
+                    None => p { "Your policies do not let you list your access keys." },
+                    Some(keys) => {
+                        table {
+                            caption { "Your access keys" }
+                            thead { tr { th scope="col" { "Access key ID" } th scope="col" { "Status" } th scope="col" { "Created" } th scope="col" { "Actions" } } }
+                            tbody {
+                                @for k in keys {
+                                    tr {
+                                        td { code { (k.id) } }
+                                        td { @if k.active { "Active" } @else { "Inactive" } }
+                                        td { (when(k.created_at)) }
+                                        td {
+                                            form method="post" action="/console/actions/toggle-key" class="inline" {
+                                                (csrf_field(v))
+                                                input type="hidden" name="id" value=(k.id);
+                                                button type="submit" { @if k.active { "Deactivate" } @else { "Activate" } }
+                                            }
+                                            form method="post" action="/console/actions/delete-key" class="inline" {
+                                                (csrf_field(v))
+                                                input type="hidden" name="id" value=(k.id);
+                                                button type="submit" { "Delete" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                form method="post" action="/console/actions/create-key" class="card inline" {
+                    (csrf_field(v))
+                    button type="submit" { "Create access key" }
+                }
+            },
+        ),
+    )
+}
+
+/// The page an action that was refused or failed shows.
+fn refused(v: &Visitor, status: StatusCode, message: &str) -> Response {
+    html_response(
+        status,
+        page(
+            "Not done",
+            Some(v),
+            html! { p class="error" role="alert" { (message) } p { a href="/console" { "Back to repositories" } } },
+        ),
+    )
+}
+
+async fn act(
+    State(app): State<Arc<App>>,
+    axum::extract::Path(action): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    if request.method() != Method::POST {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let (v, form) = match poster(&app, request).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let field = |k: &str| {
+        form.get(k)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    match action.as_str() {
+        "create-repository" | "delete-repository" => {
+            let Ok(name) = field("name").parse::<RepositoryName>() else {
+                return refused(
+                    &v,
+                    StatusCode::BAD_REQUEST,
+                    "A repository name is lower-case letters, digits and separators (`.`, `_`, `-`, `/`), 2 to 256 characters.",
+                );
+            };
+            let arn = app.access.repository_arn(name.as_str());
+            let creating = action == "create-repository";
+            let permission = if creating {
+                "ecr:CreateRepository"
+            } else {
+                "ecr:DeleteRepository"
+            };
+            match allowed(&app, &v, permission, &arn, Some(&name)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return refused(
+                        &v,
+                        StatusCode::FORBIDDEN,
+                        &format!("Your policies do not allow {permission} on {name}."),
+                    );
+                }
+                Err(r) => return r,
+            }
+            let done = if creating {
+                let record = RepositoryRecord {
+                    name: name.clone(),
+                    created_at: now_millis(),
+                    image_tag_mutability: "MUTABLE".into(),
+                    tag_mutability_exclusions: Vec::new(),
+                    scan_on_push: false,
+                    encryption_type: "AES256".into(),
+                    kms_key: None,
+                    tags: Vec::new(),
+                };
+                app.registry.create_repository(record).await.map(drop)
+            } else {
+                app.registry
+                    .delete_repository(&name, field("force") == "true")
+                    .await
+                    .map(drop)
+            };
+            app.access.forget_repository(&name);
+            match done {
+                Ok(()) if creating => {
+                    Redirect::to(&format!("/console/repositories/{name}")).into_response()
+                }
+                Ok(()) => Redirect::to("/console").into_response(),
+                Err(crate::RegistryError::Internal(e)) => internal(e),
+                Err(e) => refused(&v, StatusCode::CONFLICT, &e.to_string()),
+            }
+        }
+        "create-key" | "toggle-key" | "delete-key" => {
+            let permission = match action.as_str() {
+                "create-key" => "iam:CreateAccessKey",
+                "toggle-key" => "iam:UpdateAccessKey",
+                _ => "iam:DeleteAccessKey",
+            };
+            match allowed(&app, &v, permission, &v.principal.arn, None).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return refused(
+                        &v,
+                        StatusCode::FORBIDDEN,
+                        &format!("Your policies do not allow {permission} on your own user."),
+                    );
+                }
+                Err(r) => return r,
+            }
+            let owner = v.principal.arn.clone();
+            let id = field("id");
+            let done = match action.as_str() {
+                "create-key" => match app.iam.create_access_key(&owner).await {
+                    Ok(created) => {
+                        return identities(&app, &v, Some((created.key.id, created.secret))).await;
+                    }
+                    Err(e) => Err(e),
+                },
+                "toggle-key" => {
+                    let active = app
+                        .iam
+                        .access_keys(&owner)
+                        .await
+                        .map(|keys| keys.iter().any(|k| k.id == id && k.active));
+                    match active {
+                        Ok(active) => app.iam.set_access_key_active(&owner, &id, !active).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => app.iam.delete_access_key(&owner, &id).await,
+            };
+            match done {
+                Ok(()) => Redirect::to("/console/identities").into_response(),
+                Err(crate::iam::IamError::Internal(e)) => internal(e),
+                Err(e) => refused(&v, StatusCode::CONFLICT, &e.to_string()),
+            }
+        }
+        _ => html_response(
+            StatusCode::NOT_FOUND,
+            page("Not found", Some(&v), html! { p { "No such action." } }),
+        ),
+    }
+}

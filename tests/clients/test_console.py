@@ -1,0 +1,226 @@
+"""The web console in a real headless Chromium (Debian's `chromium` and
+`chromium-driver`, through WebDriver): a user with a console password made by
+`aws iam create-login-profile` signs in, creates a repository, reads how to
+push, creates an access key (its secret shown once), pushes with that key
+through skopeo, sees the image, deletes the repository, signs out. A
+read-only user cannot create by URL, by a replayed form or without the CSRF
+token; a signed-out browser sees nothing. Screenshots under
+`target/console/`."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import ACCOUNT, ROOT, Berth, aws, client, failure, ok, root_env
+
+SHOTS = os.path.join(ROOT, "target", "console")
+
+
+@pytest.fixture(scope="module")
+def berth():
+    server = Berth(env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not shutil.which("chromedriver"):
+        pytest.fail("chromium-driver is missing; scripts/test.sh installs it")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1280,900"):
+        options.add_argument(flag)
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def shot(driver, name):
+    os.makedirs(SHOTS, exist_ok=True)
+    driver.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
+
+
+def make_user(berth, name, actions):
+    iam = client(berth, "iam")
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="console", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    password = f"Correct-Horse-{name}-9"
+    ok(aws(berth, "iam", "create-login-profile", "--user-name", name, "--password", password))
+    return password
+
+
+def sign_in(driver, berth, user, password):
+    from selenium.webdriver.common.by import By
+
+    driver.get(berth.url + "/console")
+    assert driver.current_url.endswith("/console/sign-in")
+    driver.find_element(By.ID, "user").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "form:first-of-type button[type=submit]").click()
+
+
+def test_login_profiles_the_iam_way(berth):
+    client(berth, "iam").create_user(UserName="alice")
+    failure(aws(berth, "iam", "create-login-profile", "--user-name", "alice", "--password", "short"),
+            "PasswordPolicyViolation")
+    created = ok(aws(berth, "iam", "create-login-profile", "--user-name", "alice", "--password",
+                     "Long-enough-1", "--password-reset-required"))
+    assert created["LoginProfile"]["UserName"] == "alice" and created["LoginProfile"]["PasswordResetRequired"]
+    failure(aws(berth, "iam", "create-login-profile", "--user-name", "alice", "--password", "Long-enough-1"),
+            "EntityAlreadyExists")
+    got = ok(aws(berth, "iam", "get-login-profile", "--user-name", "alice"))
+    assert got["LoginProfile"]["PasswordResetRequired"] is True
+    ok(aws(berth, "iam", "update-login-profile", "--user-name", "alice", "--no-password-reset-required"))
+    assert ok(aws(berth, "iam", "get-login-profile", "--user-name", "alice"))["LoginProfile"]["PasswordResetRequired"] is False
+    ok(aws(berth, "iam", "delete-login-profile", "--user-name", "alice"))
+    failure(aws(berth, "iam", "get-login-profile", "--user-name", "alice"), "NoSuchEntity")
+    failure(aws(berth, "iam", "get-login-profile", "--user-name", "nobody"), "NoSuchEntity")
+    # A user changes their own password with their keys.
+    ok(aws(berth, "iam", "create-login-profile", "--user-name", "alice", "--password", "Long-enough-1"))
+    iam = client(berth, "iam")
+    iam.put_user_policy(UserName="alice", PolicyName="self", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:ChangePassword", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="alice")["AccessKey"]
+    env = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+    failure(aws(berth, "iam", "change-password", "--old-password", "wrong-One-1", "--new-password", "New-password-2",
+                env=env), "InvalidUserType")
+    ok(aws(berth, "iam", "change-password", "--old-password", "Long-enough-1", "--new-password", "New-password-2",
+           env=env))
+
+
+def test_the_console_journey(berth, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    password = make_user(berth, "dev", ["ecr:*", "iam:ListAccessKeys", "iam:CreateAccessKey",
+                                        "iam:UpdateAccessKey", "iam:DeleteAccessKey"])
+    # Signed out: nothing but the sign-in page.
+    browser.get(berth.url + "/console/identities")
+    assert browser.current_url.endswith("/console/sign-in")
+    shot(browser, "01-sign-in")
+    # A wrong password is refused.
+    sign_in(browser, berth, "dev", "not-the-password")
+    assert "do not match" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+
+    sign_in(browser, berth, "dev", password)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Repositories"
+    cookie = browser.get_cookie("berth_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    shot(browser, "02-repositories")
+
+    browser.find_element(By.ID, "name").send_keys("hello-world-app")
+    browser.find_element(By.CSS_SELECTOR, "form[action$=create-repository] button").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "hello-world-app"
+    how = browser.find_element(By.CSS_SELECTOR, "pre").text
+    assert "aws ecr get-login-password" in how and f"docker push {berth.host}/hello-world-app:TAG" in how
+    shot(browser, "03-repository-empty")
+    browser.get(berth.url + "/console")
+    assert "Active" in browser.find_element(By.TAG_NAME, "table").text
+
+    # Connected identities: a new key, its secret shown once.
+    browser.find_element(By.LINK_TEXT, "Connected identities").click()
+    browser.find_element(By.CSS_SELECTOR, "form[action$=create-key] button").click()
+    key_id = browser.find_element(By.ID, "new-key-id").text
+    secret = browser.find_element(By.ID, "new-key-secret").text
+    shot(browser, "04-new-key")
+    browser.get(berth.url + "/console/identities")
+    assert key_id in browser.page_source and secret not in browser.page_source
+
+    # Push with that key (skopeo), and see the image.
+    from test_scanning import layer
+    layout = tmp_path / "layout"
+    src = tmp_path / "img"
+    src.mkdir()
+    with open(src / "layer.tar.gz", "wb") as f:
+        f.write(layer({"hello.txt": b"hello from the console journey\n"}))
+    import hashlib
+    blob = (src / "layer.tar.gz").read_bytes()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    os.makedirs(layout / "blobs" / "sha256")
+    def put(data):
+        d = hashlib.sha256(data).hexdigest()
+        (layout / "blobs" / "sha256" / d).write_bytes(data)
+        return {"digest": "sha256:" + d, "size": len(data)}
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put(config)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **put(blob)}]}).encode()
+    m = put(manifest)
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", **m}]}))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    pushed = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", f"{key_id}:{secret}",
+                             f"oci:{layout}", f"docker://{berth.host}/hello-world-app:v1"],
+                            capture_output=True, text=True, timeout=120)
+    assert pushed.returncode == 0, pushed.stderr
+    browser.get(berth.url + "/console/repositories/hello-world-app")
+    row = browser.find_element(By.CSS_SELECTOR, "tr.image").text
+    assert "v1" in row and m["digest"][:19] in row
+    assert f"docker pull {berth.host}/hello-world-app@{m['digest']}" in browser.page_source
+    shot(browser, "05-repository-image")
+
+    # Delete it (with its images), then sign out.
+    browser.find_element(By.CSS_SELECTOR, "input[name=force]").click()
+    browser.find_element(By.CSS_SELECTOR, "form[action$=delete-repository] button").click()
+    assert "hello-world-app" not in browser.find_element(By.TAG_NAME, "main").text
+    browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    assert browser.current_url.endswith("/console/sign-in")
+    browser.get(berth.url + "/console")
+    assert browser.current_url.endswith("/console/sign-in")
+
+
+def test_a_read_only_user_cannot_write_by_any_door(berth, browser):
+    from selenium.webdriver.common.by import By
+
+    password = make_user(berth, "viewer", ["ecr:DescribeRepositories", "ecr:DescribeImages"])
+    sign_in(browser, berth, "viewer", password)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Repositories"
+    # The form is there; the action is refused as the policies say.
+    browser.find_element(By.ID, "name").send_keys("not-allowed")
+    browser.find_element(By.CSS_SELECTOR, "form[action$=create-repository] button").click()
+    assert "do not allow ecr:CreateRepository" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    shot(browser, "06-refused")
+    cookie = browser.get_cookie("berth_console")["value"]
+    csrf = browser.find_element(By.CSS_SELECTOR, "input[name=csrf]").get_attribute("value")
+
+    def post(path, fields, with_cookie=True):
+        data = urllib.parse.urlencode(fields).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if with_cookie:
+            headers["Cookie"] = f"berth_console={cookie}"
+        req = urllib.request.Request(berth.url + path, data=data, headers=headers, method="POST")
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            with opener.open(req, timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    # Without the CSRF token, with a forged one, replayed signed out: refused.
+    assert post("/console/actions/create-repository", {"name": "forged"})[0] == 403
+    assert post("/console/actions/create-repository", {"name": "forged", "csrf": "x" * 43})[0] == 403
+    assert post("/console/actions/create-repository", {"name": "forged", "csrf": csrf}, with_cookie=False)[0] == 303
+    # With its own valid token, the policy still decides.
+    status, body = post("/console/actions/create-repository", {"name": "forged", "csrf": csrf})
+    assert status == 403 and "do not allow" in body
+    failure(aws(berth, "ecr", "describe-repositories", "--repository-names", "forged"), "RepositoryNotFoundException")
