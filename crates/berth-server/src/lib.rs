@@ -18,6 +18,7 @@ pub mod promotion;
 pub mod pullthrough;
 pub mod query;
 pub mod registry;
+pub mod replication;
 pub mod scanning;
 pub mod secrets;
 pub mod templates;
@@ -48,6 +49,8 @@ pub struct App {
     pub builds: Arc<builds::Builds>,
     /// Repository creation templates.
     pub templates: Arc<templates::Templates>,
+    /// Replication to other registries.
+    pub replication: Arc<replication::Replication>,
     /// Console passwords and sessions.
     pub passwords: Arc<console::passwords::Passwords>,
     /// Failed console sign-ins on this node, for rate limiting.

@@ -31,6 +31,7 @@ pub mod privatize;
 pub mod promotions;
 pub mod pull_through;
 pub mod quota;
+pub mod replication;
 pub mod repositories;
 pub mod s3;
 pub mod scans;
@@ -57,6 +58,7 @@ pub use privatize::{Privatization, PrivatizeStore};
 pub use promotions::{PromotionRecord, PromotionStore};
 pub use pull_through::{PullThroughRule, PullThroughStore};
 pub use quota::QuotaStore;
+pub use replication::{ReplicationStatus, ReplicationStore};
 pub use repositories::RepositoryStore;
 pub use s3::S3BlobStore;
 pub use scans::{AdvisoryRow, ImageScanRecord, ScanStore};
@@ -315,6 +317,7 @@ pub struct Referrer {
 pub trait MetadataStore:
     AccessStore
     + BuildStore
+    + ReplicationStore
     + ConsoleStore
     + TemplateStore
     + EventStore

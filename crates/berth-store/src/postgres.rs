@@ -202,4 +202,5 @@ crate::secrets::impl_secret_store!(PgStore, pool, pool);
 crate::builds::impl_build_store!(PgStore, pool, pool);
 crate::templates::impl_template_store!(PgStore, pool, pool);
 crate::console::impl_console_store!(PgStore, pool, pool);
+crate::replication::impl_replication_store!(PgStore, pool, pool);
 crate::privatize::impl_privatize_store!(PgStore, pool, pool);

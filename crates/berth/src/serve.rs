@@ -73,6 +73,17 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_MAX_BUILD_SOURCE", default_value = "2GiB", value_parser = crate::bench::parse_size)]
     max_build_source: u64,
 
+    /// A replication destination, `REGION/REGISTRY_ID=URL[,SECRET]`: the
+    /// registry ECR's region and registry id stand for, and the Secrets
+    /// Manager secret (name or ARN) with its `{"username", "accessToken"}`;
+    /// repeatable.
+    #[arg(
+        long = "replication-destination",
+        env = "BERTH_REPLICATION_DESTINATIONS",
+        value_delimiter = ' '
+    )]
+    replication_destinations: Vec<String>,
+
     /// How often garbage collection runs (e.g. `1h`, `2s`).
     #[arg(long, env = "BERTH_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     gc_interval: Duration,
@@ -597,6 +608,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if std::env::var_os("BERTH_TEST_JOBS").is_some() {
         test_jobs(&jobs);
     }
+    let destinations = args
+        .replication_destinations
+        .iter()
+        .map(|d| berth_server::replication::Destination::parse(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let replication = berth_server::replication::Replication::new(
+        metadata.clone(),
+        registry.clone(),
+        secrets.clone(),
+        destinations,
+        account_id.clone(),
+        region.clone(),
+    );
+    jobs.handle(berth_server::replication::REPLICATE_JOB, {
+        let replication = replication.clone();
+        move |job| {
+            let replication = replication.clone();
+            async move { replication.run(&job).await }
+        }
+    });
     let (stop_jobs, stop) = tokio::sync::watch::channel(false);
     let workers = tokio::spawn(jobs.clone().run(stop.clone()));
     let outbox = Outbox::new(
@@ -604,6 +636,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         vec![
             Arc::new(ScanOnPush(scanning.clone())),
             Arc::new(PromoteOnScan(promotion.clone())),
+            Arc::new(berth_server::replication::ReplicateOnPush(
+                replication.clone(),
+            )),
         ],
         Duration::from_millis(500),
     );
@@ -660,6 +695,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         secrets,
         builds,
         templates,
+        replication,
         passwords,
         console_throttle: Default::default(),
         jobs,

@@ -10,6 +10,7 @@ mod layers;
 mod lifecycle;
 mod policies;
 mod pullthrough;
+mod replication;
 mod repositories;
 mod scanning;
 mod secrets;
@@ -406,10 +407,9 @@ async fn operate(call: &Call<'_>, name: &str, input: &Value) -> Result<Value, Ec
         "CreateRepository" => repositories::create(call, input).await,
         "DescribeRepositories" => repositories::describe(call, input).await,
         "DeleteRepository" => repositories::delete(call, input).await,
-        "DescribeRegistry" => Ok(json!({
-            "registryId": call.account(),
-            "replicationConfiguration": {"rules": []},
-        })),
+        "DescribeRegistry" => replication::describe_registry(call).await,
+        "PutReplicationConfiguration" => replication::put_configuration(call, input).await,
+        "DescribeImageReplicationStatus" => replication::describe_status(call, input).await,
         "GetAuthorizationToken" => Ok(authorization_token(call)),
         "ListImages" => images::list(call, input).await,
         "InitiateLayerUpload" => layers::initiate(call, input).await,

@@ -124,7 +124,7 @@ pub async fn batch_get_repository_configuration(
 }
 
 /// The image an `imageId` names, or `ImageNotFoundException`.
-async fn image_of(
+pub(super) async fn image_of(
     call: &Call<'_>,
     name: &RepositoryName,
     id: &Value,

@@ -1,0 +1,596 @@
+//! Replication, as ECR's `PutReplicationConfiguration` says: rules of
+//! destinations and repository filters (`PREFIX_MATCH`). A destination —
+//! ECR's region and registry id — stands for another berth or any OCI
+//! registry, named at start-up (`--replication-destination
+//! REGION/REGISTRY_ID=URL[,SECRET]`, the secret holding `{"username",
+//! "accessToken"}`). Each push that a rule covers queues one job per
+//! destination (through the outbox, so none is lost); the job copies the
+//! image over the OCI API — child manifests, then blobs the destination
+//! lacks (`HEAD` first, so nothing is sent twice), then the manifest by
+//! digest and by tag — retried with back-off, its state per image and
+//! destination kept for `DescribeImageReplicationStatus`. A destination
+//! repository that does not exist is created through the destination's ECR
+//! API (SigV4 with the same key), as ECR does.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use berth_core::{Digest, Reference, RepositoryName, sigv4};
+use berth_store::{Job, MetadataStore, NewJob, ReplicationStatus, StoreError, now_millis};
+use futures_util::TryStreamExt;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::registry::{Registry, RegistryError};
+use crate::secrets::Secrets;
+
+/// The job kind that copies one image to one destination.
+pub const REPLICATE_JOB: &str = "replication.image";
+/// Where the configuration is kept (a registry setting).
+const SETTING: &str = "replication_configuration";
+/// Attempts before an image is `FAILED` for a destination (with the job
+/// queue's doubling back-off, about three hours).
+const ATTEMPTS: i64 = 12;
+
+/// A destination berth knows how to reach.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    pub region: String,
+    pub registry_id: String,
+    /// `http[s]://host[:port]`.
+    pub endpoint: String,
+    /// The secret (name or ARN) with the credentials, if any.
+    pub secret: Option<String>,
+}
+
+impl Destination {
+    /// `REGION/REGISTRY_ID=URL[,SECRET]`.
+    pub fn parse(text: &str) -> Result<Destination, String> {
+        let bad = || {
+            format!("--replication-destination {text}: expected REGION/REGISTRY_ID=URL[,SECRET]")
+        };
+        let (key, rest) = text.split_once('=').ok_or_else(bad)?;
+        let (region, registry_id) = key.split_once('/').ok_or_else(bad)?;
+        let (endpoint, secret) = match rest.split_once(',') {
+            Some((e, s)) => (e, Some(s.to_string())),
+            None => (rest, None),
+        };
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(bad());
+        }
+        Ok(Destination {
+            region: region.to_string(),
+            registry_id: registry_id.to_string(),
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            secret,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Internal(#[from] StoreError),
+}
+
+pub struct Replication {
+    store: Arc<dyn MetadataStore>,
+    registry: Arc<Registry>,
+    secrets: Arc<Secrets>,
+    /// The destinations this node can reach (from its configuration).
+    destinations: Vec<Destination>,
+    http: reqwest::Client,
+    account: String,
+    region: String,
+}
+
+/// Whether `rule` covers `repository`: no filters, or a prefix that matches.
+fn covers(rule: &Value, repository: &str) -> bool {
+    match rule["repositoryFilters"].as_array() {
+        None => true,
+        Some(filters) if filters.is_empty() => true,
+        Some(filters) => filters.iter().any(|f| {
+            f["filterType"] == "PREFIX_MATCH"
+                && f["filter"]
+                    .as_str()
+                    .is_some_and(|p| repository.starts_with(p))
+        }),
+    }
+}
+
+impl Replication {
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        registry: Arc<Registry>,
+        secrets: Arc<Secrets>,
+        destinations: Vec<Destination>,
+        account: String,
+        region: String,
+    ) -> Arc<Replication> {
+        Arc::new(Replication {
+            store,
+            registry,
+            secrets,
+            destinations,
+            http: reqwest::Client::new(),
+            account,
+            region,
+        })
+    }
+
+    /// The configuration (`{"rules": [...]}`; no rules when none was put).
+    pub async fn configuration(&self) -> Result<Value, StoreError> {
+        Ok(self
+            .store
+            .get_setting(SETTING)
+            .await?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_else(|| json!({"rules": []})))
+    }
+
+    pub async fn put_configuration(&self, config: Value) -> Result<Value, ReplicationError> {
+        let rules = config["rules"].as_array().cloned().unwrap_or_default();
+        let mut total = 0;
+        for rule in &rules {
+            for d in rule["destinations"].as_array().into_iter().flatten() {
+                total += 1;
+                let (region, id) = (
+                    d["region"].as_str().unwrap_or_default(),
+                    d["registryId"].as_str().unwrap_or_default(),
+                );
+                if region == self.region && id == self.account {
+                    return Err(ReplicationError::Invalid(format!(
+                        "Invalid parameter at 'replicationConfiguration': a rule cannot replicate to this registry's own region {region}"
+                    )));
+                }
+                if self.destination(region, id).is_none() {
+                    return Err(ReplicationError::Invalid(format!(
+                        "Invalid parameter at 'replicationConfiguration': berth does not know where registry {id} in {region} is; start it with --replication-destination {region}/{id}=URL"
+                    )));
+                }
+            }
+        }
+        if total > 25 {
+            return Err(ReplicationError::Invalid(
+                "Invalid parameter at 'replicationConfiguration': at most 25 destinations in all rules".into(),
+            ));
+        }
+        let config = json!({"rules": rules});
+        self.store
+            .put_setting(SETTING, Some(&config.to_string()))
+            .await?;
+        Ok(config)
+    }
+
+    fn destination(&self, region: &str, registry_id: &str) -> Option<&Destination> {
+        self.destinations
+            .iter()
+            .find(|d| d.region == region && d.registry_id == registry_id)
+    }
+
+    /// Queues the copies a push calls for (one per destination of every
+    /// rule that covers its repository).
+    pub async fn on_push(
+        &self,
+        repository: &str,
+        digest: &str,
+        tag: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let config = self.configuration().await?;
+        let now = now_millis();
+        for rule in config["rules"].as_array().into_iter().flatten() {
+            if !covers(rule, repository) {
+                continue;
+            }
+            for d in rule["destinations"].as_array().into_iter().flatten() {
+                let (region, id) = (
+                    d["region"].as_str().unwrap_or_default(),
+                    d["registryId"].as_str().unwrap_or_default(),
+                );
+                self.store
+                    .put_replication_status(&ReplicationStatus {
+                        repository: repository.to_string(),
+                        digest: digest.to_string(),
+                        region: region.to_string(),
+                        registry_id: id.to_string(),
+                        status: "IN_PROGRESS".into(),
+                        failure_code: None,
+                        updated_at: now,
+                    })
+                    .await?;
+                let payload = json!({
+                    "repository": repository, "digest": digest, "tag": tag,
+                    "region": region, "registryId": id,
+                })
+                .to_string();
+                let singleton = format!(
+                    "{REPLICATE_JOB}:{repository}@{digest}:{}->{region}/{id}",
+                    tag.unwrap_or("")
+                );
+                self.store
+                    .enqueue_job(
+                        &NewJob {
+                            kind: REPLICATE_JOB,
+                            payload: &payload,
+                            singleton: Some(&singleton),
+                            max_attempts: ATTEMPTS,
+                            run_after: now,
+                        },
+                        now,
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn statuses(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<ReplicationStatus>, StoreError> {
+        self.store.replication_statuses(repository, digest).await
+    }
+
+    /// Runs one copy (the job): `Err` to try again later.
+    pub async fn run(&self, job: &Job) -> Result<(), String> {
+        let p: Value = serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
+        let text = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+        let (repository, digest, region, id) = (
+            text("repository"),
+            text("digest"),
+            text("region"),
+            text("registryId"),
+        );
+        let mut status = ReplicationStatus {
+            repository: repository.clone(),
+            digest: digest.clone(),
+            region: region.clone(),
+            registry_id: id.clone(),
+            status: "COMPLETE".into(),
+            failure_code: None,
+            updated_at: now_millis(),
+        };
+        let outcome = match self.destination(&region, &id) {
+            None => Err(format!(
+                "no destination {region}/{id} is configured on this node"
+            )),
+            Some(destination) => {
+                self.copy(destination, &repository, &digest, p["tag"].as_str())
+                    .await
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(repository, digest, region, registry = id, error = %e, attempt = job.attempts, "replication failed");
+            if job.attempts < job.max_attempts {
+                return Err(e);
+            }
+            status.status = "FAILED".into();
+            status.failure_code = Some(e.chars().take(256).collect());
+        }
+        status.updated_at = now_millis();
+        self.store
+            .put_replication_status(&status)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// `Basic …` for the destination, from its secret.
+    async fn auth(&self, d: &Destination) -> Result<Option<(String, String)>, String> {
+        let Some(secret) = &d.secret else {
+            return Ok(None);
+        };
+        let (_, value) = self
+            .secrets
+            .value(secret)
+            .await
+            .map_err(|e| format!("the destination's secret {secret}: {e}"))?;
+        let json: Value = serde_json::from_str(&value.0).unwrap_or_default();
+        match (json["username"].as_str(), json["accessToken"].as_str()) {
+            (Some(u), Some(t)) => Ok(Some((u.to_string(), t.to_string()))),
+            _ => Err(format!(
+                "the secret {secret} must hold username and accessToken"
+            )),
+        }
+    }
+
+    async fn copy(
+        &self,
+        d: &Destination,
+        repository: &str,
+        digest: &str,
+        tag: Option<&str>,
+    ) -> Result<(), String> {
+        let name: RepositoryName = repository.parse().map_err(|_| "invalid repository")?;
+        let digest: Digest = digest.parse().map_err(|_| "invalid digest")?;
+        let credentials = self.auth(d).await?;
+        let basic = credentials.as_ref().map(|(u, t)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{t}"))
+            )
+        });
+        let target = Target {
+            http: &self.http,
+            d,
+            basic: basic.as_deref(),
+            credentials: credentials.as_ref(),
+        };
+        self.copy_manifest(&target, &name, &digest).await?;
+        if let Some(tag) = tag {
+            let stored = self
+                .registry
+                .get_manifest(&name, &Reference::Digest(digest.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+            target
+                .put_manifest(repository, tag, &stored.media_type, stored.content)
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn copy_manifest<'a>(
+        &'a self,
+        target: &'a Target<'a>,
+        name: &'a RepositoryName,
+        digest: &'a Digest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let stored = match self
+                .registry
+                .get_manifest(name, &Reference::Digest(digest.clone()))
+                .await
+            {
+                Ok(m) => m,
+                // Deleted meanwhile: nothing left to replicate.
+                Err(RegistryError::ManifestUnknown | RegistryError::NameUnknown { .. }) => {
+                    return Ok(());
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            let json: Value = serde_json::from_slice(&stored.content).unwrap_or_default();
+            for child in json["manifests"].as_array().into_iter().flatten() {
+                if let Some(child) = child["digest"]
+                    .as_str()
+                    .and_then(|d| d.parse::<Digest>().ok())
+                {
+                    self.copy_manifest(target, name, &child).await?;
+                }
+            }
+            let blobs = std::iter::once(&json["config"])
+                .chain(json["layers"].as_array().into_iter().flatten())
+                .filter_map(|b| {
+                    Some((
+                        b["digest"].as_str()?.parse::<Digest>().ok()?,
+                        b["size"].as_u64()?,
+                    ))
+                });
+            for (blob, size) in blobs {
+                target.ensure_blob(self, name.as_str(), &blob, size).await?;
+            }
+            target
+                .put_manifest(
+                    name.as_str(),
+                    &digest.to_string(),
+                    &stored.media_type,
+                    stored.content,
+                )
+                .await
+        })
+    }
+}
+
+/// One destination, as a copy reaches it.
+struct Target<'a> {
+    http: &'a reqwest::Client,
+    d: &'a Destination,
+    basic: Option<&'a str>,
+    credentials: Option<&'a (String, String)>,
+}
+
+impl Target<'_> {
+    fn request(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        let builder = self.http.request(method, url);
+        match self.basic {
+            Some(auth) => builder.header("authorization", auth),
+            None => builder,
+        }
+    }
+
+    /// Sends the blob unless the destination has it.
+    async fn ensure_blob(
+        &self,
+        replication: &Replication,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), String> {
+        let base = &self.d.endpoint;
+        let head = self
+            .request(
+                reqwest::Method::HEAD,
+                format!("{base}/v2/{repository}/blobs/{digest}"),
+            )
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if head.status().is_success() {
+            return Ok(());
+        }
+        let mut started = self
+            .request(
+                reqwest::Method::POST,
+                format!("{base}/v2/{repository}/blobs/uploads/"),
+            )
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if started.status() == reqwest::StatusCode::NOT_FOUND {
+            self.create_repository(repository).await?;
+            started = self
+                .request(
+                    reqwest::Method::POST,
+                    format!("{base}/v2/{repository}/blobs/uploads/"),
+                )
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if !started.status().is_success() {
+            return Err(format!(
+                "starting an upload of {digest}: {}",
+                started.status()
+            ));
+        }
+        let location = started
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .ok_or("the destination gave no upload location")?
+            .to_string();
+        let location = if location.starts_with("http") {
+            location
+        } else {
+            format!("{base}{location}")
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let bytes = replication
+            .registry
+            .read_blob(digest, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let put = self
+            .request(
+                reqwest::Method::PUT,
+                format!("{location}{separator}digest={digest}"),
+            )
+            .header("content-type", "application/octet-stream")
+            .header("content-length", size)
+            .body(reqwest::Body::wrap_stream(
+                bytes.map_err(std::io::Error::other),
+            ))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !put.status().is_success() {
+            return Err(format!("uploading {digest}: {}", put.status()));
+        }
+        Ok(())
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        content: bytes::Bytes,
+    ) -> Result<(), String> {
+        let response = self
+            .request(
+                reqwest::Method::PUT,
+                format!("{}/v2/{repository}/manifests/{reference}", self.d.endpoint),
+            )
+            .header("content-type", media_type)
+            .body(content)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("putting the manifest {reference}: {status} {body}"));
+        }
+        Ok(())
+    }
+
+    /// Creates the repository through the destination's ECR API (SigV4
+    /// with the destination's key), as ECR's replication does.
+    async fn create_repository(&self, repository: &str) -> Result<(), String> {
+        let Some((key, secret)) = self.credentials else {
+            return Err(format!(
+                "the destination has no repository {repository} and no credentials to create it"
+            ));
+        };
+        let body = json!({"repositoryName": repository}).to_string();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let amz_date = sigv4::format_amz_date(now);
+        let host = self
+            .d
+            .endpoint
+            .split("://")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let target = "AmazonEC2ContainerRegistry_V20150921.CreateRepository";
+        let headers = vec![
+            ("host".to_string(), host),
+            ("x-amz-date".to_string(), amz_date.clone()),
+            ("x-amz-target".to_string(), target.to_string()),
+        ];
+        let payload = hex::encode(Sha256::digest(body.as_bytes()));
+        let request = sigv4::Request {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            payload_sha256: &payload,
+        };
+        let authorization =
+            sigv4::authorization_header(&request, &amz_date, key, secret, &self.d.region, "ecr");
+        let response = self
+            .http
+            .post(format!("{}/", self.d.endpoint))
+            .header("x-amz-date", amz_date)
+            .header("x-amz-target", target)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("authorization", authorization)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() || text.contains("RepositoryAlreadyExistsException") {
+            Ok(())
+        } else {
+            Err(format!(
+                "creating {repository} at the destination: {status} {text}"
+            ))
+        }
+    }
+}
+
+/// Queues replication for pushes (an outbox consumer).
+pub struct ReplicateOnPush(pub Arc<Replication>);
+
+#[async_trait::async_trait]
+impl crate::outbox::Consumer for ReplicateOnPush {
+    fn name(&self) -> &'static str {
+        "replicate-on-push"
+    }
+
+    async fn on_event(&self, event: &berth_store::Event) -> Result<(), String> {
+        if event.detail_type != crate::events::IMAGE_ACTION {
+            return Ok(());
+        }
+        let detail: Value = serde_json::from_str(&event.detail).unwrap_or_default();
+        if detail["action-type"] != "PUSH" || detail["result"] != "SUCCESS" {
+            return Ok(());
+        }
+        let (Some(repository), Some(digest)) = (
+            detail["repository-name"].as_str(),
+            detail["image-digest"].as_str(),
+        ) else {
+            return Ok(());
+        };
+        self.0
+            .on_push(repository, digest, detail["image-tag"].as_str())
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
