@@ -22,6 +22,7 @@ pub mod replication;
 pub mod scanning;
 pub mod secrets;
 pub mod templates;
+pub mod webhooks;
 pub mod wrapper;
 
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct App {
     pub templates: Arc<templates::Templates>,
     /// Replication to other registries.
     pub replication: Arc<replication::Replication>,
+    /// Events delivered to HTTP receivers.
+    pub webhooks: Arc<webhooks::Webhooks>,
     /// Console passwords and sessions.
     pub passwords: Arc<console::passwords::Passwords>,
     /// Failed console sign-ins on this node, for rate limiting.

@@ -116,6 +116,7 @@ pub struct Metrics {
     pub uploads_abandoned: Counter,
     pub connections_refused: Counter,
     pub pull_through_stale: Counter,
+    pub webhook_dead_letters: Counter,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -128,12 +129,18 @@ pub static METRICS: Metrics = Metrics {
     uploads_abandoned: Counter::new(),
     connections_refused: Counter::new(),
     pull_through_stale: Counter::new(),
+    webhook_dead_letters: Counter::new(),
 };
 
 impl Metrics {
     /// Counts a cached tag served without the upstream's word on it.
     pub fn pull_through_stale(&self) {
         self.pull_through_stale.inc();
+    }
+
+    /// Counts an event a webhook gave up on.
+    pub fn webhook_dead_letter(&self) {
+        self.webhook_dead_letters.inc();
     }
 
     /// Counts a job's end on this node.
@@ -198,6 +205,11 @@ impl Metrics {
                 "berth_pull_through_stale_total",
                 "Cached tags served because the upstream could not be asked about them.",
                 &self.pull_through_stale,
+            ),
+            (
+                "berth_webhook_dead_letters_total",
+                "Events a webhook gave up delivering after every attempt.",
+                &self.webhook_dead_letters,
             ),
             (
                 "berth_connections_refused_total",

@@ -26,6 +26,8 @@ use crate::secrets::Secrets;
 
 /// The job kind that copies one image to one destination.
 pub const REPLICATE_JOB: &str = "replication.image";
+/// The event a finished copy emits.
+pub const REPLICATION_ACTION: &str = "ECR Replication Action";
 /// Where the configuration is kept (a registry setting).
 const SETTING: &str = "replication_configuration";
 /// Attempts before an image is `FAILED` for a destination (with the job
@@ -273,6 +275,22 @@ impl Replication {
         status.updated_at = now_millis();
         self.store
             .put_replication_status(&status)
+            .await
+            .map_err(|e| e.to_string())?;
+        let detail = json!({
+            "result": if status.status == "COMPLETE" { "SUCCESS" } else { "FAILURE" },
+            "repository-name": repository,
+            "image-digest": digest,
+            "image-tag": p["tag"],
+            "action-type": "REPLICATE",
+            "source-account": self.account,
+            "source-region": self.region,
+            "destination-account": id,
+            "destination-region": region,
+            "failure-code": status.failure_code,
+        });
+        self.store
+            .record_event(now_millis(), REPLICATION_ACTION, &detail.to_string())
             .await
             .map_err(|e| e.to_string())
     }

@@ -39,6 +39,7 @@ pub mod secrets;
 pub mod sqlite;
 pub mod templates;
 pub mod uploads;
+pub mod webhooks;
 
 pub use access::{
     AccessKeyRecord, AccessStore, DeleteEntityOutcome, Dependent, IamEntity, IamKind, IamLink,
@@ -66,6 +67,7 @@ pub use secrets::{SecretRecord, SecretStore};
 pub use sqlite::SqliteStore;
 pub use templates::{TemplateRecord, TemplateStore};
 pub use uploads::UploadStore;
+pub use webhooks::{DeadLetter, Webhook, WebhookStore};
 
 /// Bytes arriving from a client, borrowed for the length of one write.
 pub type ByteStream<'a> = dyn Stream<Item = io::Result<Bytes>> + Send + Unpin + 'a;
@@ -317,6 +319,7 @@ pub struct Referrer {
 pub trait MetadataStore:
     AccessStore
     + BuildStore
+    + WebhookStore
     + ReplicationStore
     + ConsoleStore
     + TemplateStore

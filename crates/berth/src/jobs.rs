@@ -74,11 +74,22 @@ pub struct EventsArgs {
     /// Only events of this `action-type` (`PUSH`, `DELETE`).
     #[arg(long)]
     action: Option<String>,
+
+    /// Show the webhooks instead: where each stands, and its dead letters.
+    #[arg(long)]
+    webhooks: bool,
 }
 
 /// Prints the newest events, oldest first, one EventBridge-shaped JSON object per line.
 pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     let install = args.install.open().await?;
+    if args.webhooks {
+        for webhook in install.metadata.webhooks().await? {
+            let dead = install.metadata.dead_letters(&webhook.name, 20).await?;
+            println!("{}", berth_server::webhooks::webhook_json(&webhook, &dead));
+        }
+        return Ok(());
+    }
     for event in install.metadata.recent_events(args.limit).await? {
         let envelope =
             berth_server::events::envelope(&event, &args.install.account_id, &args.install.region);

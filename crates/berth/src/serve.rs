@@ -84,6 +84,11 @@ pub struct ServeArgs {
     )]
     replication_destinations: Vec<String>,
 
+    /// How long a webhook that failed waits before the next try (doubling
+    /// up to 5 minutes; after 8 tries the event is a dead letter).
+    #[arg(long, env = "BERTH_WEBHOOK_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
+    webhook_backoff: Duration,
+
     /// How often garbage collection runs (e.g. `1h`, `2s`).
     #[arg(long, env = "BERTH_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     gc_interval: Duration,
@@ -629,7 +634,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             async move { replication.run(&job).await }
         }
     });
+    let webhooks = berth_server::webhooks::Webhooks::new(
+        metadata.clone(),
+        identity.clone(),
+        account_id.clone(),
+        region.clone(),
+        args.webhook_backoff,
+    );
     let (stop_jobs, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(webhooks.clone().run(stop.clone()));
     let workers = tokio::spawn(jobs.clone().run(stop.clone()));
     let outbox = Outbox::new(
         metadata.clone(),
@@ -696,6 +709,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         builds,
         templates,
         replication,
+        webhooks,
         passwords,
         console_throttle: Default::default(),
         jobs,

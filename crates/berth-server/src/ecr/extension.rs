@@ -2,7 +2,7 @@
 //! prefix (`BerthRegistry_20261130.<Operation>`), SigV4-signed like ECR's
 //! and authorized as `berth:<Operation>` through the same policy engine:
 //! scan-gated promotion rules and their decisions, privatizing images, and
-//! builds from source bundles.
+//! builds from source bundles, and webhooks.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +13,7 @@ use super::{Call, EcrError};
 use crate::access::RequestFacts;
 use crate::builds::{BuildError, StartBuild};
 use crate::promotion::{Ignored, PromotionError, PromotionRule, rules};
+use crate::webhooks::{NewWebhook, WebhookError, webhook_json};
 
 pub const TARGET_PREFIX: &str = "BerthRegistry_20261130";
 
@@ -27,6 +28,9 @@ pub const OPERATIONS: &[&str] = &[
     "StartBuild",
     "DescribeBuilds",
     "GetBuildLog",
+    "PutWebhook",
+    "DescribeWebhooks",
+    "DeleteWebhook",
 ];
 
 /// Operations authorized on the repository they name (the rest on `*`).
@@ -116,6 +120,19 @@ impl From<BuildError> for EcrError {
     }
 }
 
+impl From<WebhookError> for EcrError {
+    fn from(e: WebhookError) -> EcrError {
+        match e {
+            WebhookError::Invalid(m) => EcrError::new("InvalidParameterException", m),
+            WebhookError::AlreadyExists(_) => {
+                EcrError::new("WebhookAlreadyExistsException", e.to_string())
+            }
+            WebhookError::NotFound(_) => EcrError::new("WebhookNotFoundException", e.to_string()),
+            WebhookError::Internal(inner) => EcrError::internal(inner),
+        }
+    }
+}
+
 fn build_json(b: &berth_store::Build) -> Value {
     let options: Value = serde_json::from_str(&b.options).unwrap_or_default();
     json!({
@@ -195,6 +212,39 @@ pub async fn handle(
         .await?;
     let promotion = &call.app.promotion;
     match operation {
+        "PutWebhook" => {
+            let text = |k: &str| input[k].as_str().unwrap_or_default().to_string();
+            let webhook = call
+                .app
+                .webhooks
+                .create(NewWebhook {
+                    name: text("name"),
+                    url: text("url"),
+                    secret: text("signingSecret"),
+                    detail_types: input["detailTypes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect(),
+                    repository_filter: input["repositoryFilter"].as_str().map(str::to_string),
+                })
+                .await?;
+            Ok(json!({"webhook": webhook_json(&webhook, &[])}))
+        }
+        "DescribeWebhooks" => {
+            let listed = call.app.webhooks.list().await?;
+            Ok(
+                json!({"webhooks": listed.iter().map(|(w, d)| webhook_json(w, d)).collect::<Vec<_>>()}),
+            )
+        }
+        "DeleteWebhook" => {
+            call.app
+                .webhooks
+                .delete(input["name"].as_str().unwrap_or_default())
+                .await?;
+            Ok(json!({}))
+        }
         "StartBuild" => {
             let input: StartBuildInput = parse(input)?;
             let invalid = |what: &str| {

@@ -29,6 +29,8 @@ use crate::registry::{
 };
 use crate::secrets::{Secrets, SecretsError};
 
+/// The event a first pull emits.
+pub const PULL_THROUGH_ACTION: &str = "ECR Pull Through Cache Action";
 /// Rules per registry, as on ECR.
 const MAX_RULES: usize = 50;
 
@@ -662,6 +664,25 @@ impl PullThrough {
         )
         .await?;
         tracing::info!(repository = %repository, reference = %reference, upstream = %rule.upstream_registry_url, "pulled through from upstream");
+        let mut detail = serde_json::json!({
+            "sync-status": "SUCCESS",
+            "ecr-repository-prefix": rule.prefix,
+            "repository-name": repository.as_str(),
+            "upstream-registry-url": rule.upstream_registry_url,
+        });
+        match reference {
+            Reference::Tag(tag) => detail["image-tag"] = serde_json::json!(tag.as_str()),
+            Reference::Digest(digest) => {
+                detail["image-digest"] = serde_json::json!(digest.to_string())
+            }
+        }
+        if let Err(e) = self
+            .store
+            .record_event(now_millis(), PULL_THROUGH_ACTION, &detail.to_string())
+            .await
+        {
+            tracing::warn!(error = %e, "could not record a pull-through event");
+        }
         if let Reference::Tag(tag) = reference {
             self.note_checked(repository, tag);
         }
