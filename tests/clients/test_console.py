@@ -52,6 +52,12 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def wait_for_url(driver, suffix):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 15).until(lambda d: d.current_url.endswith(suffix))
+
+
 def shot(driver, name):
     os.makedirs(SHOTS, exist_ok=True)
     driver.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
@@ -120,6 +126,7 @@ def test_the_console_journey(berth, browser, tmp_path):
     assert "do not match" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
 
     sign_in(browser, berth, "dev", password)
+    wait_for_url(browser, "/console")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Repositories"
     cookie = browser.get_cookie("berth_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
@@ -127,6 +134,7 @@ def test_the_console_journey(berth, browser, tmp_path):
 
     browser.find_element(By.ID, "name").send_keys("hello-world-app")
     browser.find_element(By.CSS_SELECTOR, "form[action$=create-repository] button").click()
+    wait_for_url(browser, "/console/repositories/hello-world-app")
     assert browser.find_element(By.TAG_NAME, "h1").text == "hello-world-app"
     how = browser.find_element(By.CSS_SELECTOR, "pre").text
     assert "aws ecr get-login-password" in how and f"docker push {berth.host}/hello-world-app:TAG" in how
@@ -178,9 +186,10 @@ def test_the_console_journey(berth, browser, tmp_path):
     # Delete it (with its images), then sign out.
     browser.find_element(By.CSS_SELECTOR, "input[name=force]").click()
     browser.find_element(By.CSS_SELECTOR, "form[action$=delete-repository] button").click()
+    wait_for_url(browser, "/console")
     assert "hello-world-app" not in browser.find_element(By.TAG_NAME, "main").text
     browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
-    assert browser.current_url.endswith("/console/sign-in")
+    wait_for_url(browser, "/console/sign-in")
     browser.get(berth.url + "/console")
     assert browser.current_url.endswith("/console/sign-in")
 
@@ -190,6 +199,7 @@ def test_a_read_only_user_cannot_write_by_any_door(berth, browser):
 
     password = make_user(berth, "viewer", ["ecr:DescribeRepositories", "ecr:DescribeImages"])
     sign_in(browser, berth, "viewer", password)
+    wait_for_url(browser, "/console")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Repositories"
     # The form is there; the action is refused as the policies say.
     browser.find_element(By.ID, "name").send_keys("not-allowed")
