@@ -13,13 +13,14 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from conftest import ACCOUNT, ROOT, Berth, aws, client, failure, ok, root_env
+from conftest import ACCOUNT, ROOT, Berth, aws, client, failure, ok, root_env  # noqa: F401
 
 SHOTS = os.path.join(ROOT, "target", "console")
 
@@ -58,6 +59,13 @@ def wait_for_url(driver, suffix):
     WebDriverWait(driver, 15).until(lambda d: d.current_url.endswith(suffix))
 
 
+def alert_text(driver):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[role=alert]"))[0].text
+
+
 def shot(driver, name):
     os.makedirs(SHOTS, exist_ok=True)
     driver.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
@@ -66,8 +74,9 @@ def shot(driver, name):
 def make_user(berth, name, actions):
     iam = client(berth, "iam")
     iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName="console", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
+    if actions:
+        iam.put_user_policy(UserName=name, PolicyName="console", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}))
     password = f"Correct-Horse-{name}-9"
     ok(aws(berth, "iam", "create-login-profile", "--user-name", name, "--password", password))
     return password
@@ -123,7 +132,7 @@ def test_the_console_journey(berth, browser, tmp_path):
     shot(browser, "01-sign-in")
     # A wrong password is refused.
     sign_in(browser, berth, "dev", "not-the-password")
-    assert "do not match" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    assert "do not match" in alert_text(browser)
 
     sign_in(browser, berth, "dev", password)
     wait_for_url(browser, "/console")
@@ -152,30 +161,8 @@ def test_the_console_journey(berth, browser, tmp_path):
     assert key_id in browser.page_source and secret not in browser.page_source
 
     # Push with that key (skopeo), and see the image.
-    from test_scanning import layer
-    layout = tmp_path / "layout"
-    src = tmp_path / "img"
-    src.mkdir()
-    with open(src / "layer.tar.gz", "wb") as f:
-        f.write(layer({"hello.txt": b"hello from the console journey\n"}))
-    import hashlib
-    blob = (src / "layer.tar.gz").read_bytes()
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-    os.makedirs(layout / "blobs" / "sha256")
-    def put(data):
-        d = hashlib.sha256(data).hexdigest()
-        (layout / "blobs" / "sha256" / d).write_bytes(data)
-        return {"digest": "sha256:" + d, "size": len(data)}
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put(config)},
-                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **put(blob)}]}).encode()
-    m = put(manifest)
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", **m}]}))
-    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    pushed = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", f"{key_id}:{secret}",
-                             f"oci:{layout}", f"docker://{berth.host}/hello-world-app:v1"],
-                            capture_output=True, text=True, timeout=120)
+    layout, m = oci_layout(tmp_path, b"hello from the console journey\n")
+    pushed = skopeo_push(berth, layout, "hello-world-app:v1", key_id, secret)
     assert pushed.returncode == 0, pushed.stderr
     browser.get(berth.url + "/console/repositories/hello-world-app")
     row = browser.find_element(By.CSS_SELECTOR, "tr.image").text
@@ -204,7 +191,7 @@ def test_a_read_only_user_cannot_write_by_any_door(berth, browser):
     # The form is there; the action is refused as the policies say.
     browser.find_element(By.ID, "name").send_keys("not-allowed")
     browser.find_element(By.CSS_SELECTOR, "form[action$=create-repository] button").click()
-    assert "do not allow ecr:CreateRepository" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    assert "do not allow ecr:CreateRepository" in alert_text(browser)
     shot(browser, "06-refused")
     cookie = browser.get_cookie("berth_console")["value"]
     csrf = browser.find_element(By.CSS_SELECTOR, "input[name=csrf]").get_attribute("value")
@@ -234,3 +221,130 @@ def test_a_read_only_user_cannot_write_by_any_door(berth, browser):
     status, body = post("/console/actions/create-repository", {"name": "forged", "csrf": csrf})
     assert status == 403 and "do not allow" in body
     failure(aws(berth, "ecr", "describe-repositories", "--repository-names", "forged"), "RepositoryNotFoundException")
+
+
+def oci_layout(tmp_path, text):
+    """A one-layer image in an OCI layout directory; (its path, its manifest's descriptor)."""
+    import hashlib
+
+    from test_scanning import layer
+
+    layout = tmp_path / ("layout-" + os.urandom(4).hex())
+    os.makedirs(layout / "blobs" / "sha256")
+
+    def put(data):
+        d = hashlib.sha256(data).hexdigest()
+        (layout / "blobs" / "sha256" / d).write_bytes(data)
+        return {"digest": "sha256:" + d, "size": len(data)}
+
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put(config)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                       **put(layer({"hello.txt": text}))}]}).encode()
+    m = put(manifest)
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", **m}]}))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    return layout, m
+
+
+def skopeo_push(berth, layout, target, key_id, secret):
+    return subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", f"{key_id}:{secret}",
+                           f"oci:{layout}", f"docker://{berth.host}/{target}"],
+                          capture_output=True, text=True, timeout=120)
+
+
+def sign_in_with_key(driver, berth, key):
+    from selenium.webdriver.common.by import By
+
+    driver.get(berth.url + "/console/sign-in")
+    driver.find_element(By.ID, "key").send_keys(key[0])
+    driver.find_element(By.ID, "secret").send_keys(key[1])
+    driver.find_elements(By.CSS_SELECTOR, "form button[type=submit]")[1].click()
+    wait_for_url(driver, "/console")
+
+
+def submit(driver, form_action, fields, selects=None):
+    """Fills a form (by its action's end) and submits it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    form = driver.find_element(By.CSS_SELECTOR, f"form.card[action$='{form_action}']")
+    for name, value in fields.items():
+        form.find_element(By.NAME, name).send_keys(value)
+    for name, value in (selects or {}).items():
+        Select(form.find_element(By.NAME, name)).select_by_value(value)
+    form.find_element(By.CSS_SELECTOR, "button").click()
+
+
+def test_projects_members_and_robots(berth, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from conftest import ROOT_KEY
+
+    lead = make_user(berth, "lead", [])
+    reader = make_user(berth, "reader", [])
+    # The account's root makes the project and names its admin and a reader.
+    sign_in_with_key(browser, berth, ROOT_KEY)
+    browser.get(berth.url + "/console/projects")
+    submit(browser, "create-project", {"project": "acp"})
+    wait_for_url(browser, "/console/projects/acp")
+    submit(browser, "set-member", {"user": "lead"}, {"right": "admin"})
+    wait_for_url(browser, "/console/projects/acp")
+    submit(browser, "set-member", {"user": "reader"}, {"right": "pull"})
+    wait_for_url(browser, "/console/projects/acp")
+    members = browser.find_element(By.CSS_SELECTOR, "section[aria-labelledby=members] table").text
+    assert "lead admin" in members and "reader pull" in members
+    # Every decision reads as an ordinary policy document.
+    policy = client(berth, "iam").get_group_policy(GroupName="acp-push", PolicyName="berth-project")
+    assert "repository/acp/*" in json.dumps(policy["PolicyDocument"])
+    browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    wait_for_url(browser, "/console/sign-in")
+
+    # The project's admin requests a repository and makes a robot for CI.
+    sign_in(browser, berth, "lead", lead)
+    wait_for_url(browser, "/console")
+    browser.get(berth.url + "/console/projects")
+    browser.find_element(By.LINK_TEXT, "acp").click()
+    submit(browser, "request-repository", {"repository": "hello-world-app"})
+    wait_for_url(browser, "/console/projects/acp")
+    repos = browser.find_element(By.CSS_SELECTOR, "section[aria-labelledby=repos] table").text
+    assert "acp/hello-world-app" in repos and "Active" in repos
+    submit(browser, "create-robot", {"robot": "ci"}, {"right": "push"})
+    robot_id = browser.find_element(By.ID, "robot-key-id").text
+    robot_secret = browser.find_element(By.ID, "robot-key-secret").text
+    shot(browser, "07-project-robot")
+    layout, m = oci_layout(tmp_path, b"pushed by the CI robot\n")
+    pushed = skopeo_push(berth, layout, "acp/hello-world-app:v1", robot_id, robot_secret)
+    assert pushed.returncode == 0, pushed.stderr
+    elsewhere = skopeo_push(berth, layout, "other/app:v1", robot_id, robot_secret)
+    assert elsewhere.returncode != 0
+    env = {"AWS_ACCESS_KEY_ID": robot_id, "AWS_SECRET_ACCESS_KEY": robot_secret}
+    got = ok(aws(berth, "ecr", "batch-get-image", "--repository-name", "acp/hello-world-app",
+                 "--image-ids", "imageTag=v1", env=env))
+    assert got["images"][0]["imageId"]["imageDigest"] == m["digest"]
+    browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    wait_for_url(browser, "/console/sign-in")
+
+    # A reader sees the project but cannot make robots or add members.
+    sign_in(browser, berth, "reader", reader)
+    wait_for_url(browser, "/console")
+    browser.get(berth.url + "/console/projects/acp")
+    submit(browser, "create-robot", {"robot": "sneaky"}, {"right": "push"})
+    assert "do not allow" in alert_text(browser)
+    browser.get(berth.url + "/console/projects/acp")
+    submit(browser, "set-member", {"user": "reader"}, {"right": "admin"})
+    assert "do not allow" in alert_text(browser)
+    browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    wait_for_url(browser, "/console/sign-in")
+
+    # The admin revokes the robot: its key stops working.
+    sign_in(browser, berth, "lead", lead)
+    wait_for_url(browser, "/console")
+    browser.get(berth.url + "/console/projects/acp")
+    browser.find_element(By.CSS_SELECTOR, "form[action$=revoke-robot] button").click()
+    wait_for_url(browser, "/console/projects/acp")
+    assert "No robots yet." in browser.page_source
+    again = skopeo_push(berth, layout, "acp/hello-world-app:v2", robot_id, robot_secret)
+    assert again.returncode != 0

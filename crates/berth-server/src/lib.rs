@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod oci;
 pub mod outbox;
+pub mod projects;
 pub mod promotion;
 pub mod pullthrough;
 pub mod query;
@@ -54,6 +55,8 @@ pub struct App {
     pub replication: Arc<replication::Replication>,
     /// Events delivered to HTTP receivers.
     pub webhooks: Arc<webhooks::Webhooks>,
+    /// Projects: namespaces with members and robots, on IAM.
+    pub projects: Arc<projects::Projects>,
     /// Console passwords and sessions.
     pub passwords: Arc<console::passwords::Passwords>,
     /// Failed console sign-ins on this node, for rate limiting.

@@ -657,6 +657,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     tokio::spawn(outbox.run(stop));
     let iam = Arc::new(Iam::new(access.clone(), identity.clone()));
+    let iam_for_projects = iam.clone();
     let passwords = Arc::new(berth_server::console::passwords::Passwords::new(
         metadata.clone(),
         iam.clone(),
@@ -710,6 +711,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         templates,
         replication,
         webhooks,
+        projects: Arc::new(berth_server::projects::Projects::new(
+            iam_for_projects,
+            account_id.clone(),
+            region.clone(),
+        )),
         passwords,
         console_throttle: Default::default(),
         jobs,

@@ -289,16 +289,18 @@ impl Access {
         principal: &Principal,
         now: i64,
     ) -> Result<Arc<Permissions>, StoreError> {
-        if let Some(permissions) = cached(&self.permissions, &principal.access_key_id, now) {
+        // By access key (a role session's policy is its key's); a principal
+        // without one (a console password's) by its ARN, never shared.
+        let key = if principal.access_key_id.is_empty() {
+            format!("arn:{}", principal.arn)
+        } else {
+            principal.access_key_id.clone()
+        };
+        if let Some(permissions) = cached(&self.permissions, &key, now) {
             return Ok(permissions);
         }
         let permissions = Arc::new(self.resolve(principal).await?);
-        remember(
-            &self.permissions,
-            &principal.access_key_id,
-            permissions.clone(),
-            now,
-        );
+        remember(&self.permissions, &key, permissions.clone(), now);
         Ok(permissions)
     }
 

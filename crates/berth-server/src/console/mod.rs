@@ -7,10 +7,11 @@
 //! services and policy engine as the APIs, as the signed-in principal.
 //!
 //! Pages: repositories (and creating one), a repository (its images, how to
-//! push and pull), connected identities (your access keys). Projects,
-//! robots and policy editors come next.
+//! push and pull), projects (members, robots; see `projects.rs`), connected
+//! identities (your access keys). Policy editors come next.
 
 pub mod passwords;
+mod projects;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,6 +86,9 @@ pub fn router() -> axum::Router<Arc<App>> {
         .route("/console/repositories/{*name}", get(repository_page))
         .route("/console/identities", get(identities_page))
         .route("/console/actions/{action}", post(act))
+        .route("/console/projects", get(projects::list))
+        .route("/console/projects/{name}", get(projects::show))
+        .route("/console/projects-actions/{action}", post(projects::act))
 }
 
 /// The signed-in caller of a request.
@@ -175,6 +179,22 @@ async fn visitor(
     }))
 }
 
+/// The signed-in visitor of a page, or the way to the sign-in page.
+fn visitor_of<'a>(
+    app: &'a App,
+    request: &Request,
+) -> impl std::future::Future<Output = Result<Visitor, Response>> + Send + 'a {
+    // What is needed of the request, taken before waiting (its body is not `Sync`).
+    let facts = app.request_facts(request);
+    let headers = request.headers().clone();
+    async move {
+        match visitor(app, &headers, facts).await? {
+            Some(v) => Ok(v),
+            None => Err(to_sign_in()),
+        }
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "console request failed");
     (
@@ -209,6 +229,7 @@ fn page(title: &str, visitor: Option<&Visitor>, body: Markup) -> Markup {
                     @if let Some(v) = visitor {
                         nav aria-label="Main" {
                             a href="/console" { "Repositories" }
+                            a href="/console/projects" { "Projects" }
                             a href="/console/identities" { "Connected identities" }
                         }
                         form method="post" action="/console/sign-out" class="signout" {
