@@ -122,9 +122,9 @@ def test_errors_have_ecr_types(ecr_berth):
         client.delete_repository(repositoryName="nope")
     assert error_code(e) == "RepositoryNotFoundException"
     with pytest.raises(ClientError) as e:
-        client.get_account_setting(name="BASIC_SCAN_TYPE_VERSION")
+        client.get_signing_configuration()
     assert error_code(e) == "UnsupportedOperationException"
-    assert "GetAccountSetting" in e.value.response["Error"]["Message"]
+    assert "GetSigningConfiguration" in e.value.response["Error"]["Message"]
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert e.value.response["ResponseMetadata"]["RequestId"]
 
@@ -650,3 +650,84 @@ def test_public_url_and_the_endpoint_environment_variable():
         )
     finally:
         server.stop()
+
+
+def test_account_settings_and_blob_mounting(ecr_berth):
+    """`GetAccountSetting`/`PutAccountSetting` as the model says; with
+    `BLOB_MOUNTING` disabled a `/v2/` mount answers with an upload session."""
+    import urllib.request
+
+    from conftest import basic_auth
+    from test_scanning import push, request
+
+    client = ecr(ecr_berth)
+    assert client.get_account_setting(name="BLOB_MOUNTING")["value"] == "ENABLED"
+    assert client.get_account_setting(name="BASIC_SCAN_TYPE_VERSION")["value"] == "AWS_NATIVE"
+    assert client.put_account_setting(name="REGISTRY_POLICY_SCOPE", value="V1")["value"] == "V1"
+    assert client.get_account_setting(name="REGISTRY_POLICY_SCOPE")["value"] == "V1"
+    for name, value in (("NOPE", "X"), ("BLOB_MOUNTING", "SOMETIMES")):
+        with pytest.raises(ClientError) as e:
+            client.put_account_setting(name=name, value=value)
+        assert error_code(e) == "InvalidParameterException"
+    client.create_repository(repositoryName="src")
+    client.create_repository(repositoryName="dst")
+    from test_scanning import layer
+    blob = layer({"m": b"mount me"})
+    import hashlib
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    request(ecr_berth, "POST", f"/v2/src/blobs/uploads/?digest={digest}", blob)
+
+    def mount():
+        req = urllib.request.Request(f"{ecr_berth.url}/v2/dst/blobs/uploads/?mount={digest}&from=src",
+                                     data=b"", method="POST", headers={"Authorization": basic_auth()})
+        with urllib.request.urlopen(req) as r:
+            return r.status
+
+    client.put_account_setting(name="BLOB_MOUNTING", value="DISABLED")
+    import time
+    time.sleep(5.2)  # the setting is read at most every 5 s per node
+    assert mount() == 202
+    client.put_account_setting(name="BLOB_MOUNTING", value="ENABLED")
+    time.sleep(5.2)
+    assert mount() == 201
+
+
+def test_list_image_referrers(ecr_berth):
+    import hashlib
+
+    from test_scanning import layer, push, request
+
+    client = ecr(ecr_berth)
+    client.create_repository(repositoryName="app")
+    subject = push(ecr_berth, "app", "v1", [layer({"a": b"a"})])
+    _, _, body = request(ecr_berth, "GET", f"/v2/app/manifests/{subject}", None,
+                         {"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    made = []
+    for artifact_type in ("application/spdx+json", "application/vnd.dev.cosign.artifact.sig.v1+json"):
+        empty = b"{}"
+        d = "sha256:" + hashlib.sha256(empty).hexdigest()
+        request(ecr_berth, "POST", f"/v2/app/blobs/uploads/?digest={d}", empty)
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "artifactType": artifact_type,
+                               "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": d, "size": 2},
+                               "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": d, "size": 2}],
+                               "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                           "digest": subject, "size": len(body)}}).encode()
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        request(ecr_berth, "PUT", f"/v2/app/manifests/{digest}", manifest,
+                {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        made.append(digest)
+    listed = client.list_image_referrers(repositoryName="app", subjectId={"imageDigest": subject})
+    assert sorted(r["digest"] for r in listed["referrers"]) == sorted(made)
+    assert all(r["artifactStatus"] == "ACTIVE" for r in listed["referrers"])
+    sboms = client.list_image_referrers(repositoryName="app", subjectId={"imageDigest": subject},
+                                        filter={"artifactTypes": ["application/spdx+json"]})
+    assert [r["artifactType"] for r in sboms["referrers"]] == ["application/spdx+json"]
+    first = client.list_image_referrers(repositoryName="app", subjectId={"imageDigest": subject}, maxResults=1)
+    assert len(first["referrers"]) == 1 and "nextToken" in first
+    rest = client.list_image_referrers(repositoryName="app", subjectId={"imageDigest": subject},
+                                       maxResults=1, nextToken=first["nextToken"])
+    assert len(rest["referrers"]) == 1 and "nextToken" not in rest
+    with pytest.raises(ClientError) as e:
+        client.list_image_referrers(repositoryName="nope", subjectId={"imageDigest": subject})
+    assert error_code(e) == "RepositoryNotFoundException"

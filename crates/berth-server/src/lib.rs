@@ -22,6 +22,7 @@ pub mod registry;
 pub mod replication;
 pub mod scanning;
 pub mod secrets;
+pub mod settings;
 pub mod templates;
 pub mod webhooks;
 pub mod wrapper;
@@ -53,6 +54,8 @@ pub struct App {
     pub templates: Arc<templates::Templates>,
     /// Replication to other registries.
     pub replication: Arc<replication::Replication>,
+    /// ECR's account settings.
+    pub account_settings: Arc<settings::AccountSettings>,
     /// Events delivered to HTTP receivers.
     pub webhooks: Arc<webhooks::Webhooks>,
     /// Projects: namespaces with members and robots, on IAM.

@@ -710,6 +710,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         builds,
         templates,
         replication,
+        account_settings: Arc::new(berth_server::settings::AccountSettings::new(
+            metadata.clone(),
+        )),
         webhooks,
         projects: Arc::new(berth_server::projects::Projects::new(
             iam_for_projects,

@@ -437,3 +437,88 @@ fn put_error(call: &Call<'_>, name: &RepositoryName, e: RegistryError) -> EcrErr
         other => call.registry_error(other, name.as_str()),
     }
 }
+
+/// `ListImageReferrers`: the OCI referrers of an image (signatures, SBOMs,
+/// attestations), filtered by artifact type, in digest order, paged.
+pub async fn list_referrers(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = super::repositories::name_of(input)?;
+    call.app
+        .registry
+        .repository(&name)
+        .await
+        .map_err(|e| call.registry_error(e, name.as_str()))?;
+    let subject = input["subjectId"]["imageDigest"]
+        .as_str()
+        .and_then(|d| d.parse::<Digest>().ok())
+        .ok_or_else(|| {
+            EcrError::invalid_parameter(
+                "Invalid parameter at 'subjectId': an image digest is required",
+            )
+        })?;
+    let types: Vec<&str> = input["filter"]["artifactTypes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let status = input["filter"]["artifactStatus"]
+        .as_str()
+        .unwrap_or("ACTIVE");
+    let mut referrers = call
+        .app
+        .registry
+        .referrers(&name, &subject, None)
+        .await
+        .map_err(|e| call.registry_error(e, name.as_str()))?;
+    referrers.retain(|r| {
+        types.is_empty()
+            || r.artifact_type
+                .as_deref()
+                .is_some_and(|t| types.contains(&t))
+    });
+    // Every artifact here is active (archiving is not built yet).
+    if status == "ARCHIVED" || status == "ACTIVATING" {
+        referrers.clear();
+    }
+    referrers.sort_by_key(|r| r.digest.to_string());
+    let (limit, after) = super::page(input)?;
+    let limit = limit.min(50);
+    let rest: Vec<_> = referrers
+        .iter()
+        .filter(|r| {
+            after
+                .as_deref()
+                .is_none_or(|a| r.digest.to_string().as_str() > a)
+        })
+        .collect();
+    let shown: Vec<Value> = rest
+        .iter()
+        .take(limit as usize)
+        .map(|r| {
+            let mut out = json!({
+                "digest": r.digest.to_string(),
+                "mediaType": r.media_type,
+                "size": r.size,
+                "artifactStatus": "ACTIVE",
+            });
+            if let Some(t) = &r.artifact_type {
+                out["artifactType"] = json!(t);
+            }
+            if let Some(a) = r
+                .annotations
+                .as_deref()
+                .and_then(|a| serde_json::from_str::<Value>(a).ok())
+            {
+                out["annotations"] = a;
+            }
+            out
+        })
+        .collect();
+    let mut out = json!({"referrers": shown});
+    if rest.len() > limit as usize
+        && let Some(last) = rest.get(limit as usize - 1)
+    {
+        out["nextToken"] = super::token(&last.digest.to_string());
+    }
+    Ok(out)
+}

@@ -222,6 +222,15 @@ pub fn token(position: &str) -> Value {
     json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(position))
 }
 
+impl From<crate::settings::SettingError> for EcrError {
+    fn from(e: crate::settings::SettingError) -> EcrError {
+        match e {
+            crate::settings::SettingError::Invalid(m) => EcrError::invalid_parameter(m),
+            crate::settings::SettingError::Internal(inner) => EcrError::internal(inner),
+        }
+    }
+}
+
 /// True for requests addressed to this front door.
 pub fn is_ecr_request(request: &Request) -> bool {
     request.uri().path() == "/"
@@ -408,6 +417,21 @@ async fn operate(call: &Call<'_>, name: &str, input: &Value) -> Result<Value, Ec
         "DescribeRepositories" => repositories::describe(call, input).await,
         "DeleteRepository" => repositories::delete(call, input).await,
         "DescribeRegistry" => replication::describe_registry(call).await,
+        "GetAccountSetting" => {
+            let name = input["name"].as_str().unwrap_or_default();
+            let value = call.app.account_settings.get(name).await?;
+            Ok(json!({"name": name, "value": value}))
+        }
+        "PutAccountSetting" => {
+            let name = input["name"].as_str().unwrap_or_default();
+            let value = call
+                .app
+                .account_settings
+                .put(name, input["value"].as_str().unwrap_or_default())
+                .await?;
+            Ok(json!({"name": name, "value": value}))
+        }
+        "ListImageReferrers" => images::list_referrers(call, input).await,
         "PutReplicationConfiguration" => replication::put_configuration(call, input).await,
         "DescribeImageReplicationStatus" => replication::describe_status(call, input).await,
         "GetAuthorizationToken" => Ok(authorization_token(call)),

@@ -712,7 +712,12 @@ async fn start_upload(
     let registry = &*app.registry;
     let query = request.uri().query().map(String::from);
     let query = query.as_deref();
-    if let Some(mount) = query_param(query, "mount") {
+    let mounting = app
+        .account_settings
+        .blob_mounting()
+        .await
+        .map_err(RegistryError::Internal)?;
+    if let Some(mount) = query_param(query, "mount").filter(|_| mounting) {
         let from = query_param(query, "from").and_then(|f| f.parse::<RepositoryName>().ok());
         if let (Ok(digest), Some(from)) = (mount.parse::<Digest>(), from) {
             let source = app.access.repository_arn(from.as_str());
