@@ -122,7 +122,11 @@ def main():
                        env={**os.environ, "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET,
                             "AWS_CONFIG_FILE": "/dev/null"}, check=True, capture_output=True)
         auth = "Basic " + base64.b64encode(f"{KEY_ID}:{SECRET}".encode()).decode()
+        cpu = lambda pid: sum(int(x) for x in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[11:13]) / os.sysconf("SC_CLK_TCK")
+        before = [cpu(p.pid) for p in processes]
         cold = pull(berth, "mirror/lib/big", layer, auth)
+        spent = [round(cpu(p.pid) - b, 2) for p, b in zip(processes, before)]
+        cold["cpu_s"] = {"upstream": spent[0], "berth": spent[1]}
         warm = pull(berth, "mirror/lib/big", layer, auth)
         direct.append(pull(upstream, "lib/big", layer))
         best = max(d["mb_s"] for d in direct)
