@@ -48,6 +48,8 @@ def browser():
     options.add_argument(f"--user-data-dir={profile}")
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.set_page_load_timeout(30)
+    # Elements a click's navigation brings are waited for (slow machines).
+    driver.implicitly_wait(10)
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
