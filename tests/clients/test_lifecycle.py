@@ -27,6 +27,10 @@ def berth():
 def idle_berth():
     """berth that applies lifecycle policies only when told (`berth lifecycle`)."""
     server = Berth(env={"BERTH_ACCOUNT_ID": ACCOUNT, "BERTH_LIFECYCLE_INTERVAL": "24h", **root_env()})
+    # The first enforcement runs at start-up (within a worker's 1 s poll):
+    # let it pass before the test sets a policy, so only `berth lifecycle`
+    # applies one.
+    time.sleep(2)
     yield server
     server.stop()
 
