@@ -37,6 +37,22 @@ pub fn image_action(
     }
 }
 
+/// A successful push an event reports: (repository, digest, tag).
+pub fn pushed(event: &Event) -> Option<(String, String, Option<String>)> {
+    if event.detail_type != IMAGE_ACTION {
+        return None;
+    }
+    let detail: Value = serde_json::from_str(&event.detail).ok()?;
+    if detail["action-type"] != "PUSH" || detail["result"] != "SUCCESS" {
+        return None;
+    }
+    Some((
+        detail["repository-name"].as_str()?.to_string(),
+        detail["image-digest"].as_str()?.to_string(),
+        detail["image-tag"].as_str().map(str::to_string),
+    ))
+}
+
 /// The event in EventBridge's envelope.
 pub fn envelope(event: &Event, account: &str, region: &str) -> Value {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.at.max(0) as u64);

@@ -593,21 +593,11 @@ impl crate::outbox::Consumer for ReplicateOnPush {
     }
 
     async fn on_event(&self, event: &berth_store::Event) -> Result<(), String> {
-        if event.detail_type != crate::events::IMAGE_ACTION {
-            return Ok(());
-        }
-        let detail: Value = serde_json::from_str(&event.detail).unwrap_or_default();
-        if detail["action-type"] != "PUSH" || detail["result"] != "SUCCESS" {
-            return Ok(());
-        }
-        let (Some(repository), Some(digest)) = (
-            detail["repository-name"].as_str(),
-            detail["image-digest"].as_str(),
-        ) else {
+        let Some((repository, digest, tag)) = crate::events::pushed(event) else {
             return Ok(());
         };
         self.0
-            .on_push(repository, digest, detail["image-tag"].as_str())
+            .on_push(&repository, &digest, tag.as_deref())
             .await
             .map_err(|e| e.to_string())
     }

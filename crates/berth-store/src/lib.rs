@@ -294,6 +294,23 @@ pub struct RepositoryRecord {
     pub tags: Vec<(String, String)>,
 }
 
+impl RepositoryRecord {
+    /// A new repository with ECR's default settings (mutable tags, AES256,
+    /// no scan on push) and `tags`, created now.
+    pub fn new(name: RepositoryName, tags: Vec<(String, String)>) -> RepositoryRecord {
+        RepositoryRecord {
+            name,
+            created_at: now_millis(),
+            image_tag_mutability: "MUTABLE".into(),
+            tag_mutability_exclusions: Vec::new(),
+            scan_on_push: false,
+            encryption_type: "AES256".into(),
+            kms_key: None,
+            tags,
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeleteRepositoryOutcome {
     Deleted(RepositoryRecord),

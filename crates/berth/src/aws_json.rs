@@ -17,6 +17,37 @@ pub struct Signer {
 }
 
 impl Signer {
+    /// A signer for `endpoint` with the usual `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
+    pub fn from_env(endpoint: &str, region: &str) -> anyhow::Result<Signer> {
+        use anyhow::Context as _;
+        Ok(Signer {
+            http: reqwest::Client::new(),
+            base: endpoint.trim_end_matches('/').to_string(),
+            region: region.to_string(),
+            key_id: std::env::var("AWS_ACCESS_KEY_ID").context("AWS_ACCESS_KEY_ID is not set")?,
+            secret: std::env::var("AWS_SECRET_ACCESS_KEY")
+                .context("AWS_SECRET_ACCESS_KEY is not set")?,
+            token: std::env::var("AWS_SESSION_TOKEN").ok(),
+        })
+    }
+
+    /// Calls one of berth's own operations (`BerthRegistry_20261130`); its
+    /// answer, or why it failed.
+    pub async fn berth(
+        &self,
+        operation: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let (status, text) = self
+            .call(
+                &format!("BerthRegistry_20261130.{operation}"),
+                &body.to_string(),
+            )
+            .await?;
+        answer(operation, status, &text)
+    }
+
     /// POSTs `body` to `target` (`Prefix.Operation`), signed for service `ecr`;
     /// the answer's status and text.
     pub async fn call(&self, target: &str, body: &str) -> reqwest::Result<(u16, String)> {
@@ -68,4 +99,17 @@ impl Signer {
         let status = response.status().as_u16();
         Ok((status, response.text().await.unwrap_or_default()))
     }
+}
+
+/// An answer's JSON, or its error (`__type` and message) when it failed.
+pub fn answer(operation: &str, status: u16, text: &str) -> anyhow::Result<serde_json::Value> {
+    let answer: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    if !(200..300).contains(&status) {
+        anyhow::bail!(
+            "{operation}: {} {}",
+            answer["__type"].as_str().unwrap_or("error"),
+            answer["message"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(answer)
 }

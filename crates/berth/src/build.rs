@@ -61,25 +61,6 @@ struct Wanted {
     tag: String,
 }
 
-/// Calls one of berth's own operations; its answer, or why it failed.
-async fn call(signer: &Signer, operation: &str, body: &Value) -> anyhow::Result<Value> {
-    let target = format!("BerthRegistry_20261130.{operation}");
-    let (status, text) = signer.call(&target, &body.to_string()).await?;
-    answer(operation, status, &text)
-}
-
-fn answer(operation: &str, status: u16, text: &str) -> anyhow::Result<Value> {
-    let answer: Value = serde_json::from_str(text).unwrap_or_default();
-    if !(200..300).contains(&status) {
-        bail!(
-            "{operation}: {} {}",
-            answer["__type"].as_str().unwrap_or("error"),
-            answer["message"].as_str().unwrap_or_default()
-        );
-    }
-    Ok(answer)
-}
-
 fn split_target(target: &str) -> anyhow::Result<(String, String)> {
     // A tag follows the last `:` after the last `/` (a registry port is not a tag).
     let slash = target.rfind('/').map_or(0, |i| i + 1);
@@ -144,15 +125,7 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--build-arg {entry}: expected NAME=VALUE"))?;
         build_args.insert(name.to_string(), value.to_string());
     }
-    let signer = Signer {
-        http: reqwest::Client::new(),
-        base: args.endpoint.trim_end_matches('/').to_string(),
-        region: args.region.clone(),
-        key_id: std::env::var("AWS_ACCESS_KEY_ID").context("AWS_ACCESS_KEY_ID is not set")?,
-        secret: std::env::var("AWS_SECRET_ACCESS_KEY")
-            .context("AWS_SECRET_ACCESS_KEY is not set")?,
-        token: std::env::var("AWS_SESSION_TOKEN").ok(),
-    };
+    let signer = Signer::from_env(&args.endpoint, &args.region)?;
     let registry_auth = registry_auth(&signer).await?;
     let work = tempfile::tempdir()?;
     let bars = MultiProgress::new();
@@ -168,16 +141,16 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
             let bundle = bundle_of(&item.source, &work.path().join(n.to_string())).await?;
             bar.set_message("uploading");
             let digest = upload(&signer, &registry_auth, &item.repository, &bundle).await?;
-            let answer = call(
-                &signer,
-                "StartBuild",
-                &json!({
-                    "repositoryName": item.repository, "imageTag": item.tag,
-                    "sourceDigest": digest, "buildArgs": build_args,
-                    "target": args.target, "platform": args.platform, "force": args.force,
-                }),
-            )
-            .await?;
+            let answer = signer
+                .berth(
+                    "StartBuild",
+                    &json!({
+                        "repositoryName": item.repository, "imageTag": item.tag,
+                        "sourceDigest": digest, "buildArgs": build_args,
+                        "target": args.target, "platform": args.platform, "force": args.force,
+                    }),
+                )
+                .await?;
             anyhow::Ok(answer["build"].clone())
         }
         .await;
@@ -199,12 +172,12 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<()> {
             }
             let id = current["buildId"].as_str().unwrap_or_default().to_string();
             let offset = offsets.get(&id).copied().unwrap_or(0);
-            let log = call(
-                &signer,
-                "GetBuildLog",
-                &json!({"buildId": id, "startOffset": offset}),
-            )
-            .await?;
+            let log = signer
+                .berth(
+                    "GetBuildLog",
+                    &json!({"buildId": id, "startOffset": offset}),
+                )
+                .await?;
             if args.follow {
                 for line in log["log"].as_str().unwrap_or_default().lines() {
                     bars.println(format!("{id:.8} | {line}")).ok();
@@ -278,7 +251,7 @@ async fn registry_auth(signer: &Signer) -> anyhow::Result<String> {
             "{}",
         )
         .await?;
-    let answer = answer("GetAuthorizationToken", status, &text)?;
+    let answer = crate::aws_json::answer("GetAuthorizationToken", status, &text)?;
     let token = answer["authorizationData"][0]["authorizationToken"]
         .as_str()
         .context("GetAuthorizationToken gave no token")?;

@@ -38,21 +38,6 @@ pub struct PrivatizeArgs {
     timeout: Duration,
 }
 
-/// Calls one of berth's own operations; its answer, or why it failed.
-async fn call(signer: &Signer, operation: &str, body: &Value) -> anyhow::Result<Value> {
-    let target = format!("BerthRegistry_20261130.{operation}");
-    let (status, text) = signer.call(&target, &body.to_string()).await?;
-    let answer: Value = serde_json::from_str(&text).unwrap_or_default();
-    if !(200..300).contains(&status) {
-        bail!(
-            "{operation}: {} {}",
-            answer["__type"].as_str().unwrap_or("error"),
-            answer["message"].as_str().unwrap_or_default()
-        );
-    }
-    Ok(answer)
-}
-
 fn human(bytes: i64) -> String {
     let b = bytes as f64;
     match bytes {
@@ -86,15 +71,7 @@ pub async fn run(args: PrivatizeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--namespace {entry}: expected HOST=NAMESPACE"))?;
         namespaces.insert(host.to_string(), ns.to_string());
     }
-    let signer = Signer {
-        http: reqwest::Client::new(),
-        base: args.endpoint.trim_end_matches('/').to_string(),
-        region: args.region.clone(),
-        key_id: std::env::var("AWS_ACCESS_KEY_ID").context("AWS_ACCESS_KEY_ID is not set")?,
-        secret: std::env::var("AWS_SECRET_ACCESS_KEY")
-            .context("AWS_SECRET_ACCESS_KEY is not set")?,
-        token: std::env::var("AWS_SESSION_TOKEN").ok(),
-    };
+    let signer = Signer::from_env(&args.endpoint, &args.region)?;
     let bars = MultiProgress::new();
     let style =
         ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}").expect("a valid template");
@@ -103,12 +80,12 @@ pub async fn run(args: PrivatizeArgs) -> anyhow::Result<()> {
         let bar = bars.add(ProgressBar::new_spinner().with_style(style.clone()));
         bar.set_prefix(image.clone());
         bar.enable_steady_tick(Duration::from_millis(120));
-        let id = match call(
-            &signer,
-            "PrivatizeImage",
-            &json!({"sourceImage": image, "namespaces": namespaces}),
-        )
-        .await
+        let id = match signer
+            .berth(
+                "PrivatizeImage",
+                &json!({"sourceImage": image, "namespaces": namespaces}),
+            )
+            .await
         {
             Ok(answer) => {
                 bar.set_message("queued");
@@ -139,7 +116,9 @@ pub async fn run(args: PrivatizeArgs) -> anyhow::Result<()> {
         if pending.is_empty() || Instant::now() > deadline {
             break;
         }
-        let answer = call(&signer, "DescribePrivatizations", &json!({"ids": pending})).await?;
+        let answer = signer
+            .berth("DescribePrivatizations", &json!({"ids": pending}))
+            .await?;
         for p in answer["privatizations"].as_array().into_iter().flatten() {
             let id = p["id"].as_str().unwrap_or_default().to_string();
             if let Some((_, _, bar)) = started

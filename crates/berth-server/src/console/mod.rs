@@ -800,16 +800,7 @@ async fn act(
                 Err(r) => return r,
             }
             let done = if creating {
-                let record = RepositoryRecord {
-                    name: name.clone(),
-                    created_at: now_millis(),
-                    image_tag_mutability: "MUTABLE".into(),
-                    tag_mutability_exclusions: Vec::new(),
-                    scan_on_push: false,
-                    encryption_type: "AES256".into(),
-                    kms_key: None,
-                    tags: Vec::new(),
-                };
+                let record = RepositoryRecord::new(name.clone(), Vec::new());
                 app.registry.create_repository(record).await.map(drop)
             } else {
                 app.registry

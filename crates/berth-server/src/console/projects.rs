@@ -9,7 +9,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use berth_core::RepositoryName;
-use berth_store::{IamKind, RepositoryRecord, now_millis};
+use berth_store::{IamKind, RepositoryRecord};
 use maud::html;
 
 use super::{Visitor, allowed, csrf_field, html_response, internal, page, refused, visitor_of};
@@ -326,16 +326,10 @@ pub async fn act(
                 }
                 Err(r) => return r,
             }
-            let record = RepositoryRecord {
-                name: name.clone(),
-                created_at: now_millis(),
-                image_tag_mutability: "MUTABLE".into(),
-                tag_mutability_exclusions: Vec::new(),
-                scan_on_push: false,
-                encryption_type: "AES256".into(),
-                kms_key: None,
-                tags: vec![("berth:project".into(), project.clone())],
-            };
+            let record = RepositoryRecord::new(
+                name.clone(),
+                vec![("berth:project".into(), project.clone())],
+            );
             match app.registry.create_repository(record).await {
                 Ok(_) => {
                     app.access.forget_repository(&name);

@@ -628,21 +628,11 @@ impl crate::outbox::Consumer for ScanOnPush {
     }
 
     async fn on_event(&self, event: &berth_store::Event) -> Result<(), String> {
-        if event.detail_type != crate::events::IMAGE_ACTION {
-            return Ok(());
-        }
-        let detail: serde_json::Value = serde_json::from_str(&event.detail).unwrap_or_default();
-        if detail["action-type"] != "PUSH" || detail["result"] != "SUCCESS" {
-            return Ok(());
-        }
-        let (Some(repository), Some(digest)) = (
-            detail["repository-name"].as_str(),
-            detail["image-digest"].as_str(),
-        ) else {
+        let Some((repository, digest, _)) = crate::events::pushed(event) else {
             return Ok(());
         };
         self.0
-            .on_push(repository, digest)
+            .on_push(&repository, &digest)
             .await
             .map_err(|e| e.to_string())
     }
