@@ -296,7 +296,16 @@ def test_projects_members_and_robots(berth, browser, tmp_path):
     wait_for_url(browser, "/console/projects/acp")
     submit(browser, "set-member", {"user": "reader"}, {"right": "pull"})
     wait_for_url(browser, "/console/projects/acp")
-    members = browser.find_element(By.CSS_SELECTOR, "section[aria-labelledby=members] table").text
+    # The form posts back to the same URL: read the table once the new page is in.
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def members_text(d):
+        return d.find_element(By.CSS_SELECTOR, "section[aria-labelledby=members] table").text
+
+    WebDriverWait(browser, 15, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: "reader pull" in members_text(d))
+    members = members_text(browser)
     assert "lead admin" in members and "reader pull" in members
     # Every decision reads as an ordinary policy document.
     policy = client(berth, "iam").get_group_policy(GroupName="acp-push", PolicyName="berth-project")
