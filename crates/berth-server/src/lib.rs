@@ -68,6 +68,9 @@ pub struct App {
     pub jobs: Arc<jobs::Jobs>,
     /// `scheme://host[:port]` clients reach berth at, when not the request's `Host`.
     pub public_url: Option<String>,
+    /// `<account>.dkr.ecr.<region>.<domain>` under `--ecr-domain`: the host
+    /// clients are told to reach the registry at, with the port they used.
+    pub ecr_host: Option<String>,
     /// `http` or `https`: how this listener is reached.
     pub scheme: &'static str,
 }
@@ -89,7 +92,8 @@ impl App {
     }
 
     /// `scheme://host[:port]` clients reach this registry at: the configured
-    /// public URL, or the request's own `Host`.
+    /// public URL, the ECR-style host with the request's port, or the
+    /// request's own `Host`.
     pub fn endpoint(&self, headers: &axum::http::HeaderMap) -> String {
         if let Some(url) = &self.public_url {
             return url.trim_end_matches('/').to_string();
@@ -98,7 +102,22 @@ impl App {
             .get(axum::http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
-        format!("{}://{host}", self.scheme)
+        match &self.ecr_host {
+            Some(ecr) => format!("{}://{ecr}{}", self.scheme, port_of(host)),
+            None => format!("{}://{host}", self.scheme),
+        }
+    }
+}
+
+/// `:PORT` of a `Host` value that names one, else nothing.
+fn port_of(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i)
+            if !host[i + 1..].is_empty() && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            &host[i..]
+        }
+        _ => "",
     }
 }
 
@@ -176,4 +195,16 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             limits.requests.max(1),
         ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_port_of_a_host_header() {
+        assert_eq!(super::port_of("registry.example:8443"), ":8443");
+        assert_eq!(super::port_of("registry.example"), "");
+        assert_eq!(super::port_of("[::1]:5000"), ":5000");
+        assert_eq!(super::port_of("[::1]"), "");
+        assert_eq!(super::port_of("host:"), "");
+    }
 }

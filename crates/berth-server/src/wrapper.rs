@@ -4,6 +4,12 @@
 //! status, duration) in which the door logs, and request counters and
 //! latency histograms per door and operation on `/metrics`.
 //!
+//! A request over HTTP/2 names its host in the `:authority` pseudo-header
+//! and carries no `Host` (the Go SDK and the ECR credential helper send
+//! none); the wrapper gives it the `Host` that authority stands for, as an
+//! HTTP/1.1 intermediary would (RFC 9113, 8.3.1), so SigV4 verification,
+//! `repositoryUri` and every other reader of `Host` see one thing.
+//!
 //! Doors name what they did by putting an [`Operation`] into the response's
 //! extensions, and record the principal and repository into the request's
 //! span once they know them.
@@ -59,12 +65,26 @@ impl Door {
     }
 }
 
+/// Gives a request without `Host` the one its URI's authority names.
+fn host_from_authority(request: &mut Request) {
+    if request.headers().contains_key(axum::http::header::HOST) {
+        return;
+    }
+    let Some(authority) = request.uri().authority() else {
+        return;
+    };
+    if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+        request.headers_mut().insert(axum::http::header::HOST, host);
+    }
+}
+
 const AWS_REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps one request; the door it is for goes into its extensions, so the
 /// router dispatches on it without classifying the request again.
 pub async fn wrap(mut request: Request, next: Next) -> Response {
+    host_from_authority(&mut request);
     let door = Door::of(&request);
     let id = uuid::Uuid::new_v4().to_string();
     request.extensions_mut().insert(RequestId(id.clone()));

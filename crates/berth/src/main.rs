@@ -5,10 +5,12 @@ mod admin;
 mod aws_json;
 mod bench;
 mod build;
+mod health;
 mod jobs;
 mod privatize;
 mod promotion;
 mod serve;
+mod tls;
 mod vulndb;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +50,10 @@ enum Command {
     Privatize(privatize::PrivatizeArgs),
     /// Build images from source bundles on a berth (server-side).
     Build(build::BuildArgs),
+    /// Make a local certificate authority and a certificate for berth's names (ECR-style ones too).
+    Tls(tls::TlsArgs),
+    /// Exit 0 when a berth on this machine answers `/healthz` (for a container's HEALTHCHECK).
+    Healthcheck(health::HealthArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,6 +81,8 @@ fn main() -> anyhow::Result<()> {
         Command::Promotion(args) => runtime.block_on(promotion::run(args)),
         Command::Privatize(args) => runtime.block_on(privatize::run(args)),
         Command::Build(args) => runtime.block_on(build::run(args)),
+        Command::Tls(args) => tls::run(args),
+        Command::Healthcheck(args) => runtime.block_on(health::run(args)),
         Command::Events(args) => runtime.block_on(jobs::events(args)),
         Command::Jobs(args) => runtime.block_on(jobs::queue(args)),
     }

@@ -121,7 +121,7 @@ pub struct ServeArgs {
     create_on_push: bool,
 
     /// PEM certificate chain: serve HTTPS (with `--tls-key`) on the same
-    /// listener. Reloaded on SIGHUP.
+    /// listener, HTTP/2 and HTTP/1.1. Reloaded on SIGHUP and when the files change.
     #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
 
@@ -138,6 +138,15 @@ pub struct ServeArgs {
     /// default: the `Host` of each request, over http.
     #[arg(long, env = "BERTH_PUBLIC_URL")]
     public_url: Option<String>,
+
+    /// Answer as ECR does under DOMAIN (`amazonaws.com` for tools that
+    /// insist on ECR's names): `repositoryUri`, `proxyEndpoint` and the
+    /// `/v2/` challenge name `<account>.dkr.ecr.<region>.DOMAIN`, with the
+    /// port of the request's `Host` when it has one. Point those names and
+    /// `api.ecr.<region>.DOMAIN` at berth (DNS or /etc/hosts); `berth tls
+    /// --ecr-domain DOMAIN` certifies them.
+    #[arg(long, env = "BERTH_ECR_DOMAIN", conflicts_with = "public_url")]
+    ecr_domain: Option<String>,
 
     /// Background jobs (periodic work, scans, imports …) this node runs at once.
     #[arg(long, env = "BERTH_JOB_WORKERS", default_value_t = 2)]
@@ -499,6 +508,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "--dest-tls-verify=false "
     };
     println!("push: skopeo copy {insecure}oci:DIR:TAG docker://{address}/REPOSITORY:TAG");
+    if let Some(domain) = &args.ecr_domain {
+        let [registry, api] = crate::tls::ecr_names(account_id, region, domain.trim_matches('.'));
+        println!("answering as ECR: registry {registry}, API {api} (point both at this listener)");
+    }
 
     let lifecycle = Arc::new(Lifecycle::new(metadata.clone(), registry.clone()));
     let upload_interval =
@@ -723,6 +736,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         console_throttle: Default::default(),
         jobs,
         public_url: args.public_url.clone(),
+        ecr_host: args.ecr_domain.as_deref().map(|domain| {
+            crate::tls::ecr_names(account_id, region, domain.trim_matches('.'))[0].clone()
+        }),
         scheme,
     });
     let router = berth_server::app(
@@ -755,7 +771,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             server.serve(service).await?
         }
         Some(config) => {
-            tokio::spawn(reload_certificate_on_sighup(
+            tokio::spawn(reload_certificate(
                 config.clone(),
                 args.tls_cert.clone().expect("with TLS"),
                 args.tls_key.clone().expect("with TLS"),
@@ -882,7 +898,6 @@ impl tokio::io::AsyncWrite for Counted {
     }
 }
 
-/// Replaces the certificate on SIGHUP, without dropping a connection.
 /// `host:port` at which this node reaches its own listener.
 fn own_host(address: SocketAddr) -> String {
     match address.ip() {
@@ -892,15 +907,49 @@ fn own_host(address: SocketAddr) -> String {
     }
 }
 
-async fn reload_certificate_on_sighup(config: RustlsConfig, cert: PathBuf, key: PathBuf) {
+/// How often the certificate files are looked at for a change.
+const CERTIFICATE_POLL: Duration = Duration::from_secs(2);
+
+/// Replaces the certificate on SIGHUP and when its files change (a renewal
+/// by certbot, cert-manager or `berth tls`), without dropping a connection.
+/// A pair that does not load (half written, key not matching) leaves the old
+/// one serving; the next change is tried again.
+async fn reload_certificate(config: RustlsConfig, cert: PathBuf, key: PathBuf) {
     let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     else {
         return;
     };
-    while hangups.recv().await.is_some() {
+    // Modification time and length of both files: what a rewrite changes.
+    let stamp = |paths: [&PathBuf; 2]| {
+        paths.map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.modified().ok(), m.len()))
+        })
+    };
+    let mut seen = stamp([&cert, &key]);
+    let mut poll = tokio::time::interval(CERTIFICATE_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let why = tokio::select! {
+            signal = hangups.recv() => match signal {
+                Some(()) => "SIGHUP",
+                None => return,
+            },
+            _ = poll.tick() => {
+                let now = stamp([&cert, &key]);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "a change of its files"
+            }
+        };
         match config.reload_from_pem_file(&cert, &key).await {
-            Ok(()) => tracing::info!("reloaded the TLS certificate"),
-            Err(e) => tracing::warn!(error = %e, "TLS certificate not reloaded; the old one stays"),
+            Ok(()) => tracing::info!(after = why, "reloaded the TLS certificate"),
+            Err(e) => {
+                tracing::warn!(after = why, error = %e, "TLS certificate not reloaded; the old one stays")
+            }
         }
     }
 }
