@@ -731,3 +731,82 @@ def test_list_image_referrers(ecr_berth):
     with pytest.raises(ClientError) as e:
         client.list_image_referrers(repositoryName="nope", subjectId={"imageDigest": subject})
     assert error_code(e) == "RepositoryNotFoundException"
+
+
+def test_pull_time_update_exclusions(ecr_berth):
+    """Pulls by excluded principals (a user; a role, through its sessions)
+    leave `lastRecordedPullTime` alone; the list is ECR's, errors and paging."""
+    from conftest import client
+
+    ecr_client = ecr(ecr_berth)
+    iam = client(ecr_berth, "iam")
+    scanner_arn = f"arn:aws:iam::{ACCOUNT}:user/scanner"
+    prober_arn = f"arn:aws:iam::{ACCOUNT}:role/ci/prober"
+    iam.create_user(UserName="scanner")
+    iam.put_user_policy(UserName="scanner", PolicyName="pull", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["ecr:*", "sts:AssumeRole"], "Resource": "*"}]}))
+    created = iam.create_access_key(UserName="scanner")["AccessKey"]
+    scanner = (created["AccessKeyId"], created["SecretAccessKey"])
+    iam.create_role(RoleName="prober", Path="/ci/", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                               "Principal": {"AWS": scanner_arn}}]}))
+    iam.put_role_policy(RoleName="prober", PolicyName="pull", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]}))
+
+    registered = ecr_client.register_pull_time_update_exclusion(principalArn=scanner_arn)
+    assert registered["principalArn"] == scanner_arn
+    assert abs(registered["createdAt"].timestamp() - time.time()) < 60
+    ecr_client.register_pull_time_update_exclusion(principalArn=prober_arn)
+    ecr_client.register_pull_time_update_exclusion(principalArn=f"arn:aws:iam::{ACCOUNT}:user/other")
+    with pytest.raises(ClientError) as e:
+        ecr_client.register_pull_time_update_exclusion(principalArn=scanner_arn)
+    assert error_code(e) == "ExclusionAlreadyExistsException"
+    with pytest.raises(ClientError) as e:
+        ecr_client.register_pull_time_update_exclusion(principalArn=f"arn:aws:iam::{ACCOUNT}:group/devs")
+    assert error_code(e) == "ValidationException"
+    with pytest.raises(ClientError) as e:
+        ecr_client.deregister_pull_time_update_exclusion(principalArn=f"arn:aws:iam::{ACCOUNT}:user/nobody")
+    assert error_code(e) == "ExclusionNotFoundException"
+    first = ecr_client.list_pull_time_update_exclusions(maxResults=2)
+    assert first["pullTimeUpdateExclusions"] == [prober_arn, f"arn:aws:iam::{ACCOUNT}:user/other"]
+    rest = ecr_client.list_pull_time_update_exclusions(maxResults=2, nextToken=first["nextToken"])
+    assert rest["pullTimeUpdateExclusions"] == [scanner_arn] and "nextToken" not in rest
+
+    ecr_client.create_repository(repositoryName="probed")
+    push_image(ecr_berth, "probed", "scanned", seed="scanned")
+    push_image(ecr_berth, "probed", "probed", seed="probed")
+    push_image(ecr_berth, "probed", "used", seed="used")
+
+    def pulled(tag):
+        detail = ecr_client.describe_images(repositoryName="probed", imageIds=[{"imageTag": tag}])["imageDetails"][0]
+        return "lastRecordedPullTime" in detail
+
+    # The scanner pulls through both doors; a session of the excluded role through the API.
+    ecr(ecr_berth, key=scanner).batch_get_image(repositoryName="probed", imageIds=[{"imageTag": "scanned"}])
+    req = urllib.request.Request(
+        f"{ecr_berth.url}/v2/probed/manifests/scanned",
+        headers={"Authorization": basic_auth(*scanner), "Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert urllib.request.urlopen(req).status == 200
+    session = client(ecr_berth, "sts", key=scanner).assume_role(RoleArn=prober_arn, RoleSessionName="probe")["Credentials"]
+    boto3.client("ecr", endpoint_url=ecr_berth.url, region_name=REGION,
+                 aws_access_key_id=session["AccessKeyId"], aws_secret_access_key=session["SecretAccessKey"],
+                 aws_session_token=session["SessionToken"]).batch_get_image(
+        repositoryName="probed", imageIds=[{"imageTag": "probed"}])
+    # Someone not excluded pulls the third.
+    ecr_client.batch_get_image(repositoryName="probed", imageIds=[{"imageTag": "used"}])
+    deadline = time.time() + 10
+    while not pulled("used"):
+        assert time.time() < deadline, "the pull by the root was not recorded"
+        time.sleep(0.1)
+    time.sleep(1)  # pulls are recorded in the background
+    assert not pulled("scanned") and not pulled("probed")
+
+    # Deregistered, the scanner's pulls count again.
+    assert ecr_client.deregister_pull_time_update_exclusion(principalArn=scanner_arn)["principalArn"] == scanner_arn
+    ecr(ecr_berth, key=scanner).batch_get_image(repositoryName="probed", imageIds=[{"imageTag": "scanned"}])
+    deadline = time.time() + 10
+    while not pulled("scanned"):
+        assert time.time() < deadline, "the scanner's pull was not recorded once it was deregistered"
+        time.sleep(0.1)
+    assert scanner_arn not in ecr_client.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"]

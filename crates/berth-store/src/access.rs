@@ -179,6 +179,10 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn get_setting(&self, name: &str) -> Result<Option<String>>;
     /// Sets or (with `None`) removes a setting; false if there was nothing to remove.
     async fn put_setting(&self, name: &str, value: Option<&str>) -> Result<bool>;
+    /// Adds a setting that is not there yet: false (and nothing changed) if it is.
+    async fn insert_setting(&self, name: &str, value: &str) -> Result<bool>;
+    /// The settings whose names start with `prefix`, in name order.
+    async fn settings_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>>;
 }
 
 pub(crate) type AccessKeyRow = (
@@ -573,6 +577,31 @@ macro_rules! impl_access_store {
                         .await?,
                 };
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn insert_setting(&self, name: &str, value: &str) -> $crate::Result<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(value)
+                .execute(&self.$write)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn settings_with_prefix(
+                &self,
+                prefix: &str,
+            ) -> $crate::Result<Vec<(String, String)>> {
+                // Not LIKE: names may hold `%` and `_`. The table is small.
+                Ok(sqlx::query_as(
+                    "SELECT name, value FROM settings WHERE substr(name, 1, $2) = $1 ORDER BY name",
+                )
+                .bind(prefix)
+                .bind(i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX))
+                .fetch_all(&self.$read)
+                .await?)
             }
         }
     };

@@ -24,6 +24,9 @@ const REGISTRY_LEVEL: &[&str] = &[
     "UpdateRepositoryCreationTemplate",
     "GetAccountSetting",
     "PutAccountSetting",
+    "RegisterPullTimeUpdateExclusion",
+    "DeregisterPullTimeUpdateExclusion",
+    "ListPullTimeUpdateExclusions",
 ];
 
 /// The IAM action of an ECR operation.

@@ -257,7 +257,12 @@ pub async fn batch_get(call: &Call<'_>, input: &Value) -> Result<Value, EcrError
                 ))
             }
             Ok(image) => {
-                call.app.registry.note_pull(&name, &image.digest, image.last_pulled_at);
+                call.app.registry.note_pull(
+                    Some(&call.principal),
+                    &name,
+                    &image.digest,
+                    image.last_pulled_at,
+                );
                 let tag = id["imageTag"].as_str().or(image.tags.first().map(String::as_str));
                 images.push(json!({
                     "registryId": call.account(),

@@ -231,6 +231,24 @@ impl From<crate::settings::SettingError> for EcrError {
     }
 }
 
+impl From<crate::registry::pull_times::ExclusionError> for EcrError {
+    fn from(e: crate::registry::pull_times::ExclusionError) -> EcrError {
+        use crate::registry::pull_times::ExclusionError;
+        match e {
+            ExclusionError::Internal(inner) => EcrError::internal(inner),
+            e @ ExclusionError::AlreadyExists(_) => {
+                EcrError::new("ExclusionAlreadyExistsException", e.to_string())
+            }
+            e @ ExclusionError::NotFound(_) => {
+                EcrError::new("ExclusionNotFoundException", e.to_string())
+            }
+            e @ ExclusionError::LimitExceeded => {
+                EcrError::new("LimitExceededException", e.to_string())
+            }
+        }
+    }
+}
+
 /// True for requests addressed to this front door.
 pub fn is_ecr_request(request: &Request) -> bool {
     request.uri().path() == "/"
@@ -432,6 +450,13 @@ async fn operate(call: &Call<'_>, name: &str, input: &Value) -> Result<Value, Ec
             Ok(json!({"name": name, "value": value}))
         }
         "ListImageReferrers" => images::list_referrers(call, input).await,
+        "RegisterPullTimeUpdateExclusion" => {
+            settings::register_pull_time_exclusion(call, input).await
+        }
+        "DeregisterPullTimeUpdateExclusion" => {
+            settings::deregister_pull_time_exclusion(call, input).await
+        }
+        "ListPullTimeUpdateExclusions" => settings::list_pull_time_exclusions(call, input).await,
         "PutReplicationConfiguration" => replication::put_configuration(call, input).await,
         "DescribeImageReplicationStatus" => replication::describe_status(call, input).await,
         "GetAuthorizationToken" => Ok(authorization_token(call)),

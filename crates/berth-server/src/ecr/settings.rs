@@ -5,7 +5,7 @@
 use berth_core::RepositoryName;
 use serde_json::{Value, json};
 
-use super::{Call, EcrError};
+use super::{Call, EcrError, page, token};
 
 /// Resource tags per repository, as on ECR.
 pub const MAX_TAGS: usize = 50;
@@ -139,4 +139,51 @@ pub async fn list_tags_for_resource(call: &Call<'_>, input: &Value) -> Result<Va
         .map(|(k, v)| json!({"Key": k, "Value": v}))
         .collect();
     Ok(json!({"tags": tags}))
+}
+
+/// `RegisterPullTimeUpdateExclusion`.
+pub async fn register_pull_time_exclusion(
+    call: &Call<'_>,
+    input: &Value,
+) -> Result<Value, EcrError> {
+    let arn = input["principalArn"].as_str().unwrap_or_default();
+    let at = call
+        .app
+        .registry
+        .pull_time_exclusions()
+        .register(arn)
+        .await?;
+    Ok(json!({"principalArn": arn, "createdAt": at as f64 / 1000.0}))
+}
+
+/// `DeregisterPullTimeUpdateExclusion`.
+pub async fn deregister_pull_time_exclusion(
+    call: &Call<'_>,
+    input: &Value,
+) -> Result<Value, EcrError> {
+    let arn = input["principalArn"].as_str().unwrap_or_default();
+    call.app
+        .registry
+        .pull_time_exclusions()
+        .deregister(arn)
+        .await?;
+    Ok(json!({"principalArn": arn}))
+}
+
+/// `ListPullTimeUpdateExclusions`, in ARN order, paged.
+pub async fn list_pull_time_exclusions(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let (limit, after) = page(input)?;
+    let all = call.app.registry.pull_time_exclusions().all().await?;
+    let rest: Vec<&String> = all
+        .iter()
+        .filter(|arn| after.as_deref().is_none_or(|a| arn.as_str() > a))
+        .collect();
+    let shown: Vec<&String> = rest.iter().take(limit as usize).copied().collect();
+    let mut out = json!({"pullTimeUpdateExclusions": shown});
+    if rest.len() > shown.len()
+        && let Some(last) = shown.last()
+    {
+        out["nextToken"] = token(last);
+    }
+    Ok(out)
 }

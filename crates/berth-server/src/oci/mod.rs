@@ -257,7 +257,12 @@ async fn dispatch(app: &App, asker: &Asker<'_>, route: Route, request: Request) 
         (Route::Manifest(name, reference), Method::GET | Method::HEAD) => {
             let manifest = registry.get_manifest(&name, &reference).await?;
             if request.method() == Method::GET {
-                registry.note_pull(&name, &manifest.digest, manifest.last_pulled_at);
+                registry.note_pull(
+                    asker.principal,
+                    &name,
+                    &manifest.digest,
+                    manifest.last_pulled_at,
+                );
             }
             let headers = [
                 (header::CONTENT_TYPE, manifest.media_type),

@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::identity::Principal;
 
 impl Registry {
     pub async fn get_manifest(
@@ -36,10 +37,12 @@ impl Registry {
             .await?)
     }
 
-    /// Records a pull of `digest` (last recorded at `last_pulled_at`) in
-    /// the background, at most hourly, as ECR refreshes `lastRecordedPullTime`.
+    /// Records a pull of `digest` (last recorded at `last_pulled_at`) by
+    /// `puller` in the background, at most hourly, as ECR refreshes
+    /// `lastRecordedPullTime`; not when the puller is excluded.
     pub fn note_pull(
         &self,
+        puller: Option<&Principal>,
         repository: &RepositoryName,
         digest: &Digest,
         last_pulled_at: Option<i64>,
@@ -51,7 +54,14 @@ impl Registry {
         }
         let (metadata, repository, digest) =
             (self.metadata.clone(), repository.clone(), digest.clone());
+        let exclusions = self.pull_time_exclusions.clone();
+        let puller = puller.cloned();
         tokio::spawn(async move {
+            if let Some(puller) = &puller
+                && exclusions.excludes(puller).await
+            {
+                return;
+            }
             if let Err(e) = metadata.record_pull(&repository, &digest, now).await {
                 tracing::warn!(error = %e, "could not record a pull");
             }

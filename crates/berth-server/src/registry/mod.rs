@@ -26,6 +26,7 @@ mod blobs;
 mod discovery;
 mod images;
 mod manifests;
+pub mod pull_times;
 mod repositories;
 mod uploads;
 
@@ -240,6 +241,8 @@ pub struct Registry {
     read_miss: std::sync::OnceLock<Arc<dyn ReadMiss>>,
     /// Asked before a repository is created on its own; set once at start-up.
     creator: std::sync::OnceLock<Arc<dyn RepositoryCreator>>,
+    /// Principals whose pulls leave `lastRecordedPullTime` alone.
+    pull_time_exclusions: Arc<pull_times::PullTimeExclusions>,
 }
 
 impl Registry {
@@ -249,6 +252,7 @@ impl Registry {
         config: RegistryConfig,
     ) -> Registry {
         Registry {
+            pull_time_exclusions: Arc::new(pull_times::PullTimeExclusions::new(metadata.clone())),
             metadata,
             blobs,
             config,
@@ -257,6 +261,11 @@ impl Registry {
             read_miss: std::sync::OnceLock::new(),
             creator: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The principals whose pulls are not recorded.
+    pub fn pull_time_exclusions(&self) -> &pull_times::PullTimeExclusions {
+        &self.pull_time_exclusions
     }
 
     /// Installs the hook asked when reads miss (once; later calls are ignored).
