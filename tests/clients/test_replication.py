@@ -84,3 +84,116 @@ def test_pushes_replicate_to_another_berth_and_catch_up_after_an_outage():
         if source:
             source.stop()
         destination.stop()
+
+
+def test_a_backfill_copies_what_was_there_before_the_rule():
+    """`StartReplicationBackfill` and its family, with boto3: images pushed
+    before the rule are copied (one replication per image and tag); only one
+    backfill per destination at a time; a stopped one skips what is left;
+    results once it ends; paging newest first."""
+    import socket
+
+    from conftest import client
+    from botocore.exceptions import ClientError
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    destination = Berth(env={**root_env(), "BERTH_ACCOUNT_ID": DEST_ACCOUNT, "BERTH_REGION": DEST_REGION},
+                        listen=f"127.0.0.1:{port}")
+    source = None
+    west_dest = {"region": DEST_REGION, "registryId": DEST_ACCOUNT}
+
+    def code(call, **kwargs):
+        with pytest.raises(ClientError) as e:
+            call(**kwargs)
+        return e.value.response["Error"]["Code"]
+
+    try:
+        source = Berth(extra=["--create-on-push", "--job-backoff", "1s",
+                              "--replication-destination",
+                              f"{DEST_REGION}/{DEST_ACCOUNT}={destination.url},ecr-replication/west"],
+                       env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+        ok(aws(source, "secretsmanager", "create-secret", "--name", "ecr-replication/west",
+               "--secret-string", json.dumps({"username": ROOT_KEY[0], "accessToken": ROOT_KEY[1]})))
+        ecr = client(source, "ecr")
+        # Images pushed before any rule: two tags of one image, another image, one not covered.
+        first = push(source, "prod/app", "v1", [layer({"a": b"one"})])
+        manifest = ecr.batch_get_image(repositoryName="prod/app", imageIds=[{"imageTag": "v1"}])["images"][0]
+        ecr.put_image(repositoryName="prod/app", imageManifest=manifest["imageManifest"], imageTag="stable")
+        second = push(source, "prod/api", "v1", [layer({"b": b"two"})])
+        push(source, "dev/tool", "v1", [layer({"c": b"three"})])
+
+        assert code(ecr.start_replication_backfill, destination=west_dest) == "InvalidParameterException"
+        rule = {"rules": [{"destinations": [west_dest],
+                           "repositoryFilters": [{"filter": "prod", "filterType": "PREFIX_MATCH"}]}]}
+        ecr.put_replication_configuration(replicationConfiguration=rule)
+
+        # The destination is down: the first backfill cannot finish, and is stopped.
+        destination.halt()
+        started = ecr.start_replication_backfill(destination=west_dest)
+        assert started["status"] == "PREPARING" and started["destination"] == west_dest
+        assert started["registryId"] == ACCOUNT
+        assert code(ecr.start_replication_backfill, destination=west_dest) == "ReplicationBackfillInProgressException"
+        deadline = time.time() + 30
+        while ecr.describe_replication_backfill_results(
+                replicationBackfillId=started["replicationBackfillId"])["status"] == "PREPARING":
+            assert time.time() < deadline
+            time.sleep(0.2)
+        running = ecr.describe_replication_backfill_results(replicationBackfillId=started["replicationBackfillId"])
+        assert running["status"] == "IN_PROGRESS" and running["results"] == []
+        assert running["progress"]["totalReplicationCount"] == 3
+        stopped = ecr.stop_replication_backfill(replicationBackfillId=started["replicationBackfillId"])
+        assert stopped["status"] == "STOPPED"
+        assert code(ecr.stop_replication_backfill,
+                    replicationBackfillId=started["replicationBackfillId"]) == "ReplicationBackfillInvalidStatusException"
+        assert code(ecr.stop_replication_backfill,
+                    replicationBackfillId="00000000-0000-4000-8000-000000000000") == "ReplicationBackfillNotFoundException"
+
+        # Back up: a second backfill copies all three.
+        destination.start()
+        again = ecr.start_replication_backfill(destination=west_dest)
+        deadline = time.time() + 120
+        while True:
+            done = ecr.describe_replication_backfill_results(replicationBackfillId=again["replicationBackfillId"])
+            if done["status"] == "COMPLETE":
+                break
+            assert time.time() < deadline, done
+            time.sleep(0.5)
+        assert done["progress"] == {"totalReplicationCount": 3, "completedReplicationCount": 3,
+                                    "failedReplicationCount": 0, "failureCodes": []}
+        assert done["endedAt"] >= done["startedAt"]
+        got = sorted((r["repositoryName"], r["imageId"]["imageDigest"], r["imageId"].get("imageTag"), r["status"])
+                     for r in done["results"])
+        assert got == sorted([("prod/app", first, "v1", "COMPLETE"), ("prod/app", first, "stable", "COMPLETE"),
+                              ("prod/api", second, "v1", "COMPLETE")])
+        page = ecr.describe_replication_backfill_results(replicationBackfillId=again["replicationBackfillId"],
+                                                         maxResults=2)
+        assert len(page["results"]) == 2
+        rest = ecr.describe_replication_backfill_results(replicationBackfillId=again["replicationBackfillId"],
+                                                         maxResults=2, nextToken=page["nextToken"])
+        assert len(rest["results"]) == 1 and "nextToken" not in rest
+        assert ecr.describe_replication_backfill_results(replicationBackfillId=again["replicationBackfillId"],
+                                                         resultStatusFilter="FAILED")["results"] == []
+
+        west_ecr = __import__("boto3").client(
+            "ecr", endpoint_url=destination.url, region_name=DEST_REGION,
+            aws_access_key_id=ROOT_KEY[0], aws_secret_access_key=ROOT_KEY[1])
+        tags = sorted(t for i in west_ecr.describe_images(repositoryName="prod/app")["imageDetails"]
+                      for t in i.get("imageTags", []))
+        assert tags == ["stable", "v1"]
+        assert west_ecr.describe_images(repositoryName="prod/api")["imageDetails"][0]["imageDigest"] == second
+        assert code(west_ecr.describe_repositories, repositoryNames=["dev/tool"]) == "RepositoryNotFoundException"
+
+        # Newest first, paged.
+        listed = ecr.list_replication_backfills(maxResults=1)
+        assert [b["replicationBackfillId"] for b in listed["backfills"]] == [again["replicationBackfillId"]]
+        older = ecr.list_replication_backfills(maxResults=1, nextToken=listed["nextToken"])
+        assert [(b["replicationBackfillId"], b["status"]) for b in older["backfills"]] == [
+            (started["replicationBackfillId"], "STOPPED")]
+        assert "nextToken" not in older
+    finally:
+        if source:
+            source.stop()
+        destination.stop()

@@ -59,7 +59,9 @@ pub use privatize::{Privatization, PrivatizeStore};
 pub use promotions::{PromotionRecord, PromotionStore};
 pub use pull_through::{PullThroughRule, PullThroughStore};
 pub use quota::QuotaStore;
-pub use replication::{ReplicationStatus, ReplicationStore};
+pub use replication::{
+    BACKFILL_ACTIVE, Backfill, BackfillItem, BackfillProgress, ReplicationStatus, ReplicationStore,
+};
 pub use repositories::RepositoryStore;
 pub use s3::S3BlobStore;
 pub use scans::{AdvisoryRow, ImageScanRecord, ScanStore};

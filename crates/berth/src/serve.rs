@@ -647,6 +647,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             async move { replication.run(&job).await }
         }
     });
+    jobs.handle(berth_server::replication::backfill::BACKFILL_JOB, {
+        let replication = replication.clone();
+        move |job| {
+            let replication = replication.clone();
+            async move { replication.prepare_backfill(&job).await }
+        }
+    });
     let webhooks = berth_server::webhooks::Webhooks::new(
         metadata.clone(),
         identity.clone(),

@@ -27,6 +27,10 @@ const REGISTRY_LEVEL: &[&str] = &[
     "RegisterPullTimeUpdateExclusion",
     "DeregisterPullTimeUpdateExclusion",
     "ListPullTimeUpdateExclusions",
+    "StartReplicationBackfill",
+    "StopReplicationBackfill",
+    "ListReplicationBackfills",
+    "DescribeReplicationBackfillResults",
 ];
 
 /// The IAM action of an ECR operation.

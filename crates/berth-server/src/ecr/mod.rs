@@ -459,6 +459,12 @@ async fn operate(call: &Call<'_>, name: &str, input: &Value) -> Result<Value, Ec
         "ListPullTimeUpdateExclusions" => settings::list_pull_time_exclusions(call, input).await,
         "PutReplicationConfiguration" => replication::put_configuration(call, input).await,
         "DescribeImageReplicationStatus" => replication::describe_status(call, input).await,
+        "StartReplicationBackfill" => replication::start_backfill(call, input).await,
+        "StopReplicationBackfill" => replication::stop_backfill(call, input).await,
+        "ListReplicationBackfills" => replication::list_backfills(call, input).await,
+        "DescribeReplicationBackfillResults" => {
+            replication::describe_backfill_results(call, input).await
+        }
         "GetAuthorizationToken" => Ok(authorization_token(call)),
         "ListImages" => images::list(call, input).await,
         "InitiateLayerUpload" => layers::initiate(call, input).await,

@@ -24,6 +24,8 @@ use sha2::{Digest as _, Sha256};
 use crate::registry::{Registry, RegistryError};
 use crate::secrets::Secrets;
 
+pub mod backfill;
+
 /// The job kind that copies one image to one destination.
 pub const REPLICATE_JOB: &str = "replication.image";
 /// The event a finished copy emits.
@@ -246,6 +248,22 @@ impl Replication {
             text("region"),
             text("registryId"),
         );
+        let backfill = p["backfill"].as_str();
+        let item = |status: &str, failure_code: Option<String>| berth_store::BackfillItem {
+            repository: repository.clone(),
+            digest: digest.clone(),
+            tag: p["tag"].as_str().unwrap_or_default().to_string(),
+            status: status.to_string(),
+            failure_code,
+        };
+        if let Some(id) = backfill
+            && self.backfill_stopped(id).await.map_err(|e| e.to_string())?
+        {
+            return self
+                .finish_backfill_item(id, &item("SKIPPED", None))
+                .await
+                .map_err(|e| e.to_string());
+        }
         let mut status = ReplicationStatus {
             repository: repository.clone(),
             digest: digest.clone(),
@@ -277,6 +295,11 @@ impl Replication {
             .put_replication_status(&status)
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(id) = backfill {
+            self.finish_backfill_item(id, &item(&status.status, status.failure_code.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         let detail = json!({
             "result": if status.status == "COMPLETE" { "SUCCESS" } else { "FAILURE" },
             "repository-name": repository,
