@@ -80,3 +80,6 @@ cargo test -p berth --test oci_api --test multi_node --test gc --test integrity 
 cargo test -p berth-store --test outbox --locked
 CONFORMANCE_RESULTS=target/conformance-postgres-s3 scripts/conformance.sh target/debug/berth
 clients
+
+echo "== crash soak, short form (scripts/soak.sh runs it for longer)"
+scripts/soak.sh 40s
