@@ -18,10 +18,6 @@ from test_ecr_api import ecr
 # Operations not built yet: they answer UnsupportedOperationException, and
 # the README says so.
 OWED = {
-    "PutSigningConfiguration",  # managed signing (Notary Project signatures)
-    "GetSigningConfiguration",
-    "DeleteSigningConfiguration",
-    "DescribeImageSigningStatus",
     "UpdateImageStorageClass",  # the archive storage class
 }
 

@@ -23,6 +23,7 @@ pub mod replication;
 pub mod scanning;
 pub mod secrets;
 pub mod settings;
+pub mod signing;
 pub mod templates;
 pub mod webhooks;
 pub mod wrapper;
@@ -54,6 +55,8 @@ pub struct App {
     pub templates: Arc<templates::Templates>,
     /// Replication to other registries.
     pub replication: Arc<replication::Replication>,
+    /// Managed signing: configuration, keys, signatures on push.
+    pub signing: Arc<signing::Signing>,
     /// ECR's account settings.
     pub account_settings: Arc<settings::AccountSettings>,
     /// Events delivered to HTTP receivers.
@@ -152,6 +155,32 @@ async fn readyz(State(app): State<Arc<App>>) -> axum::response::Response {
     (code, axum::Json(body)).into_response()
 }
 
+/// `GET /berth/signing/<profile name>/ca.crt`: the certificate authority a
+/// signing profile's signatures chain to, for verifiers' trust stores.
+/// Public, as a certificate is.
+async fn signing_authority(
+    State(app): State<Arc<App>>,
+    axum::extract::Path(profile): axum::extract::Path<String>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match app.signing.authority(&profile).await {
+        Ok(Some(pem)) => (
+            [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+            pem,
+        )
+            .into_response(),
+        Ok(None) => (
+            axum::http::StatusCode::NOT_FOUND,
+            "no such signing profile has signed here\n",
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read a signing authority");
+            axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
 /// Bounds on what clients may make berth hold.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -178,6 +207,10 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
         .route("/readyz", axum::routing::get(readyz))
         .merge(console::router())
         .route("/metrics", axum::routing::get(metrics_text))
+        .route(
+            "/berth/signing/{profile}/ca.crt",
+            axum::routing::get(signing_authority),
+        )
         .fallback(|State(app): State<Arc<App>>, request: Request| async move {
             // Classified once, by the wrapper.
             let door = request.extensions().get::<wrapper::Door>().copied();

@@ -36,6 +36,7 @@ pub mod repositories;
 pub mod s3;
 pub mod scans;
 pub mod secrets;
+pub mod signing;
 pub mod sqlite;
 pub mod templates;
 pub mod uploads;
@@ -66,6 +67,7 @@ pub use repositories::RepositoryStore;
 pub use s3::S3BlobStore;
 pub use scans::{AdvisoryRow, ImageScanRecord, ScanStore};
 pub use secrets::{SecretRecord, SecretStore};
+pub use signing::{SigningStatus, SigningStore};
 pub use sqlite::SqliteStore;
 pub use templates::{TemplateRecord, TemplateStore};
 pub use uploads::UploadStore;
@@ -340,6 +342,7 @@ pub trait MetadataStore:
     + BuildStore
     + WebhookStore
     + ReplicationStore
+    + SigningStore
     + ConsoleStore
     + TemplateStore
     + EventStore

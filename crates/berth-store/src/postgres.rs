@@ -203,5 +203,6 @@ crate::builds::impl_build_store!(PgStore, pool, pool);
 crate::templates::impl_template_store!(PgStore, pool, pool);
 crate::console::impl_console_store!(PgStore, pool, pool);
 crate::replication::impl_replication_store!(PgStore, pool, pool);
+crate::signing::impl_signing_store!(PgStore, pool, pool);
 crate::webhooks::impl_webhook_store!(PgStore, pool, pool);
 crate::privatize::impl_privatize_store!(PgStore, pool, pool);

@@ -244,6 +244,7 @@ crate::builds::impl_build_store!(SqliteStore, write, read);
 crate::templates::impl_template_store!(SqliteStore, write, read);
 crate::console::impl_console_store!(SqliteStore, write, read);
 crate::replication::impl_replication_store!(SqliteStore, write, read);
+crate::signing::impl_signing_store!(SqliteStore, write, read);
 crate::webhooks::impl_webhook_store!(SqliteStore, write, read);
 crate::privatize::impl_privatize_store!(SqliteStore, write, read);
 

@@ -647,6 +647,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             async move { replication.run(&job).await }
         }
     });
+    let signing = berth_server::signing::Signing::new(
+        metadata.clone(),
+        registry.clone(),
+        identity.clone(),
+        account_id.clone(),
+    );
+    jobs.handle(berth_server::signing::SIGN_JOB, {
+        let signing = signing.clone();
+        move |job| {
+            let signing = signing.clone();
+            async move { signing.run(&job).await }
+        }
+    });
     jobs.handle(berth_server::replication::backfill::BACKFILL_JOB, {
         let replication = replication.clone();
         move |job| {
@@ -672,6 +685,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Arc::new(berth_server::replication::ReplicateOnPush(
                 replication.clone(),
             )),
+            Arc::new(berth_server::signing::SignOnPush(signing.clone())),
         ],
         Duration::from_millis(500),
     );
@@ -730,6 +744,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         builds,
         templates,
         replication,
+        signing,
         account_settings: Arc::new(berth_server::settings::AccountSettings::new(
             metadata.clone(),
         )),

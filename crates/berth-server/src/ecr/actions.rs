@@ -31,6 +31,9 @@ const REGISTRY_LEVEL: &[&str] = &[
     "StopReplicationBackfill",
     "ListReplicationBackfills",
     "DescribeReplicationBackfillResults",
+    "PutSigningConfiguration",
+    "GetSigningConfiguration",
+    "DeleteSigningConfiguration",
 ];
 
 /// The IAM action of an ECR operation.

@@ -31,6 +31,7 @@ pub const OPERATIONS: &[&str] = &[
     "PutWebhook",
     "DescribeWebhooks",
     "DeleteWebhook",
+    "RotateSigningKey",
 ];
 
 /// Operations authorized on the repository they name (the rest on `*`).
@@ -368,6 +369,28 @@ pub async fn handle(
         "DescribePromotionRules" => {
             let rules = promotion.rules().await?;
             Ok(json!({"rules": rules.iter().map(rule_json).collect::<Vec<_>>()}))
+        }
+        "RotateSigningKey" => {
+            let profile = input["signingProfileArn"].as_str().unwrap_or_default();
+            let pattern = regex::Regex::new(
+                r"^arn:aws(-[a-z]+)*:signer:[a-z0-9-]+:[0-9]{12}:/signing-profiles/[a-zA-Z0-9_]{2,}$",
+            )
+            .expect("a valid pattern");
+            if !pattern.is_match(profile) {
+                return Err(EcrError::new(
+                    "ValidationException",
+                    format!(
+                        "Value '{profile}' at 'signingProfileArn' failed to satisfy constraint: Member must be a signing profile ARN"
+                    ),
+                ));
+            }
+            let certificate = call
+                .app
+                .signing
+                .rotate(profile)
+                .await
+                .map_err(|e| EcrError::new("ServerException", e))?;
+            Ok(json!({"signingProfileArn": profile, "certificate": certificate}))
         }
         "DeletePromotionRule" => {
             let name = input["name"].as_str().unwrap_or_default();

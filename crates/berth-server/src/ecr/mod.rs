@@ -15,6 +15,7 @@ mod repositories;
 mod scanning;
 mod secrets;
 mod settings;
+mod signing;
 mod templates;
 
 use std::sync::Arc;
@@ -459,6 +460,10 @@ async fn operate(call: &Call<'_>, name: &str, input: &Value) -> Result<Value, Ec
         "ListPullTimeUpdateExclusions" => settings::list_pull_time_exclusions(call, input).await,
         "PutReplicationConfiguration" => replication::put_configuration(call, input).await,
         "DescribeImageReplicationStatus" => replication::describe_status(call, input).await,
+        "PutSigningConfiguration" => signing::put_configuration(call, input).await,
+        "GetSigningConfiguration" => signing::get_configuration(call).await,
+        "DeleteSigningConfiguration" => signing::delete_configuration(call).await,
+        "DescribeImageSigningStatus" => signing::describe_status(call, input).await,
         "StartReplicationBackfill" => replication::start_backfill(call, input).await,
         "StopReplicationBackfill" => replication::stop_backfill(call, input).await,
         "ListReplicationBackfills" => replication::list_backfills(call, input).await,
