@@ -71,6 +71,10 @@ target/debug/berth bench --scenario scan --scan-layer-size 48MiB --work-dir targ
 AWS_ENDPOINT_URL_S3=$(PATH="$HOME/.cargo/bin:$PATH" scripts/s3.sh)
 export AWS_ENDPOINT_URL_S3
 
+echo "== SDK scenarios: the JS SDK's packages, the Rust SDK scenario's build"
+(cd tests/sdk/js && npm ci --no-audit --no-fund --loglevel=error)
+nice -n 10 cargo build -j 1 --locked --manifest-path tests/sdk/rust/Cargo.toml --target-dir tests/sdk/rust/target
+
 clients() { PATH="$PWD/.venv/bin:$PATH" BERTH_BIN="$PWD/target/debug/berth" .venv/bin/pytest -q tests/clients; }
 echo "== real clients (skopeo, oras, aws CLI, boto3, docker, buildah)"
 clients

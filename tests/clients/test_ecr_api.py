@@ -123,8 +123,7 @@ def test_errors_have_ecr_types(ecr_berth):
     assert error_code(e) == "RepositoryNotFoundException"
     with pytest.raises(ClientError) as e:
         client.get_signing_configuration()
-    assert error_code(e) == "UnsupportedOperationException"
-    assert "GetSigningConfiguration" in e.value.response["Error"]["Message"]
+    assert error_code(e) == "SigningConfigurationNotFoundException"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert e.value.response["ResponseMetadata"]["RequestId"]
 

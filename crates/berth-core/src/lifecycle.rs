@@ -20,11 +20,33 @@ pub enum TagStatus {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Count {
-    /// Keep the newest `n` images the rule selects; expire the rest.
+    /// Keep the newest `n` images the rule selects; act on the rest.
     MoreThan(u64),
-    /// Expire images pushed more than `n` days ago.
+    /// Images pushed more than `n` days ago.
     SincePushedDays(u64),
+    /// Images last pulled (or, never pulled, pushed) more than `n` days ago.
+    SincePulledDays(u64),
+    /// Archived images archived more than `n` days ago.
+    SinceTransitionedDays(u64),
 }
+
+/// The storage class a rule selects from (`selection.storageClass`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageClass {
+    Standard,
+    Archive,
+}
+
+/// What a rule does to what it selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Expire,
+    /// Move to the archive storage class.
+    Archive,
+}
+
+/// Archived images stay at least this long before a rule may expire them, as on ECR.
+pub const MIN_ARCHIVE_DAYS: u64 = 90;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
@@ -33,7 +55,9 @@ pub struct Rule {
     pub tag_status: TagStatus,
     pub tag_prefixes: Vec<String>,
     pub tag_patterns: Vec<String>,
+    pub storage_class: StorageClass,
     pub count: Count,
+    pub action: Action,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,16 +92,18 @@ struct RawSelection {
     tag_status: String,
     tag_prefix_list: Option<Vec<String>>,
     tag_pattern_list: Option<Vec<String>>,
+    storage_class: Option<String>,
     count_type: String,
     count_unit: Option<String>,
     count_number: i64,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawAction {
     #[serde(rename = "type")]
     kind: String,
+    target_storage_class: Option<String>,
 }
 
 fn invalid(reason: impl Into<String>) -> PolicyError {
@@ -134,13 +160,48 @@ impl Rule {
         if raw.rule_priority < 1 {
             return Err(invalid("rulePriority must be a positive integer"));
         }
-        if raw.action.kind != "expire" {
-            return Err(invalid(format!(
-                "action type '{}' is not supported: use 'expire'",
-                raw.action.kind
-            )));
-        }
         let s = raw.selection;
+        let storage_class = match s.storage_class.as_deref() {
+            None | Some("standard") => StorageClass::Standard,
+            Some("archive") => StorageClass::Archive,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "storageClass '{other}' must be standard or archive"
+                )));
+            }
+        };
+        let action = match (
+            raw.action.kind.as_str(),
+            raw.action.target_storage_class.as_deref(),
+        ) {
+            ("expire", None) => Action::Expire,
+            ("expire", Some(_)) => {
+                return Err(invalid(
+                    "targetStorageClass goes only with action type transition",
+                ));
+            }
+            ("transition", Some("archive")) => Action::Archive,
+            ("transition", Some(other)) => {
+                return Err(invalid(format!(
+                    "targetStorageClass '{other}' must be archive"
+                )));
+            }
+            ("transition", None) => {
+                return Err(invalid(
+                    "action type transition needs targetStorageClass archive",
+                ));
+            }
+            (other, _) => {
+                return Err(invalid(format!(
+                    "action type '{other}' must be expire or transition"
+                )));
+            }
+        };
+        if action == Action::Archive && storage_class == StorageClass::Archive {
+            return Err(invalid(
+                "a transition to archive selects from storageClass standard",
+            ));
+        }
         let tag_status = match s.tag_status.as_str() {
             "tagged" => TagStatus::Tagged,
             "untagged" => TagStatus::Untagged,
@@ -189,29 +250,59 @@ impl Rule {
             ("imageCountMoreThan", None) => Count::MoreThan(n),
             ("imageCountMoreThan", Some(_)) => {
                 return Err(invalid(
-                    "countUnit goes only with countType sinceImagePushed",
+                    "countUnit goes only with countType sinceImagePushed, sinceImagePulled or sinceImageTransitioned",
                 ));
             }
-            ("sinceImagePushed", Some("days")) => Count::SincePushedDays(n),
-            ("sinceImagePushed", Some(unit)) => {
-                return Err(invalid(format!("countUnit '{unit}' must be days")));
-            }
-            ("sinceImagePushed", None) => {
-                return Err(invalid("countType sinceImagePushed needs countUnit days"));
+            (kind @ ("sinceImagePushed" | "sinceImagePulled" | "sinceImageTransitioned"), unit) => {
+                match unit {
+                    Some("days") => {}
+                    Some(unit) => {
+                        return Err(invalid(format!("countUnit '{unit}' must be days")));
+                    }
+                    None => return Err(invalid(format!("countType {kind} needs countUnit days"))),
+                }
+                match kind {
+                    "sinceImagePushed" => Count::SincePushedDays(n),
+                    "sinceImagePulled" => Count::SincePulledDays(n),
+                    _ => Count::SinceTransitionedDays(n),
+                }
             }
             (other, _) => {
                 return Err(invalid(format!(
-                    "countType '{other}' must be imageCountMoreThan or sinceImagePushed"
+                    "countType '{other}' must be imageCountMoreThan, sinceImagePushed, sinceImagePulled or sinceImageTransitioned"
                 )));
             }
         };
+        match (storage_class, &count) {
+            (StorageClass::Standard, Count::SinceTransitionedDays(_)) => {
+                return Err(invalid(
+                    "countType sinceImageTransitioned goes only with storageClass archive",
+                ));
+            }
+            (StorageClass::Archive, Count::SinceTransitionedDays(days))
+                if *days < MIN_ARCHIVE_DAYS =>
+            {
+                return Err(invalid(format!(
+                    "archived images stay at least {MIN_ARCHIVE_DAYS} days: countNumber must be {MIN_ARCHIVE_DAYS} or more"
+                )));
+            }
+            (StorageClass::Archive, Count::SinceTransitionedDays(_)) => {}
+            (StorageClass::Archive, _) => {
+                return Err(invalid(format!(
+                    "a rule on storageClass archive counts sinceImageTransitioned (at least {MIN_ARCHIVE_DAYS} days)"
+                )));
+            }
+            _ => {}
+        }
         Ok(Rule {
             priority: raw.rule_priority as u64,
             description: raw.description,
             tag_status,
             tag_prefixes: prefixes,
             tag_patterns: patterns,
+            storage_class,
             count,
+            action,
         })
     }
 
@@ -268,6 +359,30 @@ pub struct Image {
     pub pushed_at: i64,
     /// Listed by an index: never expired on its own.
     pub referenced: bool,
+    /// Milliseconds since the Unix epoch, as last recorded.
+    pub pulled_at: Option<i64>,
+    /// Where the image is: rules on `standard` see active images, rules on
+    /// `archive` archived ones; one being restored is left alone.
+    pub status: ImageStatus,
+    /// When it was last archived.
+    pub archived_at: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageStatus {
+    Active,
+    Archived,
+    Activating,
+}
+
+impl ImageStatus {
+    pub fn parse(text: &str) -> ImageStatus {
+        match text {
+            "ARCHIVED" => ImageStatus::Archived,
+            "ACTIVATING" => ImageStatus::Activating,
+            _ => ImageStatus::Active,
+        }
+    }
 }
 
 /// An image a rule expires.
@@ -275,6 +390,8 @@ pub struct Image {
 pub struct Expiry {
     pub digest: String,
     pub rule_priority: u64,
+    /// Expire it, or move it to the archive.
+    pub action: Action,
 }
 
 /// What `policy` expires among `images` at `now` (milliseconds). Rules apply
@@ -284,8 +401,17 @@ pub fn evaluate(policy: &Policy, images: &[Image], now: i64) -> Vec<Expiry> {
     let mut taken = vec![false; images.len()];
     let mut expired = Vec::new();
     for rule in &policy.rules {
+        let class = match rule.storage_class {
+            StorageClass::Standard => ImageStatus::Active,
+            StorageClass::Archive => ImageStatus::Archived,
+        };
         let mut selected: Vec<usize> = (0..images.len())
-            .filter(|&i| !taken[i] && !images[i].referenced && rule.selects(&images[i].tags))
+            .filter(|&i| {
+                !taken[i]
+                    && !images[i].referenced
+                    && images[i].status == class
+                    && rule.selects(&images[i].tags)
+            })
             .collect();
         for &i in &selected {
             taken[i] = true;
@@ -299,17 +425,25 @@ pub fn evaluate(policy: &Policy, images: &[Image], now: i64) -> Vec<Expiry> {
         });
         let expiring: Vec<usize> = match rule.count {
             Count::MoreThan(keep) => selected.into_iter().skip(keep as usize).collect(),
-            Count::SincePushedDays(days) => {
+            Count::SincePushedDays(days)
+            | Count::SincePulledDays(days)
+            | Count::SinceTransitionedDays(days) => {
                 let cutoff = now - days as i64 * DAY_MILLIS;
+                let since = |image: &Image| match rule.count {
+                    Count::SincePulledDays(_) => image.pulled_at.unwrap_or(image.pushed_at),
+                    Count::SinceTransitionedDays(_) => image.archived_at.unwrap_or(image.pushed_at),
+                    _ => image.pushed_at,
+                };
                 selected
                     .into_iter()
-                    .filter(|&i| images[i].pushed_at < cutoff)
+                    .filter(|&i| since(&images[i]) < cutoff)
                     .collect()
             }
         };
         expired.extend(expiring.into_iter().map(|i| Expiry {
             digest: images[i].digest.clone(),
             rule_priority: rule.priority,
+            action: rule.action,
         }));
     }
     expired
@@ -349,6 +483,9 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             pushed_at: NOW - days_old * DAY_MILLIS,
             referenced: false,
+            pulled_at: None,
+            status: ImageStatus::Active,
+            archived_at: None,
         }
     }
 
@@ -442,7 +579,8 @@ mod tests {
             result,
             vec![Expiry {
                 digest: "dev".into(),
-                rule_priority: 2
+                rule_priority: 2,
+                action: Action::Expire,
             }]
         );
     }
@@ -502,5 +640,80 @@ mod tests {
         assert!(Policy::parse(r#"{"rules":[]}"#).is_err()); // too short, and no rules
         let typo = rule(1, any).replace("countNumber", "countNumbr");
         assert!(bad(&typo).contains("not valid"));
+    }
+
+    #[test]
+    fn transitions_pull_times_and_archive_rules() {
+        let archive_after = |count: &str| {
+            format!(
+                r#"{{"rulePriority":1,"description":"{}","selection":{{"tagStatus":"any",{count}}},"action":{{"type":"transition","targetStorageClass":"archive"}}}}"#,
+                "x".repeat(60)
+            )
+        };
+        let p = Policy::parse(&format!(
+            r#"{{"rules":[{}]}}"#,
+            archive_after(r#""countType":"sinceImagePulled","countUnit":"days","countNumber":30"#)
+        ))
+        .unwrap();
+        let mut pulled_lately = image("pulled", &[], 100);
+        pulled_lately.pulled_at = Some(NOW - 2 * DAY_MILLIS);
+        let mut pulled_long_ago = image("stale", &[], 100);
+        pulled_long_ago.pulled_at = Some(NOW - 40 * DAY_MILLIS);
+        let never = image("never", &[], 31);
+        let young = image("young", &[], 3);
+        let mut archived = image("archived", &[], 200);
+        archived.status = ImageStatus::Archived;
+        let got = evaluate(
+            &p,
+            &[pulled_lately, pulled_long_ago, never, young, archived],
+            NOW,
+        );
+        let mut digests: Vec<&str> = got.iter().map(|e| e.digest.as_str()).collect();
+        digests.sort();
+        assert_eq!(digests, ["never", "stale"]);
+        assert!(got.iter().all(|e| e.action == Action::Archive));
+
+        // Archived images expire after 90 days in the archive at the least.
+        let expire_archived = |n: u64| {
+            format!(
+                r#"{{"rules":[{{"rulePriority":1,"description":"{}","selection":{{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":{n}}},"action":{{"type":"expire"}}}}]}}"#,
+                "x".repeat(40)
+            )
+        };
+        assert!(Policy::parse(&expire_archived(30)).is_err());
+        let p = Policy::parse(&expire_archived(90)).unwrap();
+        let mut old = image("old", &[], 400);
+        old.status = ImageStatus::Archived;
+        old.archived_at = Some(NOW - 100 * DAY_MILLIS);
+        let mut recent = image("recent", &[], 400);
+        recent.status = ImageStatus::Archived;
+        recent.archived_at = Some(NOW - 10 * DAY_MILLIS);
+        let mut restoring = image("restoring", &[], 400);
+        restoring.status = ImageStatus::Activating;
+        let active = image("active", &[], 400);
+        assert_eq!(expired(&p, &[old, recent, restoring, active]), ["old"]);
+
+        // What ECR refuses.
+        for bad in [
+            archive_after(
+                r#""countType":"sinceImageTransitioned","countUnit":"days","countNumber":5"#,
+            ),
+            archive_after(r#""countType":"sinceImagePulled","countNumber":5"#),
+            archive_after(
+                r#""storageClass":"archive","countType":"sinceImagePushed","countUnit":"days","countNumber":5"#,
+            ),
+            archive_after(
+                r#""storageClass":"glacier","countType":"sinceImagePushed","countUnit":"days","countNumber":5"#,
+            ),
+            archive_after(r#""countType":"sinceImagePushed","countUnit":"days","countNumber":5"#)
+                .replace(r#","targetStorageClass":"archive""#, ""),
+            archive_after(r#""countType":"sinceImagePushed","countUnit":"days","countNumber":5"#)
+                .replace(r#""type":"transition""#, r#""type":"expire""#),
+        ] {
+            assert!(
+                Policy::parse(&format!(r#"{{"rules":[{bad}]}}"#)).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -18,6 +18,8 @@ pub struct Expired {
     pub repository: RepositoryName,
     pub image: LifecycleImage,
     pub rule_priority: u64,
+    /// Expired, or moved to the archive.
+    pub action: lifecycle::Action,
 }
 
 /// Why a lifecycle-policy operation did not happen.
@@ -142,6 +144,9 @@ impl Lifecycle {
                 tags: i.tags.clone(),
                 pushed_at: i.pushed_at,
                 referenced: i.referenced,
+                pulled_at: i.last_pulled_at,
+                status: lifecycle::ImageStatus::parse(&i.image_status),
+                archived_at: i.last_archived_at,
             })
             .collect();
         let position: std::collections::HashMap<&str, usize> = images
@@ -157,6 +162,7 @@ impl Lifecycle {
                     repository: repository.clone(),
                     image,
                     rule_priority: expiry.rule_priority,
+                    action: expiry.action,
                 })
             })
             .collect();
@@ -193,6 +199,23 @@ impl Lifecycle {
             let Ok(digest) = item.image.digest.parse::<Digest>() else {
                 continue;
             };
+            if item.action == lifecycle::Action::Archive {
+                match self.registry.archive_image(repository, &digest).await {
+                    Ok(true) => {
+                        tracing::info!(
+                            repository = %repository,
+                            digest = %item.image.digest,
+                            rule = item.rule_priority,
+                            "lifecycle policy archived an image"
+                        );
+                        done.push(item);
+                    }
+                    // Pulled back, restored or gone meanwhile: nothing to do.
+                    Ok(false) => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
             // The DELETE event names the rule, and commits with the delete.
             let mut noted = vec![(
                 "lifecycle-rule-priority",

@@ -223,6 +223,8 @@ pub struct StoredManifest {
     pub content: Bytes,
     /// When it was last pulled, as last recorded.
     pub last_pulled_at: Option<i64>,
+    /// `ACTIVE`, `ARCHIVED` or `ACTIVATING`: only an active image is pulled.
+    pub image_status: String,
 }
 
 /// A manifest to record, with what it references.
@@ -280,6 +282,44 @@ pub struct ImageRecord {
     /// In lexical order.
     pub tags: Vec<String>,
     pub content: Bytes,
+    /// `ACTIVE`, `ARCHIVED` or `ACTIVATING`.
+    pub image_status: String,
+    pub last_archived_at: Option<i64>,
+    pub last_activated_at: Option<i64>,
+}
+
+/// Which images a listing shows by status (ECR's `imageStatus` filter):
+/// without one, only active images, as on ECR.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageStatusFilter {
+    #[default]
+    Active,
+    Archived,
+    Activating,
+    Any,
+}
+
+impl ImageStatusFilter {
+    /// `ACTIVE`, `ARCHIVED`, `ACTIVATING` or `ANY`.
+    pub fn parse(text: &str) -> Option<ImageStatusFilter> {
+        Some(match text {
+            "ACTIVE" => ImageStatusFilter::Active,
+            "ARCHIVED" => ImageStatusFilter::Archived,
+            "ACTIVATING" => ImageStatusFilter::Activating,
+            "ANY" => ImageStatusFilter::Any,
+            _ => return None,
+        })
+    }
+
+    /// The SQL condition on `m.image_status` (`m`: the manifests row).
+    pub(crate) fn condition(self) -> &'static str {
+        match self {
+            ImageStatusFilter::Active => "AND m.image_status = 'ACTIVE'",
+            ImageStatusFilter::Archived => "AND m.image_status = 'ARCHIVED'",
+            ImageStatusFilter::Activating => "AND m.image_status = 'ACTIVATING'",
+            ImageStatusFilter::Any => "",
+        }
+    }
 }
 
 /// A repository's ECR settings and resource tags.

@@ -23,7 +23,15 @@ pub struct LifecycleImage {
     pub pushed_at: i64,
     /// Listed by an index of the repository.
     pub referenced: bool,
+    pub last_pulled_at: Option<i64>,
+    /// `ACTIVE`, `ARCHIVED` or `ACTIVATING`.
+    pub image_status: String,
+    pub last_archived_at: Option<i64>,
 }
+
+/// A manifest row as `lifecycle_images` reads it: digest, pushed, last
+/// pulled, status, last archived.
+pub(crate) type LifecycleRow = (String, i64, Option<i64>, String, Option<i64>);
 
 #[async_trait]
 pub trait LifecycleStore: Send + Sync + 'static {
@@ -48,7 +56,7 @@ pub trait LifecycleStore: Send + Sync + 'static {
 
 /// Joins the rows of `lifecycle_images`' three queries.
 pub(crate) fn assemble_images(
-    manifests: Vec<(String, i64)>,
+    manifests: Vec<LifecycleRow>,
     tags: Vec<(String, String)>,
     referenced: Vec<(String,)>,
 ) -> Vec<LifecycleImage> {
@@ -60,12 +68,17 @@ pub(crate) fn assemble_images(
     let referenced: HashSet<String> = referenced.into_iter().map(|(d,)| d).collect();
     manifests
         .into_iter()
-        .map(|(digest, pushed_at)| LifecycleImage {
-            tags: tags_of.remove(&digest).unwrap_or_default(),
-            referenced: referenced.contains(&digest),
-            digest,
-            pushed_at,
-        })
+        .map(
+            |(digest, pushed_at, last_pulled_at, image_status, last_archived_at)| LifecycleImage {
+                tags: tags_of.remove(&digest).unwrap_or_default(),
+                referenced: referenced.contains(&digest),
+                digest,
+                pushed_at,
+                last_pulled_at,
+                image_status,
+                last_archived_at,
+            },
+        )
         .collect()
 }
 
@@ -170,8 +183,9 @@ macro_rules! impl_lifecycle_store {
                 let Some((id,)) = id else {
                     return Ok(Vec::new());
                 };
-                let manifests: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT digest, pushed_at FROM manifests WHERE repository_id = $1",
+                let manifests: Vec<$crate::lifecycle::LifecycleRow> = sqlx::query_as(
+                    "SELECT digest, pushed_at, last_pulled_at, image_status, last_archived_at
+                     FROM manifests WHERE repository_id = $1",
                 )
                 .bind(id)
                 .fetch_all(&mut *tx)

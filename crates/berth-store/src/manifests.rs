@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use berth_core::{Digest, RepositoryName, Tag};
 
 use crate::{
-    DeleteManifestOutcome, ImageRecord, NewEvent, NewManifest, PutManifestOutcome, Referrer,
-    Result, StoredManifest, TagStatus,
+    DeleteManifestOutcome, ImageRecord, ImageStatusFilter, NewEvent, NewManifest,
+    PutManifestOutcome, Referrer, Result, StoredManifest, TagStatus,
 };
 
 #[async_trait]
@@ -67,6 +67,7 @@ pub trait ManifestStore: Send + Sync + 'static {
         after: Option<(&str, &str)>,
         limit: u32,
         status: TagStatus,
+        image_status: ImageStatusFilter,
     ) -> Result<Vec<(Digest, Option<String>)>>;
     /// Images after digest `after`, in digest order, at most `limit`.
     async fn list_images(
@@ -75,7 +76,19 @@ pub trait ManifestStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
         status: TagStatus,
+        image_status: ImageStatusFilter,
     ) -> Result<Vec<ImageRecord>>;
+    /// Moves an image from one of the states `from` to `to` (`ACTIVE`,
+    /// `ARCHIVED`, `ACTIVATING`), stamping when it was archived or made
+    /// active: false if it is in none of them, or not there.
+    async fn set_image_status(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        from: &[&str],
+        to: &str,
+        at: i64,
+    ) -> Result<bool>;
     async fn image(
         &self,
         repository: &RepositoryName,
@@ -195,6 +208,18 @@ macro_rules! impl_manifest_store {
                 .await?
                 .rows_affected()
                     == 1;
+                if !inserted {
+                    // Pushed again: an archived image is active again, as on ECR.
+                    sqlx::query(
+                        "UPDATE manifests SET image_status = 'ACTIVE', last_activated_at = $3
+                         WHERE repository_id = $1 AND digest = $2 AND image_status <> 'ACTIVE'",
+                    )
+                    .bind(repository_id)
+                    .bind(&digest)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 if inserted {
                     sqlx::query(
                         "INSERT INTO manifest_contents (repository_id, digest, content, annotations)
@@ -247,10 +272,10 @@ macro_rules! impl_manifest_store {
                 repository: &RepositoryName,
                 reference: &Reference,
             ) -> Result<Option<StoredManifest>> {
-                let row: Option<(String, String, Vec<u8>, Option<i64>)> =
+                let row: Option<(String, String, Vec<u8>, Option<i64>, String)> =
                     match reference {
                         Reference::Tag(tag) => sqlx::query_as(
-                            "SELECT m.digest, m.media_type, c.content, m.last_pulled_at FROM repositories r
+                            "SELECT m.digest, m.media_type, c.content, m.last_pulled_at, m.image_status FROM repositories r
                              JOIN tags t ON t.repository_id = r.id
                              JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
                              JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
@@ -261,7 +286,7 @@ macro_rules! impl_manifest_store {
                         .fetch_optional(&self.$read)
                         .await?,
                         Reference::Digest(digest) => sqlx::query_as(
-                            "SELECT m.digest, m.media_type, c.content, m.last_pulled_at FROM repositories r
+                            "SELECT m.digest, m.media_type, c.content, m.last_pulled_at, m.image_status FROM repositories r
                              JOIN manifests m ON m.repository_id = r.id
                              JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
                              WHERE r.name = $1 AND m.digest = $2",
@@ -271,12 +296,13 @@ macro_rules! impl_manifest_store {
                         .fetch_optional(&self.$read)
                         .await?,
                     };
-                row.map(|(digest, media_type, content, last_pulled_at)| {
+                row.map(|(digest, media_type, content, last_pulled_at, image_status)| {
                     Ok(StoredManifest {
                         digest: parse_digest(&digest)?,
                         media_type,
                         content: Bytes::from(content),
                         last_pulled_at,
+                        image_status,
                     })
                 })
                 .transpose()
@@ -414,7 +440,9 @@ macro_rules! impl_manifest_store {
                 after: Option<(&str, &str)>,
                 limit: u32,
                 status: TagStatus,
+                image_status: ImageStatusFilter,
             ) -> Result<Vec<(Digest, Option<String>)>> {
+                let image_filter = image_status.condition();
                 let tag_filter = match status {
                     TagStatus::Tagged => "AND t.name IS NOT NULL",
                     TagStatus::Untagged => "AND t.name IS NULL",
@@ -425,7 +453,7 @@ macro_rules! impl_manifest_store {
                     "SELECT m.digest, t.name FROM repositories r
                      JOIN manifests m ON m.repository_id = r.id
                      LEFT JOIN tags t ON t.repository_id = m.repository_id AND t.manifest_digest = m.digest
-                     WHERE r.name = $1 AND (m.digest, COALESCE(t.name, '')) > ($2, $3) {tag_filter}
+                     WHERE r.name = $1 AND (m.digest, COALESCE(t.name, '')) > ($2, $3) {tag_filter} {image_filter}
                      ORDER BY m.digest, COALESCE(t.name, '') LIMIT $4"
                 )))
                 .bind(repository.as_str())
@@ -445,16 +473,18 @@ macro_rules! impl_manifest_store {
                 after: Option<&str>,
                 limit: u32,
                 status: TagStatus,
+                image_status: ImageStatusFilter,
             ) -> Result<Vec<ImageRecord>> {
                 let rows: Vec<ImageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at, m.last_pulled_at,
                             {TAGS_OF_M},
-                            c.content
+                            c.content, m.image_status, m.last_archived_at, m.last_activated_at
                      FROM repositories r JOIN manifests m ON m.repository_id = r.id
                      JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
-                     WHERE r.name = $1 AND m.digest > $2 AND {}
+                     WHERE r.name = $1 AND m.digest > $2 AND {} {}
                      ORDER BY m.digest LIMIT $3",
-                    tag_status_condition(status)
+                    tag_status_condition(status),
+                    image_status.condition()
                 )))
                 .bind(repository.as_str())
                 .bind(after.unwrap_or(""))
@@ -462,6 +492,40 @@ macro_rules! impl_manifest_store {
                 .fetch_all(&self.$read)
                 .await?;
                 rows.into_iter().map(image_from_row).collect()
+            }
+
+            async fn set_image_status(
+                &self,
+                repository: &RepositoryName,
+                digest: &Digest,
+                from: &[&str],
+                to: &str,
+                at: i64,
+            ) -> Result<bool> {
+                // ACTIVATING stamps nothing: `at` goes into a condition that always holds.
+                let set = match to {
+                    "ARCHIVED" => "image_status = 'ARCHIVED', last_archived_at = $1",
+                    "ACTIVE" => "image_status = 'ACTIVE', last_activated_at = $1",
+                    "ACTIVATING" => "image_status = 'ACTIVATING'",
+                    _ => return Ok(false),
+                };
+                for state in from {
+                    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE manifests SET {set}
+                         WHERE repository_id = (SELECT id FROM repositories WHERE name = $2)
+                           AND digest = $3 AND image_status = $4 AND $1 >= 0"
+                    )))
+                    .bind(at)
+                    .bind(repository.as_str())
+                    .bind(digest.to_string())
+                    .bind(state)
+                    .execute(&self.$write)
+                    .await?;
+                    if done.rows_affected() > 0 {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
             }
 
             async fn image(
@@ -472,7 +536,7 @@ macro_rules! impl_manifest_store {
                 let row: Option<ImageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT m.digest, m.media_type, m.artifact_type, m.pushed_at, m.last_pulled_at,
                             {TAGS_OF_M},
-                            c.content
+                            c.content, m.image_status, m.last_archived_at, m.last_activated_at
                      FROM repositories r JOIN manifests m ON m.repository_id = r.id
                      JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
                      WHERE r.name = $1 AND m.digest = $2"

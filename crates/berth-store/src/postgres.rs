@@ -17,8 +17,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::sqlite::{ImageRow, REPOSITORY_COLUMNS, RepositoryRow, image_from_row, parse_digest};
 use crate::{
-    DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, MetadataStore, NewEvent,
-    NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError,
+    DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, ImageStatusFilter, MetadataStore,
+    NewEvent, NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError,
     StoredManifest, TagStatus, now_millis,
 };
 

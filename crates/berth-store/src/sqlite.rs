@@ -16,8 +16,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, MetadataStore, NewEvent,
-    NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError,
+    DeleteManifestOutcome, DeleteRepositoryOutcome, ImageRecord, ImageStatusFilter, MetadataStore,
+    NewEvent, NewManifest, PutManifestOutcome, Referrer, RepositoryRecord, Result, StoreError,
     StoredManifest, TagStatus, now_millis,
 };
 
@@ -42,6 +42,9 @@ pub(crate) type ImageRow = (
     Option<i64>,
     Option<String>,
     Vec<u8>,
+    String,
+    Option<i64>,
+    Option<i64>,
 );
 
 /// Columns of a repository row, in the order `repository_from_row` reads them.
@@ -249,7 +252,18 @@ crate::webhooks::impl_webhook_store!(SqliteStore, write, read);
 crate::privatize::impl_privatize_store!(SqliteStore, write, read);
 
 pub(crate) fn image_from_row(row: ImageRow) -> Result<ImageRecord> {
-    let (digest, media_type, artifact_type, pushed_at, last_pulled_at, tags, content) = row;
+    let (
+        digest,
+        media_type,
+        artifact_type,
+        pushed_at,
+        last_pulled_at,
+        tags,
+        content,
+        image_status,
+        last_archived_at,
+        last_activated_at,
+    ) = row;
     Ok(ImageRecord {
         digest: parse_digest(&digest)?,
         media_type,
@@ -264,5 +278,8 @@ pub(crate) fn image_from_row(row: ImageRow) -> Result<ImageRecord> {
             tags
         },
         content: Bytes::from(content),
+        image_status,
+        last_archived_at,
+        last_activated_at,
     })
 }

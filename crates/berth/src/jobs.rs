@@ -216,10 +216,16 @@ pub async fn lifecycle(args: LifecycleArgs) -> anyhow::Result<()> {
         repository,
         image,
         rule_priority,
+        action,
     } in &expired
     {
+        let what = match action {
+            berth_core::lifecycle::Action::Expire => verb,
+            berth_core::lifecycle::Action::Archive if args.dry_run => "would archive",
+            berth_core::lifecycle::Action::Archive => "archived",
+        };
         println!(
-            "{verb} {repository}@{} tags={:?} (rule {rule_priority})",
+            "{what} {repository}@{} tags={:?} (rule {rule_priority})",
             image.digest, image.tags
         );
     }

@@ -653,6 +653,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         identity.clone(),
         account_id.clone(),
     );
+    jobs.handle(berth_server::registry::RESTORE_JOB, {
+        let registry = registry.clone();
+        move |job| {
+            let registry = registry.clone();
+            async move { registry.finish_restore(&job).await }
+        }
+    });
     jobs.handle(berth_server::signing::SIGN_JOB, {
         let signing = signing.clone();
         move |job| {

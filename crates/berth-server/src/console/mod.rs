@@ -593,7 +593,17 @@ async fn repository_page(
         }
         Err(r) => return r,
     }
-    let (images, more) = match app.registry.images(&name, None, 200, TagStatus::Any).await {
+    let (images, more) = match app
+        .registry
+        .images(
+            &name,
+            None,
+            200,
+            TagStatus::Any,
+            berth_store::ImageStatusFilter::Any,
+        )
+        .await
+    {
         Ok(page) => page,
         Err(crate::RegistryError::NameUnknown { .. }) => {
             return html_response(

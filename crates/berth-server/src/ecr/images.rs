@@ -2,7 +2,7 @@
 //! `PutImage`: the ECR view of the registry's manifests and tags.
 
 use berth_core::{Digest, Reference, RepositoryName, Tag};
-use berth_store::{ImageRecord, TagStatus};
+use berth_store::{ImageRecord, ImageStatusFilter, TagStatus};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -17,6 +17,14 @@ fn tag_status(input: &Value) -> TagStatus {
         Some("UNTAGGED") => TagStatus::Untagged,
         _ => TagStatus::Any,
     }
+}
+
+/// `filter.imageStatus`: only active images when none is given, as on ECR.
+fn image_status(input: &Value) -> ImageStatusFilter {
+    input["filter"]["imageStatus"]
+        .as_str()
+        .and_then(ImageStatusFilter::parse)
+        .unwrap_or_default()
 }
 
 pub(super) fn image_id(digest: &Digest, tag: Option<&str>) -> Value {
@@ -36,7 +44,7 @@ pub async fn list(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let (ids, more) = call
         .app
         .registry
-        .image_ids(&name, after, limit, tag_status(input))
+        .image_ids(&name, after, limit, tag_status(input), image_status(input))
         .await
         .map_err(|e| call.registry_error(e, name.as_str()))?;
     let mut output = json!({
@@ -76,6 +84,13 @@ async fn detail(
     }
     if let Some(pulled) = image.last_pulled_at {
         detail["lastRecordedPullTime"] = json!(pulled as f64 / 1000.0);
+    }
+    detail["imageStatus"] = json!(image.image_status);
+    if let Some(at) = image.last_archived_at {
+        detail["lastArchivedAt"] = json!(at as f64 / 1000.0);
+    }
+    if let Some(at) = image.last_activated_at {
+        detail["lastActivatedAt"] = json!(at as f64 / 1000.0);
     }
     Ok(detail)
 }
@@ -203,7 +218,13 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
     let (images, more) = call
         .app
         .registry
-        .images(&name, after.as_deref(), limit, tag_status(input))
+        .images(
+            &name,
+            after.as_deref(),
+            limit,
+            tag_status(input),
+            image_status(input),
+        )
         .await
         .map_err(|e| call.registry_error(e, name.as_str()))?;
     let mut details = Vec::with_capacity(images.len());
@@ -246,6 +267,15 @@ pub async fn batch_get(call: &Call<'_>, input: &Value) -> Result<Value, EcrError
         };
         match image {
             Err((code, reason)) => failures.push(failure(id, code, reason)),
+            Ok(image) if image.image_status != "ACTIVE" => failures.push(failure(
+                id,
+                "ImageNotFound",
+                format!(
+                    "Requested image {} is {}: restore it with UpdateImageStorageClass to pull it",
+                    image.digest,
+                    image.image_status.to_lowercase()
+                ),
+            )),
             Ok(image) if accepted.as_ref().is_some_and(|a| !a.contains(&image.media_type.as_str())) => {
                 failures.push(failure(
                     id,
@@ -526,4 +556,46 @@ pub async fn list_referrers(call: &Call<'_>, input: &Value) -> Result<Value, Ecr
         out["nextToken"] = super::token(&last.digest.to_string());
     }
     Ok(out)
+}
+
+/// `UpdateImageStorageClass`: to the archive (not pullable, still listed
+/// with `imageStatus` `ARCHIVED`), or back (`ACTIVATING`, then `ACTIVE`).
+pub async fn update_storage_class(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
+    let name = name_of(input)?;
+    let image = super::scanning::image_of(call, &name, &input["imageId"]).await?;
+    let registry = &call.app.registry;
+    let target = input["targetStorageClass"].as_str().unwrap_or_default();
+    let refused = |why: &str| {
+        EcrError::new(
+            "ImageStorageClassUpdateNotSupportedException",
+            format!("The image {} cannot move to {target}: {why}", image.digest),
+        )
+    };
+    let status = match (target, image.image_status.as_str()) {
+        ("ARCHIVE", "ARCHIVED") | ("STANDARD", "ACTIVE") => image.image_status.clone(),
+        ("ARCHIVE", "ACTIVATING") => return Err(refused("it is being restored")),
+        ("ARCHIVE", _) => {
+            if !registry
+                .archive_image(&name, &image.digest)
+                .await
+                .map_err(|e| call.registry_error(e, name.as_str()))?
+            {
+                return Err(refused("it changed meanwhile"));
+            }
+            "ARCHIVED".to_string()
+        }
+        (_, _) => {
+            registry
+                .restore_image(&name, &image.digest)
+                .await
+                .map_err(|e| call.registry_error(e, name.as_str()))?;
+            "ACTIVATING".to_string()
+        }
+    };
+    Ok(json!({
+        "registryId": call.account(),
+        "repositoryName": name.as_str(),
+        "imageId": image_id(&image.digest, input["imageId"]["imageTag"].as_str()),
+        "imageStatus": status,
+    }))
 }

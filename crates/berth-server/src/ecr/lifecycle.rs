@@ -107,7 +107,11 @@ pub async fn get_preview(call: &Call<'_>, input: &Value) -> Result<Value, EcrErr
         .preview(&name)
         .await
         .map_err(|e| lifecycle_error(call, &name, e))?;
-    let total = expired.len();
+    let total = expired
+        .iter()
+        .filter(|e| e.action == berth_core::lifecycle::Action::Expire)
+        .count();
+    let archiving = expired.len() - total;
 
     let wanted: Vec<(Option<&str>, Option<&str>)> = input["imageIds"]
         .as_array()
@@ -135,8 +139,14 @@ pub async fn get_preview(call: &Call<'_>, input: &Value) -> Result<Value, EcrErr
                 "imageTags": e.image.tags,
                 "imageDigest": e.image.digest,
                 "imagePushedAt": e.image.pushed_at as f64 / 1000.0,
-                "action": {"type": "EXPIRE"},
+                "action": match e.action {
+                    berth_core::lifecycle::Action::Expire => json!({"type": "EXPIRE"}),
+                    berth_core::lifecycle::Action::Archive => {
+                        json!({"type": "TRANSITION", "targetStorageClass": "ARCHIVE"})
+                    }
+                },
                 "appliedRulePriority": e.rule_priority,
+                "storageClass": if e.image.image_status == "ACTIVE" { "STANDARD" } else { "ARCHIVE" },
             })
         })
         .collect();
@@ -157,6 +167,10 @@ pub async fn get_preview(call: &Call<'_>, input: &Value) -> Result<Value, EcrErr
         "previewResults": results.get(start..end).unwrap_or_default(),
         "summary": {"expiringImageTotalCount": total},
     });
+    if archiving > 0 {
+        output["summary"]["transitioningImageTotalCounts"] =
+            json!([{"targetStorageClass": "ARCHIVE", "imageTotalCount": archiving}]);
+    }
     if end < results.len() {
         output["nextToken"] = token(&end.to_string());
     }

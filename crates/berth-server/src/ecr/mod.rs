@@ -478,6 +478,7 @@ async fn operate(call: &Call<'_>, name: &str, input: &Value) -> Result<Value, Ec
         "BatchCheckLayerAvailability" => layers::batch_check(call, input).await,
         "GetDownloadUrlForLayer" => layers::download_url(call, input).await,
         "DescribeImages" => images::describe(call, input).await,
+        "UpdateImageStorageClass" => images::update_storage_class(call, input).await,
         "BatchGetImage" => images::batch_get(call, input).await,
         "BatchDeleteImage" => images::batch_delete(call, input).await,
         "PutImage" => images::put(call, input).await,

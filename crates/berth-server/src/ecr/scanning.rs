@@ -143,6 +143,16 @@ pub(super) async fn image_of(
 pub async fn start_scan(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
     let image = image_of(call, &name, &input["imageId"]).await?;
+    if image.image_status != "ACTIVE" {
+        return Err(EcrError::new(
+            "ImageArchivedException",
+            format!(
+                "The image {} in the repository '{}' is archived and cannot be scanned",
+                image.digest,
+                name.as_str()
+            ),
+        ));
+    }
     let record = call.app.scanning.start(&name, &image.digest, true).await?;
     Ok(json!({
         "registryId": call.account(),

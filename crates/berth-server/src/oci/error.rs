@@ -69,7 +69,7 @@ impl From<RegistryError> for OciError {
             E::RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
             E::DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
             E::SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
-            E::ManifestUnknown => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            E::ManifestUnknown | E::ImageArchived(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
             E::ManifestInvalid(berth_core::manifest::ManifestError::TooLarge) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "MANIFEST_INVALID")
             }

@@ -255,7 +255,7 @@ async fn dispatch(app: &App, asker: &Asker<'_>, route: Route, request: Request) 
         (Route::Catalog, Method::GET) => catalog(app, asker, request.uri().query()).await,
         (Route::Tags(name), Method::GET) => tags(registry, &name, request.uri().query()).await,
         (Route::Manifest(name, reference), Method::GET | Method::HEAD) => {
-            let manifest = registry.get_manifest(&name, &reference).await?;
+            let manifest = registry.pull_manifest(&name, &reference).await?;
             if request.method() == Method::GET {
                 registry.note_pull(
                     asker.principal,

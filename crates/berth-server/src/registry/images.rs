@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use berth_store::ImageStatusFilter;
 
 impl Registry {
     pub(super) async fn existing(&self, repository: &RepositoryName) -> Result<()> {
@@ -19,11 +20,18 @@ impl Registry {
         after: Option<(&str, &str)>,
         limit: u32,
         status: TagStatus,
+        image_status: ImageStatusFilter,
     ) -> Result<Page<(Digest, Option<String>)>> {
         self.existing(repository).await?;
         let ids = self
             .metadata
-            .list_image_ids(repository, after, limit.saturating_add(1), status)
+            .list_image_ids(
+                repository,
+                after,
+                limit.saturating_add(1),
+                status,
+                image_status,
+            )
             .await?;
         Ok(page_of(ids, limit))
     }
@@ -35,11 +43,18 @@ impl Registry {
         after: Option<&str>,
         limit: u32,
         status: TagStatus,
+        image_status: ImageStatusFilter,
     ) -> Result<Page<ImageRecord>> {
         self.existing(repository).await?;
         let images = self
             .metadata
-            .list_images(repository, after, limit.saturating_add(1), status)
+            .list_images(
+                repository,
+                after,
+                limit.saturating_add(1),
+                status,
+                image_status,
+            )
             .await?;
         Ok(page_of(images, limit))
     }

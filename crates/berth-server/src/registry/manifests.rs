@@ -204,6 +204,97 @@ impl Registry {
             .await
     }
 
+    /// A manifest for a client to pull: an archived image, or one being
+    /// restored, is refused (`/v2/` answers 404, as ECR does).
+    pub async fn pull_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
+        let manifest = self.get_manifest(repository, reference).await?;
+        if manifest.image_status != "ACTIVE" {
+            return Err(RegistryError::ImageArchived(manifest.digest));
+        }
+        Ok(manifest)
+    }
+
+    /// Moves an active image to the archive storage class: false if it was
+    /// not active (archived already, being restored, or gone).
+    pub async fn archive_image(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool> {
+        Ok(self
+            .metadata
+            .set_image_status(repository, digest, &["ACTIVE"], "ARCHIVED", now_millis())
+            .await?)
+    }
+
+    /// Starts restoring an archived image (`ACTIVATING`; the job
+    /// [`RESTORE_JOB`] makes it `ACTIVE`). Asked again while it is being
+    /// restored, queues the job again (it is a singleton): a restore whose
+    /// job was lost still finishes. False if it was neither.
+    pub async fn restore_image(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool> {
+        let now = now_millis();
+        let moved = self
+            .metadata
+            .set_image_status(
+                repository,
+                digest,
+                &["ARCHIVED", "ACTIVATING"],
+                "ACTIVATING",
+                now,
+            )
+            .await?;
+        if moved {
+            let payload =
+                serde_json::json!({"repository": repository.as_str(), "digest": digest.to_string()})
+                    .to_string();
+            let singleton = format!("{RESTORE_JOB}:{repository}@{digest}");
+            self.metadata
+                .enqueue_job(
+                    &berth_store::NewJob {
+                        kind: RESTORE_JOB,
+                        payload: &payload,
+                        singleton: Some(&singleton),
+                        max_attempts: 10,
+                        run_after: now,
+                    },
+                    now,
+                )
+                .await?;
+        }
+        Ok(moved)
+    }
+
+    /// The restore job: an image being restored is active again. Its blobs
+    /// never left the blob store, so there is nothing to bring back.
+    pub async fn finish_restore(&self, job: &berth_store::Job) -> std::result::Result<(), String> {
+        let p: serde_json::Value = serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
+        let (Some(Ok(repository)), Some(Ok(digest))) = (
+            p["repository"].as_str().map(str::parse::<RepositoryName>),
+            p["digest"].as_str().map(str::parse::<Digest>),
+        ) else {
+            return Ok(());
+        };
+        self.metadata
+            .set_image_status(
+                &repository,
+                &digest,
+                &["ACTIVATING"],
+                "ACTIVE",
+                now_millis(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// As [`Registry::delete_manifest`]; a deleted manifest's `DELETE` event
     /// carries `extra` (why it was deleted).
     pub async fn delete_manifest_noting(

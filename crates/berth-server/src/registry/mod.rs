@@ -54,6 +54,11 @@ pub enum RegistryError {
     SizeInvalid(String),
     #[error("manifest unknown to registry")]
     ManifestUnknown,
+    /// Archived (or being restored): not pulled until it is active, as on ECR.
+    #[error(
+        "the image {0} is archived: restore it with UpdateImageStorageClass (targetStorageClass STANDARD) first"
+    )]
+    ImageArchived(Digest),
     #[error(transparent)]
     ManifestInvalid(#[from] ManifestError),
     #[error("manifest references unknown blobs: {}", list(.0))]
@@ -229,6 +234,9 @@ pub trait RepositoryCreator: Send + Sync + 'static {
     /// caller may not create it), and the registry goes on without one.
     fn create<'a>(&'a self, name: &'a RepositoryName, why: CreatedFor) -> CreateFuture<'a>;
 }
+
+/// The job kind that finishes restoring an archived image.
+pub const RESTORE_JOB: &str = "image.restore";
 
 pub struct Registry {
     metadata: Arc<dyn MetadataStore>,

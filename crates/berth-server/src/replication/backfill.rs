@@ -14,7 +14,8 @@
 
 use berth_core::RepositoryName;
 use berth_store::{
-    Backfill, BackfillItem, BackfillProgress, Job, NewJob, StoreError, TagStatus, now_millis,
+    Backfill, BackfillItem, BackfillProgress, ImageStatusFilter, Job, NewJob, StoreError,
+    TagStatus, now_millis,
 };
 use serde_json::{Value, json};
 
@@ -169,6 +170,7 @@ impl Replication {
                             after.as_ref().map(|(d, t)| (d.as_str(), t.as_str())),
                             PAGE,
                             TagStatus::Any,
+                            ImageStatusFilter::Active,
                         )
                         .await?;
                     for (digest, tag) in &ids {

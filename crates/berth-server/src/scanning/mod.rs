@@ -557,6 +557,7 @@ impl Scanning {
                             image_after.as_deref(),
                             500,
                             berth_store::TagStatus::Any,
+                            berth_store::ImageStatusFilter::Active,
                         )
                         .await
                         .map_err(|e| e.to_string())?;
