@@ -352,6 +352,11 @@ impl Identity {
     /// The active, unexpired key `id`: its secret, principal, and the hash of
     /// its session token if it is temporary.
     async fn active_key(&self, id: &str) -> Result<(String, Principal, Option<String>), AuthError> {
+        // Access key ids are letters and digits (AWS: 16 to 128 of them);
+        // anything else is no key, and never reaches the database.
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(AuthError::UnrecognizedClient);
+        }
         let key = self
             .metadata
             .get_access_key(id)
@@ -491,6 +496,14 @@ impl Identity {
         };
         sigv4::verify(&signed, &pending.auth, &pending.secret, now_millis() / 1000)?;
         Ok(pending.principal)
+    }
+
+    /// The MAC of a page position in a `nextToken`: tokens berth issued,
+    /// and only those, come back (any node of the install).
+    pub fn page_token_mac(&self, position: &[u8]) -> [u8; 32] {
+        let mut data = b"next-token\0".to_vec();
+        data.extend_from_slice(position);
+        hmac_sha256(&self.token_key, &data)
     }
 
     /// Query parameters that let anyone `GET` `path` until `expires` (Unix

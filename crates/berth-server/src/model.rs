@@ -208,6 +208,14 @@ impl Model {
                 .is_some_and(|op| op.errors.iter().any(|e| e == code))
     }
 
+    /// The API version (`Version=` of the Query protocol).
+    pub fn api_version(&self) -> &str {
+        self.raw
+            .metadata
+            .get("apiVersion")
+            .map_or("", String::as_str)
+    }
+
     pub fn target_prefix(&self) -> &str {
         &self.raw.metadata["targetPrefix"]
     }

@@ -243,6 +243,21 @@ impl Policy {
         verdict
     }
 
+    /// What IAM checks when a document is written, beyond its grammar:
+    /// statement ids are unique. (Not checked of stored documents, which
+    /// were checked when they were written.)
+    pub fn check_for_writing(&self) -> Result<(), PolicyError> {
+        let mut seen = std::collections::HashSet::new();
+        for sid in self.statements.iter().filter_map(|s| s.sid.as_deref()) {
+            if !seen.insert(sid) {
+                return Err(PolicyError::new(
+                    "Statement IDs (SID) in a single policy must be unique.",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The `Sid`s of the statements, in order (for messages and tests).
     pub fn sids(&self) -> Vec<Option<&str>> {
         self.statements.iter().map(|s| s.sid.as_deref()).collect()

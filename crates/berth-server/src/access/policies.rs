@@ -31,7 +31,7 @@ pub fn check_resource_policy(text: &str) -> Result<(), PolicyError> {
 /// Checks `text` as a resource policy.
 fn checked(text: &str) -> Result<(), PolicyError> {
     Policy::parse(text, PolicyKind::Resource)
-        .map(drop)
+        .and_then(|policy| policy.check_for_writing())
         .map_err(|e| PolicyError::Invalid(e.to_string()))
 }
 

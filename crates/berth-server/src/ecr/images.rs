@@ -37,7 +37,7 @@ pub(super) fn image_id(digest: &Digest, tag: Option<&str>) -> Value {
 
 pub async fn list(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let name = name_of(input)?;
-    let (limit, after) = page(input)?;
+    let (limit, after) = page(call, input)?;
     let after = after
         .as_deref()
         .map(|a| a.split_once('\t').unwrap_or((a, "")));
@@ -51,7 +51,7 @@ pub async fn list(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
         "imageIds": ids.iter().map(|(d, t)| image_id(d, t.as_deref())).collect::<Vec<_>>()
     });
     if more && let Some((digest, tag)) = ids.last() {
-        output["nextToken"] = token(&format!("{digest}\t{}", tag.as_deref().unwrap_or("")));
+        output["nextToken"] = token(call, &format!("{digest}\t{}", tag.as_deref().unwrap_or("")));
     }
     Ok(output)
 }
@@ -214,7 +214,7 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
         super::scanning::decorate(call, &name, &mut details).await?;
         return Ok(json!({"imageDetails": details}));
     }
-    let (limit, after) = page(input)?;
+    let (limit, after) = page(call, input)?;
     let (images, more) = call
         .app
         .registry
@@ -235,7 +235,7 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
     super::scanning::decorate(call, &name, &mut details).await?;
     let mut output = json!({"imageDetails": details});
     if more && let Some(last) = images.last() {
-        output["nextToken"] = token(&last.digest.to_string());
+        output["nextToken"] = token(call, &last.digest.to_string());
     }
     Ok(output)
 }
@@ -516,7 +516,7 @@ pub async fn list_referrers(call: &Call<'_>, input: &Value) -> Result<Value, Ecr
         referrers.clear();
     }
     referrers.sort_by_key(|r| r.digest.to_string());
-    let (limit, after) = super::page(input)?;
+    let (limit, after) = super::page(call, input)?;
     let limit = limit.min(50);
     let rest: Vec<_> = referrers
         .iter()
@@ -553,7 +553,7 @@ pub async fn list_referrers(call: &Call<'_>, input: &Value) -> Result<Value, Ecr
     if rest.len() > limit as usize
         && let Some(last) = rest.get(limit as usize - 1)
     {
-        out["nextToken"] = super::token(&last.digest.to_string());
+        out["nextToken"] = super::token(call, &last.digest.to_string());
     }
     Ok(out)
 }

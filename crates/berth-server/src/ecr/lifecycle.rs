@@ -151,7 +151,7 @@ pub async fn get_preview(call: &Call<'_>, input: &Value) -> Result<Value, EcrErr
         })
         .collect();
 
-    let (limit, after) = page(input)?;
+    let (limit, after) = page(call, input)?;
     let start = match after {
         Some(position) => position
             .parse::<usize>()
@@ -172,7 +172,7 @@ pub async fn get_preview(call: &Call<'_>, input: &Value) -> Result<Value, EcrErr
             json!([{"targetStorageClass": "ARCHIVE", "imageTotalCount": archiving}]);
     }
     if end < results.len() {
-        output["nextToken"] = token(&end.to_string());
+        output["nextToken"] = token(call, &end.to_string());
     }
     Ok(output)
 }

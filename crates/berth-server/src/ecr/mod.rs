@@ -194,33 +194,45 @@ impl Call<'_> {
 const DEFAULT_PAGE: u32 = 100;
 
 /// `maxResults` and the position a `nextToken` holds. Tokens are opaque to
-/// clients: the last key returned, so a page is stable whatever changes.
-pub fn page(input: &Value) -> Result<(u32, Option<String>), EcrError> {
+/// clients: the last key returned, so a page is stable whatever changes,
+/// with a MAC from the install's secret key, so a token berth did not issue
+/// (forged, cut, or from another install) is refused, on any node.
+pub fn page(call: &Call<'_>, input: &Value) -> Result<(u32, Option<String>), EcrError> {
     use base64::Engine as _;
     let limit = input["maxResults"]
         .as_u64()
         .map_or(DEFAULT_PAGE, |n| n as u32);
+    let invalid =
+        || EcrError::invalid_parameter("Invalid parameter at 'nextToken': the token is not valid");
     let after = match input["nextToken"].as_str() {
-        Some(token) => Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
+        Some(token) => {
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(token)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    EcrError::invalid_parameter(
-                        "Invalid parameter at 'nextToken': the token is not valid",
-                    )
-                })?,
-        ),
+                .map_err(|_| invalid())?;
+            if raw.len() < TOKEN_MAC {
+                return Err(invalid());
+            }
+            let (mac, position) = raw.split_at(TOKEN_MAC);
+            let expected = call.app.identity.page_token_mac(position);
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(mac, &expected[..TOKEN_MAC])) {
+                return Err(invalid());
+            }
+            Some(String::from_utf8(position.to_vec()).map_err(|_| invalid())?)
+        }
         None => None,
     };
     Ok((limit, after))
 }
 
+/// Bytes of MAC a page token carries.
+const TOKEN_MAC: usize = 12;
+
 /// The `nextToken` of a page ending at `position`.
-pub fn token(position: &str) -> Value {
+pub fn token(call: &Call<'_>, position: &str) -> Value {
     use base64::Engine as _;
-    json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(position))
+    let mut raw = call.app.identity.page_token_mac(position.as_bytes())[..TOKEN_MAC].to_vec();
+    raw.extend_from_slice(position.as_bytes());
+    json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
 }
 
 impl From<crate::settings::SettingError> for EcrError {
@@ -251,17 +263,10 @@ impl From<crate::registry::pull_times::ExclusionError> for EcrError {
 }
 
 /// True for requests addressed to this front door.
+/// Every AWS JSON request (`POST /` with an `X-Amz-Target`) comes here: a
+/// target of another service is this door's `UnknownOperationException`.
 pub fn is_ecr_request(request: &Request) -> bool {
-    request.uri().path() == "/"
-        && request
-            .headers()
-            .get("x-amz-target")
-            .and_then(|t| t.to_str().ok())
-            .is_some_and(|t| {
-                t.starts_with(MODEL.target_prefix())
-                    || t.starts_with(extension::TARGET_PREFIX)
-                    || t.starts_with(SECRETS_PREFIX)
-            })
+    request.uri().path() == "/" && request.headers().contains_key("x-amz-target")
 }
 
 pub async fn serve(app: Arc<App>, request: Request) -> Response {

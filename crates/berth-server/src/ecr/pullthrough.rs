@@ -88,7 +88,7 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
         }
         rules.retain(|r| wanted.contains(&r.prefix));
     }
-    let (limit, after) = page(input)?;
+    let (limit, after) = page(call, input)?;
     let rest: Vec<&PullThroughRule> = rules
         .iter()
         .filter(|r| after.as_deref().is_none_or(|a| r.prefix.as_str() > a))
@@ -102,7 +102,7 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
     if rest.len() > limit as usize
         && let Some(last) = rest.get(limit as usize - 1)
     {
-        out["nextToken"] = token(&last.prefix);
+        out["nextToken"] = token(call, &last.prefix);
     }
     Ok(out)
 }

@@ -140,7 +140,7 @@ pub async fn stop_backfill(call: &Call<'_>, input: &Value) -> Result<Value, EcrE
 
 /// `ListReplicationBackfills`: newest first, paged.
 pub async fn list_backfills(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
-    let (limit, after) = page(input)?;
+    let (limit, after) = page(call, input)?;
     let after = match after.as_deref().map(|a| a.split_once('\n')) {
         None => None,
         Some(Some((at, id))) => Some((at.parse::<i64>().map_err(|_| bad_token())?, id)),
@@ -160,10 +160,10 @@ pub async fn list_backfills(call: &Call<'_>, input: &Value) -> Result<Value, Ecr
     if views.len() > shown.len()
         && let Some(last) = shown.last()
     {
-        out["nextToken"] = token(&format!(
-            "{}\n{}",
-            last.backfill.started_at, last.backfill.id
-        ));
+        out["nextToken"] = token(
+            call,
+            &format!("{}\n{}", last.backfill.started_at, last.backfill.id),
+        );
     }
     Ok(out)
 }
@@ -172,7 +172,7 @@ pub async fn list_backfills(call: &Call<'_>, input: &Value) -> Result<Value, Ecr
 /// per-image results once the backfill has ended, paged.
 pub async fn describe_backfill_results(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
     let id = input["replicationBackfillId"].as_str().unwrap_or_default();
-    let (limit, after) = page(input)?;
+    let (limit, after) = page(call, input)?;
     let after: Option<Vec<&str>> = after.as_deref().map(|a| a.split('\n').collect());
     let after = match after.as_deref() {
         None => None,
@@ -204,10 +204,10 @@ pub async fn describe_backfill_results(call: &Call<'_>, input: &Value) -> Result
     if results.len() > shown.len()
         && let Some(last) = shown.last()
     {
-        out["nextToken"] = token(&format!(
-            "{}\n{}\n{}",
-            last.repository, last.digest, last.tag
-        ));
+        out["nextToken"] = token(
+            call,
+            &format!("{}\n{}\n{}", last.repository, last.digest, last.tag),
+        );
     }
     Ok(out)
 }

@@ -126,7 +126,7 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
         }
         return Ok(json!({"repositories": found}));
     }
-    let (limit, after) = super::page(input)?;
+    let (limit, after) = super::page(call, input)?;
     let (page, more) = call
         .app
         .registry
@@ -137,7 +137,7 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
         json!({"repositories": page.iter().map(|r| describe_record(call, r)).collect::<Vec<_>>()});
     if more && let Some(last) = page.last() {
         // The token is the last name returned: stable whatever is created or deleted meanwhile.
-        output["nextToken"] = super::token(last.name.as_str());
+        output["nextToken"] = super::token(call, last.name.as_str());
     }
     Ok(output)
 }

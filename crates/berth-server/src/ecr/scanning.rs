@@ -326,7 +326,7 @@ pub async fn describe_findings(call: &Call<'_>, input: &Value) -> Result<Value, 
                 ),
             )
         })?;
-    let (limit, after) = page(input)?;
+    let (limit, after) = page(call, input)?;
     let limit = if input["maxResults"].is_null() {
         DEFAULT_FINDINGS
     } else {
@@ -363,7 +363,7 @@ pub async fn describe_findings(call: &Call<'_>, input: &Value) -> Result<Value, 
         }
         output["imageScanFindings"] = findings;
         if end < all.len() {
-            output["nextToken"] = token(&end.to_string());
+            output["nextToken"] = token(call, &end.to_string());
         }
     }
     Ok(output)

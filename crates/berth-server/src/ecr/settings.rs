@@ -172,7 +172,7 @@ pub async fn deregister_pull_time_exclusion(
 
 /// `ListPullTimeUpdateExclusions`, in ARN order, paged.
 pub async fn list_pull_time_exclusions(call: &Call<'_>, input: &Value) -> Result<Value, EcrError> {
-    let (limit, after) = page(input)?;
+    let (limit, after) = page(call, input)?;
     let all = call.app.registry.pull_time_exclusions().all().await?;
     let rest: Vec<&String> = all
         .iter()
@@ -183,7 +183,7 @@ pub async fn list_pull_time_exclusions(call: &Call<'_>, input: &Value) -> Result
     if rest.len() > shown.len()
         && let Some(last) = shown.last()
     {
-        out["nextToken"] = token(last);
+        out["nextToken"] = token(call, last);
     }
     Ok(out)
 }

@@ -119,7 +119,7 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
             .collect();
         templates.retain(|t| wanted.contains(&t.prefix));
     }
-    let (limit, after) = page(input)?;
+    let (limit, after) = page(call, input)?;
     let rest: Vec<&Template> = templates
         .iter()
         .filter(|t| after.as_deref().is_none_or(|a| t.prefix.as_str() > a))
@@ -133,7 +133,7 @@ pub async fn describe(call: &Call<'_>, input: &Value) -> Result<Value, EcrError>
     if rest.len() > limit as usize
         && let Some(last) = rest.get(limit as usize - 1)
     {
-        out["nextToken"] = token(&last.prefix);
+        out["nextToken"] = token(call, &last.prefix);
     }
     Ok(out)
 }

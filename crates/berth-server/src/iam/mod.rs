@@ -31,6 +31,8 @@ pub use versions::{MAX_VERSIONS, PolicyVersion};
 
 /// Long-term access keys per user, as on IAM.
 pub const KEYS_PER_USER: usize = 2;
+/// Managed policies attached to one user, group or role (IAM's default quota).
+pub const MAX_ATTACHED: usize = 10;
 /// Policy sizes in characters, whitespace excluded, as IAM counts them.
 pub const MANAGED_POLICY_SIZE: usize = 6144;
 pub const TRUST_POLICY_SIZE: usize = 2048;
@@ -101,6 +103,8 @@ pub enum Limit {
     PolicySize(usize),
     TagsPerResource,
     PolicyVersions,
+    /// Managed policies attached to one user, group or role.
+    AttachedPolicies(IamKind),
 }
 
 impl fmt::Display for Limit {
@@ -114,6 +118,15 @@ impl fmt::Display for Limit {
             Limit::TagsPerResource => {
                 write!(f, "Cannot exceed quota for TagsPerResource: {MAX_TAGS}")
             }
+            Limit::AttachedPolicies(kind) => write!(
+                f,
+                "Cannot exceed quota for PoliciesPer{}: {MAX_ATTACHED}",
+                match kind {
+                    IamKind::Group => "Group",
+                    IamKind::Role => "Role",
+                    _ => "User",
+                }
+            ),
             Limit::PolicyVersions => write!(
                 f,
                 "A managed policy can have up to {MAX_VERSIONS} versions. Before you create a new version, you must delete an existing version."
@@ -239,7 +252,7 @@ fn checked_policy(text: &str, kind: PolicyKind, limit: usize) -> Result<(), IamE
         return Err(IamError::LimitExceeded(Limit::PolicySize(limit)));
     }
     Policy::parse(text, kind)
-        .map(drop)
+        .and_then(|policy| policy.check_for_writing())
         .map_err(|e| IamError::MalformedPolicyDocument(e.0))
 }
 

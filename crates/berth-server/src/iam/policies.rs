@@ -303,6 +303,16 @@ impl Iam {
             self.customer_policy(arn).await?;
             requires.push((IamKind::Policy, policy));
         }
+        let attached = self
+            .store()
+            .list_iam_links(LinkKind::Attached, Some(&kind.key(name)), None)
+            .await?;
+        // Attaching one already attached changes nothing, as on IAM.
+        if attached.len() >= super::MAX_ATTACHED && !attached.iter().any(|l| l.object == arn) {
+            return Err(IamError::LimitExceeded(super::Limit::AttachedPolicies(
+                kind,
+            )));
+        }
         let link = IamLink {
             kind: LinkKind::Attached,
             subject: kind.key(name),

@@ -215,8 +215,11 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Option<Principal
     let Some(authorization) = header_str(headers, header::AUTHORIZATION) else {
         return Ok(None);
     };
+    // The scheme is case-insensitive (RFC 9110, 11.1).
     let credentials = authorization
-        .strip_prefix("Basic ")
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, b)| b)
         .and_then(|b| {
             base64::engine::general_purpose::STANDARD
                 .decode(b.trim())
@@ -340,14 +343,20 @@ async fn dispatch(app: &App, asker: &Asker<'_>, route: Route, request: Request) 
         (Route::Upload(name, id), Method::PUT) => {
             let digest = query_digest(request.uri().query())?
                 .ok_or_else(|| OciError::digest_invalid("digest query parameter is required"))?;
-            let start = content_range_start(request.headers())?.map(|(s, _)| s);
+            // `end >= start`, and `end - start + 1` fits: checked when parsed.
+            let range = content_range_start(request.headers())?;
             let body = request.into_body();
-            if body.size_hint().exact() == Some(0) {
+            if range.is_none() && body.size_hint().exact() == Some(0) {
                 registry.finish_upload(&name, &id, &digest, None).await?;
             } else {
                 let mut body = body_stream(body);
+                let last = crate::registry::LastChunk {
+                    start: range.map(|(start, _)| start),
+                    len: range.map(|(start, end)| end - start + 1),
+                    data: &mut body,
+                };
                 registry
-                    .finish_upload(&name, &id, &digest, Some((start, &mut body)))
+                    .finish_upload(&name, &id, &digest, Some(last))
                     .await?;
             }
             Ok(created(format!("/v2/{name}/blobs/{digest}"), &digest))

@@ -115,11 +115,12 @@ pub fn parse(path: &str) -> Result<Option<Route>, OciError> {
             .parse()
             .map_err(|_| OciError::name_invalid())
     };
-    let last = || {
-        percent_decode_str(segments[n - 1])
-            .decode_utf8()
-            .map(|s| s.into_owned())
-            .map_err(|_| OciError::not_found())
+    // Bytes that are not UTF-8 are kept as replacement characters: they
+    // make an upload id or a reference that names nothing, answered as such.
+    let last = || -> Result<String, OciError> {
+        Ok(percent_decode_str(segments[n - 1])
+            .decode_utf8_lossy()
+            .into_owned())
     };
     let digest = |s: String| -> Result<Digest, OciError> {
         s.parse()

@@ -65,7 +65,10 @@ impl From<berth_store::StoreError> for QueryError {
 impl From<AccessError> for QueryError {
     fn from(e: AccessError) -> QueryError {
         match e {
-            AccessError::Denied(message) => QueryError::new("AccessDenied", message),
+            AccessError::Denied(message) => QueryError {
+                status: Some(StatusCode::FORBIDDEN),
+                ..QueryError::new("AccessDenied", message)
+            },
             AccessError::Internal(inner) => QueryError::internal(inner),
         }
     }
@@ -99,7 +102,13 @@ impl From<AuthError> for QueryError {
         QueryError {
             code,
             message: e.to_string(),
-            status: Some(StatusCode::FORBIDDEN),
+            // AWS's common errors: a malformed signature is the caller's
+            // mistake (400); the rest are refusals (403).
+            status: Some(if code == "IncompleteSignature" {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::FORBIDDEN
+            }),
         }
     }
 }
@@ -241,16 +250,20 @@ async fn handle(
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let action = params.get("Action").cloned().unwrap_or_default();
-    let operation = model.operation(&action).ok_or_else(|| {
-        // Not recorded as an operation: the label set stays what the model names.
-        QueryError::new(
-            "InvalidAction",
-            format!(
-                "Could not find operation {action} for version {}",
-                params.get("Version").map_or("", String::as_str)
-            ),
-        )
-    })?;
+    let version = params.get("Version").map(String::as_str);
+    let operation = model
+        .operation(&action)
+        .filter(|_| version.is_none_or(|v| v == model.api_version()))
+        .ok_or_else(|| {
+            // Not recorded as an operation: the label set stays what the model names.
+            QueryError::new(
+                "InvalidAction",
+                format!(
+                    "Could not find operation {action} for version {}",
+                    params.get("Version").map_or("", String::as_str)
+                ),
+            )
+        })?;
     *operation_name = Some(action.clone());
     let input = model
         .decode_query(operation, &params)

@@ -150,10 +150,10 @@ async fn assume_role(call: &Call<'_>, input: &Value) -> Result<Value, QueryError
     };
     // The account's root user cannot assume roles, as on AWS.
     if call.principal.kind == PrincipalKind::Root {
-        return Err(QueryError::new(
-            "AccessDenied",
-            "Roles may not be assumed by root accounts.",
-        ));
+        return Err(QueryError {
+            status: Some(axum::http::StatusCode::FORBIDDEN),
+            ..QueryError::new("AccessDenied", "Roles may not be assumed by root accounts.")
+        });
     }
     let role_name = role_arn
         .strip_prefix(&format!("arn:aws:iam::{}:role/", call.account()))

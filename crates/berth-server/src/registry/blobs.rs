@@ -14,7 +14,7 @@ impl Registry {
         {
             return Ok(size);
         }
-        Err(RegistryError::BlobUnknown)
+        Err(self.missing(repository, RegistryError::BlobUnknown).await?)
     }
 
     /// The size of a blob linked to `repository`, without asking the read-miss hook.
@@ -54,7 +54,7 @@ impl Registry {
         if self.metadata.unlink_blob(repository, digest).await? {
             Ok(())
         } else {
-            Err(RegistryError::BlobUnknown)
+            Err(self.missing(repository, RegistryError::BlobUnknown).await?)
         }
     }
 

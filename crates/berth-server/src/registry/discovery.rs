@@ -38,6 +38,9 @@ impl Registry {
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>> {
         let mut referrers = self.metadata.referrers(repository, subject).await?;
+        if referrers.is_empty() {
+            self.existing(repository).await?;
+        }
         if let Some(wanted) = artifact_type {
             referrers.retain(|r| r.artifact_type.as_deref() == Some(wanted));
         }

@@ -29,6 +29,7 @@ mod manifests;
 pub mod pull_times;
 mod repositories;
 mod uploads;
+pub use uploads::LastChunk;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

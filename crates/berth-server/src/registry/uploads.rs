@@ -30,10 +30,25 @@ impl Registry {
     }
 
     pub async fn upload_status(&self, repository: &RepositoryName, id: &str) -> Result<Upload> {
-        self.metadata
-            .get_upload(repository, id)
-            .await?
-            .ok_or(RegistryError::UploadUnknown)
+        self.known_shape(repository, id).await?;
+        match self.metadata.get_upload(repository, id).await? {
+            Some(upload) => Ok(upload),
+            None => Err(self
+                .missing(repository, RegistryError::UploadUnknown)
+                .await?),
+        }
+    }
+
+    /// Upload ids are the UUIDs berth hands out; anything else names no
+    /// upload (in a repository that is not there: no repository), and never
+    /// reaches storage, where an id becomes a file or object name.
+    async fn known_shape(&self, repository: &RepositoryName, id: &str) -> Result<()> {
+        match uuid::Uuid::try_parse(id) {
+            Ok(uuid) if uuid.hyphenated().to_string() == id => Ok(()),
+            _ => Err(self
+                .missing(repository, RegistryError::UploadUnknown)
+                .await?),
+        }
     }
 
     /// Appends `data` to the upload. `start`, when the client sent a
@@ -47,6 +62,7 @@ impl Registry {
         len: Option<u64>,
         data: &mut ByteStream<'_>,
     ) -> Result<Upload> {
+        self.known_shape(repository, id).await?;
         let _guard = self.upload_locks.lock(id).await;
         // Read, write and record under the staging lock: another node's writer
         // waits, then sees what this one recorded.
@@ -110,9 +126,10 @@ impl Registry {
                     self.config.quotas.layer_size
                 )));
             }
+            // Fewer bytes than the request said it carries (`SIZE_INVALID`).
             Err(StoreError::Body(e)) => {
-                return Err(RegistryError::UploadInvalid(format!(
-                    "request body ended early: {e}"
+                return Err(RegistryError::SizeInvalid(format!(
+                    "the request body ended before its length: {e}"
                 )));
             }
             other => other?,
@@ -148,18 +165,19 @@ impl Registry {
         repository: &RepositoryName,
         id: &str,
         digest: &Digest,
-        last_chunk: Option<(Option<u64>, &mut ByteStream<'_>)>,
+        last_chunk: Option<LastChunk<'_, '_>>,
     ) -> Result<()> {
+        self.known_shape(repository, id).await?;
         let _guard = self.upload_locks.lock(id).await;
         let _staging = self.blobs.lock_upload(id).await?;
         let mut upload = self.upload_status(repository, id).await?;
-        if let Some((start, data)) = last_chunk {
+        if let Some(LastChunk { start, len, data }) = last_chunk {
             if let Some(start) = start
                 && start != upload.size
             {
                 return Err(RegistryError::RangeInvalid { size: upload.size });
             }
-            upload = self.append(upload, None, data).await?;
+            upload = self.append(upload, len, data).await?;
         }
         let computed = match self.digest_of(&upload, digest.algorithm()).await {
             Err(RegistryError::Internal(StoreError::StagingLost(why))) => {
@@ -222,7 +240,16 @@ impl Registry {
     ) -> Result<()> {
         let upload = self.start_upload(repository, digest.algorithm()).await?;
         let result = self
-            .finish_upload(repository, &upload.id, digest, Some((None, data)))
+            .finish_upload(
+                repository,
+                &upload.id,
+                digest,
+                Some(LastChunk {
+                    start: None,
+                    len: None,
+                    data,
+                }),
+            )
             .await;
         if result.is_err() {
             self.discard_upload(&upload.id).await?;
@@ -231,6 +258,7 @@ impl Registry {
     }
 
     pub async fn cancel_upload(&self, repository: &RepositoryName, id: &str) -> Result<()> {
+        self.known_shape(repository, id).await?;
         let _guard = self.upload_locks.lock(id).await;
         self.upload_status(repository, id).await?;
         self.discard_upload(id).await
@@ -265,4 +293,13 @@ impl Registry {
         }
         Ok(removed)
     }
+}
+
+/// The last piece of an upload, sent with the request that completes it.
+pub struct LastChunk<'a, 'b> {
+    /// Where the client says it starts (`Content-Range`): must be where the upload ends.
+    pub start: Option<u64>,
+    /// How long the client says it is: must be what arrives.
+    pub len: Option<u64>,
+    pub data: &'a mut ByteStream<'b>,
 }
