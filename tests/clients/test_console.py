@@ -171,6 +171,13 @@ def test_the_console_journey(berth, browser, tmp_path):
     assert "v1" in row and m["digest"][:19] in row
     assert f"docker pull {berth.host}/hello-world-app@{m['digest']}" in browser.page_source
     shot(browser, "05-repository-image")
+    # The image's own page: its layers, and where its scan stands.
+    browser.find_element(By.CSS_SELECTOR, "tr.image a").click()
+    wait_for_url(browser, f"?image={m['digest']}")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr.layer")) == 1
+    assert browser.find_element(By.ID, "findings").text == "Vulnerabilities"
+    shot(browser, "05b-image")
+    browser.get(berth.url + "/console/repositories/hello-world-app")
 
     # Delete it (with its images), then sign out.
     browser.find_element(By.CSS_SELECTOR, "input[name=force]").click()
@@ -359,3 +366,28 @@ def test_projects_members_and_robots(berth, browser, tmp_path):
     assert "No robots yet." in browser.page_source
     again = skopeo_push(berth, layout, "acp/hello-world-app:v2", robot_id, robot_secret)
     assert again.returncode != 0
+
+
+def test_image_pages_page_through_a_repository(berth, browser):
+    """More images than a page holds: 100 a page, a link to the next."""
+    from selenium.webdriver.common.by import By
+
+    from test_scanning import layer, push
+
+    password = make_user(berth, "pager", ["ecr:*"])
+    client(berth, "ecr").create_repository(repositoryName="many")
+    digests = {push(berth, "many", f"v{n}", [layer({"n": str(n).encode()})]) for n in range(101)}
+    sign_in(browser, berth, "pager", password)
+    wait_for_url(browser, "/console")
+    browser.get(berth.url + "/console/repositories/many")
+    first = [a.get_attribute("href").split("?image=")[1] for a in browser.find_elements(By.CSS_SELECTOR, "tr.image a")]
+    assert len(first) == 100
+    browser.find_element(By.CSS_SELECTOR, "a[rel=next]").click()
+    wait_for_url(browser, f"?after={first[-1]}")
+    rest = [a.get_attribute("href").split("?image=")[1] for a in browser.find_elements(By.CSS_SELECTOR, "tr.image a")]
+    assert len(rest) == 1 and set(first) | set(rest) == digests
+    assert not browser.find_elements(By.CSS_SELECTOR, "a[rel=next]")
+    # An image nobody pushed is not found.
+    browser.get(berth.url + "/console/repositories/many?image=sha256:" + "0" * 64)
+    assert "No image" in browser.find_element(By.TAG_NAME, "main").text
+

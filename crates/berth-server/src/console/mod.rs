@@ -593,12 +593,20 @@ async fn repository_page(
         }
         Err(r) => return r,
     }
+    let query: HashMap<String, String> =
+        form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    if let Some(digest) = query.get("image") {
+        return image_page(&app, &v, &name, digest).await;
+    }
+    let after = query.get("after").cloned();
     let (images, more) = match app
         .registry
         .images(
             &name,
-            None,
-            200,
+            after.as_deref(),
+            IMAGES_PER_PAGE,
             TagStatus::Any,
             berth_store::ImageStatusFilter::Any,
         )
@@ -653,8 +661,9 @@ async fn repository_page(
                             tbody {
                                 @for (image, size) in &rows {
                                     tr class="image" {
-                                        td { @if image.tags.is_empty() { em { "untagged" } } @else { (image.tags.join(", ")) } }
-                                        td { code { (image.digest.to_string().chars().take(19).collect::<String>()) "…" } }
+                                        td { @if image.tags.is_empty() { em { "untagged" } } @else { (image.tags.join(", ")) }
+                                             @if image.image_status != "ACTIVE" { " " span class="badge" { (image.image_status.to_lowercase()) } } }
+                                        td { a href={ "/console/repositories/" (name) "?image=" (image.digest) } { code { (image.digest.to_string().chars().take(19).collect::<String>()) "…" } } }
                                         td { (human(*size)) }
                                         td { (when(image.pushed_at)) }
                                         td { @if let Some(at) = image.last_pulled_at { (when(at)) } @else { "never" } }
@@ -663,7 +672,9 @@ async fn repository_page(
                                 }
                             }
                         }
-                        @if more { p { "Showing the first 200 images." } }
+                        @if more && let Some((last, _)) = rows.last() {
+                            p { a rel="next" href={ "/console/repositories/" (name) "?after=" (last.digest) } { "Next " (IMAGES_PER_PAGE) " images" } }
+                        }
                     }
                 }
                 form method="post" action="/console/actions/delete-repository" class="card danger" {
@@ -671,6 +682,219 @@ async fn repository_page(
                     input type="hidden" name="name" value=(name);
                     label { input type="checkbox" name="force" value="true"; " Delete its images too" }
                     button type="submit" { "Delete repository" }
+                }
+            },
+        ),
+    )
+}
+
+/// Images on one page of a repository's listing.
+const IMAGES_PER_PAGE: u32 = 100;
+/// Findings listed on an image's page (the counts cover them all).
+const FINDINGS_SHOWN: usize = 200;
+/// The largest image configuration read for its page.
+const CONFIG_LIMIT: u64 = 1 << 20;
+
+/// One image: what it is made of (layers and configuration, or the
+/// platforms of an index), its scan findings, and what refers to it.
+async fn image_page(app: &App, v: &Visitor, name: &RepositoryName, digest: &str) -> Response {
+    let not_found = || {
+        html_response(
+            StatusCode::NOT_FOUND,
+            page(
+                "Not found",
+                Some(v),
+                html! { p { "No image " (digest) " in " (name) "." } },
+            ),
+        )
+    };
+    let Ok(digest) = digest.parse::<berth_core::Digest>() else {
+        return not_found();
+    };
+    let image = match app.registry.find_image(name, Some(&digest), None).await {
+        Ok(Some(image)) => image,
+        Ok(None) | Err(crate::RegistryError::NameUnknown { .. }) => return not_found(),
+        Err(e) => return internal(e),
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&image.content).unwrap_or_default();
+    let size = app
+        .registry
+        .image_size(name, &image, &mut crate::registry::ImageSizes::default())
+        .await
+        .unwrap_or(0);
+    // The configuration, read when it is small, for what the image runs.
+    let mut config = serde_json::Value::Null;
+    if let Some(config_digest) = manifest["config"]["digest"]
+        .as_str()
+        .and_then(|d| d.parse::<berth_core::Digest>().ok())
+        && manifest["config"]["size"]
+            .as_u64()
+            .is_some_and(|n| n <= CONFIG_LIMIT)
+        && let Ok(mut stream) = app.registry.read_blob(&config_digest, None).await
+    {
+        use futures_util::StreamExt as _;
+        let mut bytes = Vec::new();
+        while let Some(Ok(piece)) = stream.next().await {
+            bytes.extend_from_slice(&piece);
+            if bytes.len() as u64 > CONFIG_LIMIT {
+                break;
+            }
+        }
+        config = serde_json::from_slice(&bytes).unwrap_or_default();
+    }
+    let scan = app.scanning.scan(name, &digest).await.ok().flatten();
+    let referrers = app
+        .registry
+        .referrers(name, &digest, None)
+        .await
+        .unwrap_or_default();
+    let host = host_of(&v.endpoint).to_string();
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    };
+    let run = &config["config"];
+    let mut findings: Vec<&crate::scanning::StoredFinding> = scan
+        .as_ref()
+        .and_then(|s| s.result.as_ref())
+        .map(|r| r.findings.iter().collect())
+        .unwrap_or_default();
+    let rank = |s: &str| {
+        ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap_or(5)
+    };
+    findings.sort_by(|a, b| {
+        rank(&a.severity)
+            .cmp(&rank(&b.severity))
+            .then(a.name.cmp(&b.name))
+    });
+    let title = format!(
+        "{name}@{}…",
+        digest.to_string().chars().take(19).collect::<String>()
+    );
+    html_response(
+        StatusCode::OK,
+        page(
+            &title,
+            Some(v),
+            html! {
+                p { a href={ "/console/repositories/" (name) } { "← " (name) } }
+                dl class="facts" {
+                    dt { "Digest" } dd { code { (digest) } }
+                    dt { "Tags" } dd { @if image.tags.is_empty() { em { "untagged" } } @else { (image.tags.join(", ")) } }
+                    dt { "Status" } dd { (image.image_status) }
+                    dt { "Media type" } dd { code { (image.media_type) } }
+                    @if let Some(artifact) = &image.artifact_type { dt { "Artifact type" } dd { code { (artifact) } } }
+                    dt { "Size" } dd { (human(size)) }
+                    dt { "Pushed" } dd { (when(image.pushed_at)) }
+                    dt { "Last pulled" } dd { @if let Some(at) = image.last_pulled_at { (when(at)) } @else { "never" } }
+                    dt { "Pull" } dd { code { "docker pull " (host) "/" (name) "@" (digest) } }
+                }
+                @if let Some(children) = manifest["manifests"].as_array() {
+                    section aria-labelledby="platforms" {
+                        h2 id="platforms" { "Platforms" }
+                        table {
+                            thead { tr { th scope="col" { "Platform" } th scope="col" { "Digest" } th scope="col" { "Size" } } }
+                            tbody {
+                                @for child in children {
+                                    tr {
+                                        td { (text(&child["platform"]["os"])) "/" (text(&child["platform"]["architecture"]))
+                                             @if !child["platform"]["variant"].is_null() { "/" (text(&child["platform"]["variant"])) } }
+                                        td { a href={ "/console/repositories/" (name) "?image=" (text(&child["digest"])) } { code { (text(&child["digest"])) } } }
+                                        td { (human(child["size"].as_u64().unwrap_or(0))) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if !config.is_null() {
+                    section aria-labelledby="config" {
+                        h2 id="config" { "Configuration" }
+                        dl class="facts" {
+                            dt { "Platform" } dd { (text(&config["os"])) "/" (text(&config["architecture"])) }
+                            @if !config["created"].is_null() { dt { "Created" } dd { (text(&config["created"])) } }
+                            @if !run["Entrypoint"].is_null() { dt { "Entrypoint" } dd { code { (text(&run["Entrypoint"])) } } }
+                            @if !run["Cmd"].is_null() { dt { "Command" } dd { code { (text(&run["Cmd"])) } } }
+                            @if !run["WorkingDir"].is_null() { dt { "Working directory" } dd { code { (text(&run["WorkingDir"])) } } }
+                            @if !run["User"].is_null() { dt { "User" } dd { code { (text(&run["User"])) } } }
+                            @if let Some(ports) = run["ExposedPorts"].as_object() { dt { "Ports" } dd { (ports.keys().cloned().collect::<Vec<_>>().join(", ")) } }
+                        }
+                    }
+                }
+                @if let Some(layers) = manifest["layers"].as_array() {
+                    section aria-labelledby="layers" {
+                        h2 id="layers" { "Layers" }
+                        table {
+                            thead { tr { th scope="col" { "#" } th scope="col" { "Digest" } th scope="col" { "Media type" } th scope="col" { "Size" } } }
+                            tbody {
+                                @for (i, layer) in layers.iter().enumerate() {
+                                    tr class="layer" {
+                                        td { (i + 1) }
+                                        td { code { (text(&layer["digest"])) } }
+                                        td { code { (text(&layer["mediaType"])) } }
+                                        td { (human(layer["size"].as_u64().unwrap_or(0))) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                section aria-labelledby="findings" {
+                    h2 id="findings" { "Vulnerabilities" }
+                    @match &scan {
+                        None => p { "Not scanned." }
+                        Some(scan) => {
+                            p { "Scan " (scan.record.status.to_lowercase())
+                                @if let Some(at) = scan.record.completed_at { ", " (when(at)) } "." }
+                            @if let Some(result) = &scan.result {
+                                @if result.findings.is_empty() { p { "No findings." } } @else {
+                                    p class="counts" {
+                                        @for (severity, n) in result.severity_counts() { span class="badge" { (severity.to_lowercase()) ": " (n) } " " }
+                                    }
+                                    table {
+                                        thead { tr { th scope="col" { "Severity" } th scope="col" { "Finding" } th scope="col" { "Package" } th scope="col" { "Fixed in" } } }
+                                        tbody {
+                                            @for f in findings.iter().take(FINDINGS_SHOWN) {
+                                                tr class="finding" {
+                                                    td { (f.severity.to_lowercase()) }
+                                                    td { @if f.uri.starts_with("https://") || f.uri.starts_with("http://") { a href=(f.uri) rel="noreferrer" { (f.name) } } @else { (f.name) } }
+                                                    td { (f.package_name) " " (f.package_version) }
+                                                    td { (f.fixed_in.as_deref().unwrap_or("")) }
+                                                }
+                                            }
+                                        }
+                                    }
+                                    @if findings.len() > FINDINGS_SHOWN { p { "The first " (FINDINGS_SHOWN) " of " (findings.len()) " findings, most severe first." } }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if !referrers.is_empty() {
+                    section aria-labelledby="referrers" {
+                        h2 id="referrers" { "Signatures and other referrers" }
+                        table {
+                            thead { tr { th scope="col" { "Artifact type" } th scope="col" { "Digest" } th scope="col" { "Size" } } }
+                            tbody {
+                                @for r in &referrers {
+                                    tr class="referrer" {
+                                        td { code { (r.artifact_type.as_deref().unwrap_or(&r.media_type)) } }
+                                        td { a href={ "/console/repositories/" (name) "?image=" (r.digest) } { code { (r.digest) } } }
+                                        td { (human(r.size)) }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             },
         ),
