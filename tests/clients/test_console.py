@@ -391,3 +391,66 @@ def test_image_pages_page_through_a_repository(berth, browser):
     browser.get(berth.url + "/console/repositories/many?image=sha256:" + "0" * 64)
     assert "No image" in browser.find_element(By.TAG_NAME, "main").text
 
+
+
+def test_lifecycle_and_repository_policy_editors(berth, browser):
+    """A repository's policies on its settings page: a lifecycle policy
+    previewed (evaluated as enforcement would) before it is saved, a
+    repository policy refused with IAM's reason, then saved; a reader sees
+    them and no Save button."""
+    from selenium.webdriver.common.by import By
+
+    from test_scanning import layer, push
+
+    password = make_user(berth, "keeper", ["ecr:*"])
+    reader = make_user(berth, "peeker", ["ecr:Describe*", "ecr:Get*", "ecr:List*"])
+    ecr = client(berth, "ecr")
+    ecr.create_repository(repositoryName="kept")
+    digests = [push(berth, "kept", f"v{n}", [layer({"k": str(n).encode()})]) for n in range(3)]
+    sign_in(browser, berth, "keeper", password)
+    wait_for_url(browser, "/console")
+    browser.get(berth.url + "/console/repositories/kept")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Lifecycle and access policies").click()
+    wait_for_url(browser, "?settings")
+    rules = json.dumps({"rules": [{"rulePriority": 1, "description": "keep the newest image only",
+                                   "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
+                                                 "countNumber": 1},
+                                   "action": {"type": "expire"}}]})
+    box = browser.find_element(By.ID, "lifecycle-text")
+    box.clear()
+    box.send_keys(rules)
+    browser.find_element(By.CSS_SELECTOR, "button[value=preview]").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr.preview")
+    assert len(rows) == 2 and all("expire" in r.text for r in rows)
+    shot(browser, "07-lifecycle-preview")
+    assert ecr.describe_images(repositoryName="kept")["imageDetails"]  # nothing happened yet
+    browser.find_element(By.CSS_SELECTOR, "button[value=save]").click()
+    wait_for_url(browser, "?settings")
+    assert json.loads(ecr.get_lifecycle_policy(repositoryName="kept")["lifecyclePolicyText"]) == json.loads(rules)
+
+    # A repository policy that IAM would refuse, then one it accepts.
+    box = browser.find_element(By.ID, "policy-text")
+    box.clear()
+    box.send_keys('{"Version": "2012-10-17", "Statement": "nope"}')
+    browser.find_element(By.CSS_SELECTOR, "form[action$=repository-policy] button").click()
+    assert alert_text(browser)
+    allow_pull = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "pull", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+        "Action": ["ecr:BatchGetImage"]}]})
+    box = browser.find_element(By.ID, "policy-text")
+    box.clear()
+    box.send_keys(allow_pull)
+    browser.find_element(By.CSS_SELECTOR, "form[action$=repository-policy] button").click()
+    wait_for_url(browser, "?settings")
+    assert json.loads(ecr.get_repository_policy(repositoryName="kept")["policyText"]) == json.loads(allow_pull)
+    assert len(digests) == 3
+
+    # A reader sees both, and cannot save.
+    browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    wait_for_url(browser, "/console/sign-in")
+    sign_in(browser, berth, "peeker", reader)
+    wait_for_url(browser, "/console")
+    browser.get(berth.url + "/console/repositories/kept?settings")
+    assert "keep the newest image only" in browser.find_element(By.ID, "lifecycle-text").get_attribute("value")
+    assert not browser.find_elements(By.CSS_SELECTOR, "button[value=save]")
+    assert not browser.find_elements(By.CSS_SELECTOR, "form[action$=repository-policy] button")

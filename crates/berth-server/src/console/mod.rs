@@ -600,6 +600,9 @@ async fn repository_page(
     if let Some(digest) = query.get("image") {
         return image_page(&app, &v, &name, digest).await;
     }
+    if query.contains_key("settings") {
+        return settings_page(&app, &v, &name, Edits::default()).await;
+    }
     let after = query.get("after").cloned();
     let (images, more) = match app
         .registry
@@ -647,6 +650,7 @@ async fn repository_page(
             name.as_str(),
             Some(&v),
             html! {
+                p { a href={ "/console/repositories/" (name) "?settings" } { "Lifecycle and access policies" } }
                 section aria-labelledby="push" {
                     h2 id="push" { "How to push" }
                     pre { code { (login) "\n"
@@ -682,6 +686,121 @@ async fn repository_page(
                     input type="hidden" name="name" value=(name);
                     label { input type="checkbox" name="force" value="true"; " Delete its images too" }
                     button type="submit" { "Delete repository" }
+                }
+            },
+        ),
+    )
+}
+
+/// What a settings form sent back: texts to show again, a preview, a message.
+#[derive(Default)]
+struct Edits {
+    lifecycle: Option<String>,
+    policy: Option<String>,
+    preview: Option<Vec<crate::lifecycle::Expired>>,
+    error: Option<String>,
+}
+
+/// A repository's lifecycle policy (with a preview of what it would do
+/// now, evaluated as enforcement does) and its repository policy, each
+/// shown to whoever may read it and saved by whoever may set it.
+async fn settings_page(app: &App, v: &Visitor, name: &RepositoryName, edits: Edits) -> Response {
+    let arn = app.access.repository_arn(name.as_str());
+    let mut may = HashMap::new();
+    for action in [
+        "ecr:GetLifecyclePolicy",
+        "ecr:PutLifecyclePolicy",
+        "ecr:GetRepositoryPolicy",
+        "ecr:SetRepositoryPolicy",
+    ] {
+        match allowed(app, v, action, &arn, Some(name)).await {
+            Ok(yes) => {
+                may.insert(action, yes);
+            }
+            Err(r) => return r,
+        }
+    }
+    let lifecycle = match edits.lifecycle {
+        Some(text) => Some(text),
+        None if may["ecr:GetLifecyclePolicy"] => match app.lifecycle.policy(name).await {
+            Ok(record) => Some(record.text),
+            Err(crate::lifecycle::LifecycleError::PolicyNotFound) => None,
+            Err(crate::lifecycle::LifecycleError::RepositoryNotFound) => {
+                return html_response(
+                    StatusCode::NOT_FOUND,
+                    page(
+                        "Not found",
+                        Some(v),
+                        html! { p { "No repository " (name) "." } },
+                    ),
+                );
+            }
+            Err(e) => return internal(e),
+        },
+        None => None,
+    };
+    let policy = match edits.policy {
+        Some(text) => Some(text),
+        None if may["ecr:GetRepositoryPolicy"] => match app.access.repository_policy(name).await {
+            Ok(text) => Some(text),
+            Err(crate::access::policies::PolicyError::PolicyNotFound) => None,
+            Err(e) => return internal(e),
+        },
+        None => None,
+    };
+    html_response(
+        StatusCode::OK,
+        page(
+            &format!("{name}: policies"),
+            Some(v),
+            html! {
+                p { a href={ "/console/repositories/" (name) } { "← " (name) } }
+                @if let Some(error) = &edits.error { p class="error" role="alert" { (error) } }
+                section aria-labelledby="lifecycle" {
+                    h2 id="lifecycle" { "Lifecycle policy" }
+                    @if !may["ecr:GetLifecyclePolicy"] { p { "Your policies do not let you read it." } } @else {
+                        form method="post" action="/console/actions/lifecycle" class="card" {
+                            (csrf_field(v))
+                            input type="hidden" name="name" value=(name);
+                            label for="lifecycle-text" { "Rules (ECR's lifecycle policy JSON)" }
+                            textarea id="lifecycle-text" name="text" rows="12" cols="80" { (lifecycle.clone().unwrap_or_default()) }
+                            button type="submit" name="do" value="preview" { "Preview" }
+                            @if may["ecr:PutLifecyclePolicy"] { " " button type="submit" name="do" value="save" { "Save" } }
+                        }
+                        @if let Some(preview) = &edits.preview {
+                            section aria-labelledby="preview" {
+                                h3 id="preview" { "What it would do now" }
+                                @if preview.is_empty() { p { "Nothing: every image stays." } } @else {
+                                    table {
+                                        thead { tr { th scope="col" { "Image" } th scope="col" { "Tags" } th scope="col" { "Pushed" } th scope="col" { "Action" } th scope="col" { "Rule" } } }
+                                        tbody {
+                                            @for item in preview {
+                                                tr class="preview" {
+                                                    td { code { (item.image.digest.chars().take(19).collect::<String>()) "…" } }
+                                                    td { (item.image.tags.join(", ")) }
+                                                    td { (when(item.image.pushed_at)) }
+                                                    td { @match item.action { berth_core::lifecycle::Action::Expire => "expire", berth_core::lifecycle::Action::Archive => "archive" } }
+                                                    td { (item.rule_priority) }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                section aria-labelledby="policy" {
+                    h2 id="policy" { "Repository policy" }
+                    @if !may["ecr:GetRepositoryPolicy"] { p { "Your policies do not let you read it." } } @else {
+                        form method="post" action="/console/actions/repository-policy" class="card" {
+                            (csrf_field(v))
+                            input type="hidden" name="name" value=(name);
+                            label for="policy-text" { "Who else may do what here (an IAM resource policy)" }
+                            textarea id="policy-text" name="text" rows="12" cols="80" { (policy.clone().unwrap_or_default()) }
+                            @if may["ecr:SetRepositoryPolicy"] { button type="submit" { "Save" } }
+                        }
+                    }
                 }
             },
         ),
@@ -1050,6 +1169,89 @@ async fn act(
                 Ok(()) => Redirect::to("/console").into_response(),
                 Err(crate::RegistryError::Internal(e)) => internal(e),
                 Err(e) => refused(&v, StatusCode::CONFLICT, &e.to_string()),
+            }
+        }
+        "lifecycle" | "repository-policy" => {
+            let Ok(name) = field("name").parse::<RepositoryName>() else {
+                return refused(&v, StatusCode::BAD_REQUEST, "No such repository.");
+            };
+            let text = form.get("text").cloned().unwrap_or_default();
+            let arn = app.access.repository_arn(name.as_str());
+            let permission = match (action.as_str(), field("do").as_str()) {
+                ("lifecycle", "preview") => "ecr:StartLifecyclePolicyPreview",
+                ("lifecycle", _) => "ecr:PutLifecyclePolicy",
+                _ => "ecr:SetRepositoryPolicy",
+            };
+            match allowed(&app, &v, permission, &arn, Some(&name)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return refused(
+                        &v,
+                        StatusCode::FORBIDDEN,
+                        &format!("Your policies do not allow {permission} on {name}."),
+                    );
+                }
+                Err(r) => return r,
+            }
+            let saved = match permission {
+                "ecr:StartLifecyclePolicyPreview" => {
+                    let edits = match berth_core::lifecycle::Policy::parse(&text) {
+                        Err(e) => Edits {
+                            error: Some(e.to_string()),
+                            ..Edits::default()
+                        },
+                        Ok(policy) => {
+                            match app.lifecycle.evaluate(&name, &policy, now_millis()).await {
+                                Ok(preview) => Edits {
+                                    preview: Some(preview),
+                                    ..Edits::default()
+                                },
+                                Err(e) => return internal(e),
+                            }
+                        }
+                    };
+                    return settings_page(
+                        &app,
+                        &v,
+                        &name,
+                        Edits {
+                            lifecycle: Some(text),
+                            ..edits
+                        },
+                    )
+                    .await;
+                }
+                "ecr:PutLifecyclePolicy" => app
+                    .lifecycle
+                    .put_policy(&name, &text)
+                    .await
+                    .map_err(|e| e.to_string()),
+                _ => {
+                    let done = app
+                        .access
+                        .set_repository_policy(&name, &text)
+                        .await
+                        .map_err(|e| e.to_string());
+                    app.access.forget_repository(&name);
+                    done
+                }
+            };
+            match saved {
+                Ok(()) => {
+                    Redirect::to(&format!("/console/repositories/{name}?settings")).into_response()
+                }
+                Err(error) => {
+                    let mut edits = Edits {
+                        error: Some(error),
+                        ..Edits::default()
+                    };
+                    if action == "lifecycle" {
+                        edits.lifecycle = Some(text);
+                    } else {
+                        edits.policy = Some(text);
+                    }
+                    settings_page(&app, &v, &name, edits).await
+                }
             }
         }
         "create-key" | "toggle-key" | "delete-key" => {
