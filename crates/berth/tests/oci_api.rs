@@ -99,7 +99,16 @@ async fn monolithic_push_verifies_the_digest_and_keeps_nothing_wrong() {
         assert_eq!(r.status(), 400);
         assert_eq!(error_code(r).await, "DIGEST_INVALID");
     }
-    // A blob in one repository is not visible in another.
+    // A blob in one repository is not visible in another: one that does
+    // not exist (NAME_UNKNOWN), or one that does (BLOB_UNKNOWN).
+    let r = client()
+        .get(berth.url(&format!("/v2/other/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "NAME_UNKNOWN");
+    push_blob(&berth, "other", b"something else").await;
     let r = client()
         .get(berth.url(&format!("/v2/other/blobs/{digest}")))
         .send()
