@@ -37,10 +37,9 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>> {
+        // A repository that does not exist has no referrers: an empty
+        // index, as the OCI conformance suite expects (not NAME_UNKNOWN).
         let mut referrers = self.metadata.referrers(repository, subject).await?;
-        if referrers.is_empty() {
-            self.existing(repository).await?;
-        }
         if let Some(wanted) = artifact_type {
             referrers.retain(|r| r.artifact_type.as_deref() == Some(wanted));
         }
