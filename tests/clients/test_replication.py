@@ -197,3 +197,45 @@ def test_a_backfill_copies_what_was_there_before_the_rule():
         if source:
             source.stop()
         destination.stop()
+
+
+def test_a_destination_with_token_authentication(tmp_path):
+    """Any OCI registry as a destination, here Debian's docker-registry behind
+    token authentication as Docker Hub or Quay are: the copy gets a
+    push token from the challenge's realm with the secret's credentials."""
+    import base64
+    import hashlib
+    import urllib.request
+
+    from test_pull_through import Upstream
+    from token_issuer import TokenIssuer
+
+    issuer = TokenIssuer(str(tmp_path), users={"replicator": "s3cret"})
+    destination = Upstream(str(tmp_path), auth=issuer.registry_config())
+    source = None
+    try:
+        source = Berth(extra=["--create-on-push", "--job-backoff", "1s",
+                              "--replication-destination",
+                              f"{DEST_REGION}/{DEST_ACCOUNT}={destination.url},hub/replicator"],
+                       env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+        ok(aws(source, "secretsmanager", "create-secret", "--name", "hub/replicator",
+               "--secret-string", json.dumps({"username": "replicator", "accessToken": "s3cret"})))
+        ok(aws(source, "ecr", "put-replication-configuration", "--replication-configuration", json.dumps(
+            {"rules": [{"destinations": [{"region": DEST_REGION, "registryId": DEST_ACCOUNT}]}]})))
+        digest = push(source, "team/tool", "v1", [layer({"t": b"through a token"})])
+        wait_status(source, "team/tool", "v1", "COMPLETE")
+
+        # Read back from the destination with a pull token of our own.
+        login = base64.b64encode(b"replicator:s3cret").decode()
+        req = urllib.request.Request(f"{issuer.realm}?service={issuer.service}&scope=repository:team/tool:pull",
+                                     headers={"Authorization": f"Basic {login}"})
+        token = json.loads(urllib.request.urlopen(req).read())["token"]
+        req = urllib.request.Request(f"{destination.url}/v2/team/tool/manifests/v1", headers={
+            "Authorization": f"Bearer {token}", "Accept": "application/vnd.oci.image.manifest.v1+json"})
+        body = urllib.request.urlopen(req).read()
+        assert "sha256:" + hashlib.sha256(body).hexdigest() == digest
+    finally:
+        if source:
+            source.stop()
+        destination.stop()
+        issuer.stop()

@@ -20,7 +20,10 @@ def b64url(data: bytes) -> str:
 
 
 class TokenIssuer:
-    def __init__(self, workdir, service="upstream-test"):
+    def __init__(self, workdir, service="upstream-test", users=None):
+        # Callers who log in (Basic, as `docker login` does at the realm) get
+        # every action they ask for; anonymous ones may only pull.
+        self.users = users or {}
         self.key = os.path.join(workdir, "token.key")
         self.cert = os.path.join(workdir, "token.crt")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -40,7 +43,17 @@ class TokenIssuer:
 
             def do_GET(self):
                 query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
-                token = issuer.token(query.get("scope", []))
+                user = None
+                auth = self.headers.get("Authorization", "")
+                if auth.lower().startswith("basic "):
+                    name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                    if issuer.users.get(name) != password:
+                        self.send_response(401)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    user = name
+                token = issuer.token(query.get("scope", []), user)
                 body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -52,17 +65,18 @@ class TokenIssuer:
         self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def token(self, scopes):
+    def token(self, scopes, user=None):
         self.issued += 1
         access = []
         for scope in scopes:
             parts = scope.split(":")
             if len(parts) >= 3 and parts[0] == "repository":
-                # Anonymous callers may pull, nothing more.
-                access.append({"type": "repository", "name": ":".join(parts[1:-1]), "actions": ["pull"]})
+                asked = parts[-1].split(",")
+                actions = asked if user else ["pull"]
+                access.append({"type": "repository", "name": ":".join(parts[1:-1]), "actions": actions})
         now = int(time.time())
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
-        claims = {"iss": self.issuer, "sub": "", "aud": self.service, "exp": now + 300, "nbf": now - 10,
+        claims = {"iss": self.issuer, "sub": user or "", "aud": self.service, "exp": now + 300, "nbf": now - 10,
                   "iat": now, "jti": f"t{self.issued}-{now}", "access": access}
         signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
         signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.key],

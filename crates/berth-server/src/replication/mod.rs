@@ -353,12 +353,14 @@ impl Replication {
                 base64::engine::general_purpose::STANDARD.encode(format!("{u}:{t}"))
             )
         });
-        let target = Target {
+        let mut target = Target {
             http: &self.http,
             d,
             basic: basic.as_deref(),
+            bearer: None,
             credentials: credentials.as_ref(),
         };
+        target.authorize(repository).await?;
         self.copy_manifest(&target, &name, &digest).await?;
         if let Some(tag) = tag {
             let stored = self
@@ -429,16 +431,101 @@ struct Target<'a> {
     http: &'a reqwest::Client,
     d: &'a Destination,
     basic: Option<&'a str>,
+    /// `Bearer …` for the repository copied, when the destination's
+    /// `/v2/` asks for a token (Docker Hub, GHCR, Quay, Distribution with
+    /// token auth): fetched once per copy with the secret's credentials.
+    bearer: Option<String>,
     credentials: Option<&'a (String, String)>,
+}
+
+/// The parameters of a `WWW-Authenticate: Bearer k="v",…` challenge.
+fn bearer_challenge(header: &str) -> Option<Vec<(String, String)>> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut params = Vec::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let after = after.trim_start();
+        let (value, tail) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            after.split_once(',').map_or((after, ""), |(v, t)| (v, t))
+        };
+        params.push((key.trim().to_ascii_lowercase(), value.to_string()));
+        rest = tail.trim_start_matches([',', ' ']);
+    }
+    Some(params)
 }
 
 impl Target<'_> {
     fn request(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
         let builder = self.http.request(method, url);
-        match self.basic {
-            Some(auth) => builder.header("authorization", auth),
-            None => builder,
+        match (&self.bearer, self.basic) {
+            (Some(token), _) => builder.header("authorization", token.as_str()),
+            (None, Some(auth)) => builder.header("authorization", auth),
+            (None, None) => builder,
         }
+    }
+
+    /// Asks the destination how it wants to be spoken to: a `Bearer`
+    /// challenge on `/v2/` means a token for `repository:<name>:pull,push`
+    /// from its realm (with the secret's credentials as Basic, as `docker
+    /// login` does); otherwise Basic (or nothing) as configured.
+    async fn authorize(&mut self, repository: &str) -> Result<(), String> {
+        let probe = self
+            .request(reqwest::Method::GET, format!("{}/v2/", self.d.endpoint))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if probe.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(());
+        }
+        let Some(params) = probe
+            .headers()
+            .get("www-authenticate")
+            .and_then(|h| h.to_str().ok())
+            .and_then(bearer_challenge)
+        else {
+            return Ok(());
+        };
+        let param = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let realm = param("realm").ok_or("the destination's Bearer challenge names no realm")?;
+        let mut url =
+            reqwest::Url::parse(realm).map_err(|e| format!("the token realm {realm}: {e}"))?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = param("service") {
+                query.append_pair("service", service);
+            }
+            query.append_pair("scope", &format!("repository:{repository}:pull,push"));
+        }
+        let mut ask = self.http.get(url);
+        if let Some((user, secret)) = self.credentials {
+            ask = ask.basic_auth(user, Some(secret));
+        }
+        let answer = ask.send().await.map_err(|e| e.to_string())?;
+        if !answer.status().is_success() {
+            return Err(format!(
+                "the destination's token service answered {}",
+                answer.status()
+            ));
+        }
+        let body: Value = answer.json().await.map_err(|e| e.to_string())?;
+        let token = body["token"]
+            .as_str()
+            .or_else(|| body["access_token"].as_str())
+            .ok_or("the destination's token service gave no token")?;
+        self.bearer = Some(format!("Bearer {token}"));
+        Ok(())
     }
 
     /// Sends the blob unless the destination has it.
@@ -623,5 +710,38 @@ impl crate::outbox::Consumer for ReplicateOnPush {
             .on_push(&repository, &digest, tag.as_deref())
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_challenge;
+
+    #[test]
+    fn bearer_challenges_as_registries_send_them() {
+        let got = bearer_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/ubuntu:pull""#,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                (
+                    "realm".to_string(),
+                    "https://auth.docker.io/token".to_string()
+                ),
+                ("service".to_string(), "registry.docker.io".to_string()),
+                (
+                    "scope".to_string(),
+                    "repository:library/ubuntu:pull".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            bearer_challenge("bearer realm=http://127.0.0.1:1/token, service=x").unwrap()[1],
+            ("service".to_string(), "x".to_string())
+        );
+        assert!(bearer_challenge(r#"Basic realm="x""#).is_none());
+        assert!(bearer_challenge(r#"Bearer realm="unterminated"#).is_none());
     }
 }
