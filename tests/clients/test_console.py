@@ -61,6 +61,18 @@ def wait_for_url(driver, suffix):
     WebDriverWait(driver, 15).until(lambda d: d.current_url.endswith(suffix))
 
 
+def post_and_wait(driver, button):
+    """Clicks a form's button and waits for the page it brings, even when that
+    page has the same URL as this one (a form that posts back to its page)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
+
+
 def alert_text(driver):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -419,7 +431,7 @@ def test_lifecycle_and_repository_policy_editors(berth, browser):
     box = browser.find_element(By.ID, "lifecycle-text")
     box.clear()
     box.send_keys(rules)
-    browser.find_element(By.CSS_SELECTOR, "button[value=preview]").click()
+    post_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "button[value=preview]"))
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.preview")
     assert len(rows) == 2 and all("expire" in r.text for r in rows)
     shot(browser, "07-lifecycle-preview")
@@ -432,7 +444,7 @@ def test_lifecycle_and_repository_policy_editors(berth, browser):
     box = browser.find_element(By.ID, "policy-text")
     box.clear()
     box.send_keys('{"Version": "2012-10-17", "Statement": "nope"}')
-    browser.find_element(By.CSS_SELECTOR, "form[action$=repository-policy] button").click()
+    post_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[action$=repository-policy] button"))
     assert alert_text(browser)
     allow_pull = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Sid": "pull", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
@@ -454,3 +466,51 @@ def test_lifecycle_and_repository_policy_editors(berth, browser):
     assert "keep the newest image only" in browser.find_element(By.ID, "lifecycle-text").get_attribute("value")
     assert not browser.find_elements(By.CSS_SELECTOR, "button[value=save]")
     assert not browser.find_elements(By.CSS_SELECTOR, "form[action$=repository-policy] button")
+
+
+def test_users_and_groups_page(berth, browser):
+    """IAM administration in the console, by the same IAM actions: an admin
+    creates a user and a group, adds one to the other, attaches an AWS managed
+    policy, and deletes a user; a user without IAM rights is refused."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    password = make_user(berth, "iam-admin", ["iam:*"])
+    outsider = make_user(berth, "no-iam", ["ecr:*"])
+    sign_in(browser, berth, "iam-admin", password)
+    wait_for_url(browser, "/console")
+    browser.find_element(By.LINK_TEXT, "Users and groups").click()
+    wait_for_url(browser, "/console/iam")
+    browser.find_element(By.ID, "new-user").send_keys("carol")
+    post_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[action$=iam-create-user] button"))
+    browser.find_element(By.ID, "new-group").send_keys("builders")
+    post_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[action$=iam-create-group] button"))
+    Select(browser.find_element(By.ID, "member-user")).select_by_visible_text("carol")
+    Select(browser.find_element(By.ID, "member-group")).select_by_visible_text("builders")
+    post_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[action$=iam-add-to-group] button"))
+    Select(browser.find_element(By.ID, "attach-user")).select_by_visible_text("carol")
+    Select(browser.find_element(By.ID, "attach-policy")).select_by_visible_text("AmazonEC2ContainerRegistryReadOnly")
+    post_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[action$=iam-attach] button"))
+    iam = client(berth, "iam")
+    assert [g["GroupName"] for g in iam.list_groups_for_user(UserName="carol")["Groups"]] == ["builders"]
+    assert [p["PolicyName"] for p in iam.list_attached_user_policies(UserName="carol")["AttachedPolicies"]] == [
+        "AmazonEC2ContainerRegistryReadOnly"]
+    row = [r for r in browser.find_elements(By.CSS_SELECTOR, "tr.user") if r.text.startswith("carol")][0]
+    assert "builders" in row.text and "AmazonEC2ContainerRegistryReadOnly" in row.text
+    shot(browser, "08-users-and-groups")
+    # IAM refuses to delete a user still in a group, and says why.
+    post_and_wait(browser, row.find_element(By.CSS_SELECTOR, "form[action$=iam-delete-user] button"))
+    assert "Cannot delete entity" in alert_text(browser)
+    iam.remove_user_from_group(GroupName="builders", UserName="carol")
+    iam.detach_user_policy(UserName="carol", PolicyArn="arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+    browser.get(berth.url + "/console/iam")
+    row = [r for r in browser.find_elements(By.CSS_SELECTOR, "tr.user") if r.text.startswith("carol")][0]
+    post_and_wait(browser, row.find_element(By.CSS_SELECTOR, "form[action$=iam-delete-user] button"))
+    assert "carol" not in [u["UserName"] for u in iam.list_users()["Users"]]
+
+    browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    wait_for_url(browser, "/console/sign-in")
+    sign_in(browser, berth, "no-iam", outsider)
+    wait_for_url(browser, "/console")
+    browser.get(berth.url + "/console/iam")
+    assert "do not allow iam:ListUsers" in browser.find_element(By.TAG_NAME, "main").text

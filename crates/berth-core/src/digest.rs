@@ -161,12 +161,33 @@ impl Hasher {
         out
     }
 
+    /// A hasher saved by [`Hasher::save`]; refused if it does not parse or
+    /// claims more data than any upload holds.
     pub fn restore(saved: &[u8]) -> Result<Hasher, HashStateError> {
         let colon = saved
             .iter()
             .position(|&b| b == b':')
             .ok_or(HashStateError)?;
         let (name, state) = (&saved[..colon], &saved[colon + 1..]);
+        // The serialized state starts with the chaining value (32 bytes for
+        // SHA-256, 64 for SHA-512), then the count of blocks hashed (u64,
+        // u128 LE). A count no upload can reach is a corrupted state, whose
+        // `finish` would overflow computing the length in bits.
+        let blocks = |at: usize, width: usize| -> Option<u128> {
+            let raw = state.get(at..at + width)?;
+            let mut le = [0u8; 16];
+            le[..width].copy_from_slice(raw);
+            Some(u128::from_le_bytes(le))
+        };
+        let plausible = match name {
+            b"sha256" => blocks(32, 8),
+            b"sha512" => blocks(64, 16),
+            _ => None,
+        }
+        .is_some_and(|n| n <= MAX_RESTORED_BLOCKS);
+        if !plausible {
+            return Err(HashStateError);
+        }
         match name {
             b"sha256" => {
                 let state =
@@ -187,9 +208,41 @@ impl Hasher {
     }
 }
 
+/// Blocks a restored hash state may claim: 2^40 blocks is 64 TiB of SHA-256
+/// input, far past any layer, and far from where the length in bits overflows.
+const MAX_RESTORED_BLOCKS: u128 = 1 << 40;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_state_claiming_impossible_lengths_is_refused() {
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let mut hasher = Hasher::new(algorithm);
+            hasher.update(&[7u8; 10 * 128]);
+            let saved = hasher.save();
+            let colon = saved.iter().position(|&b| b == b':').unwrap() + 1;
+            let (at, width, blocks) = match algorithm {
+                Algorithm::Sha256 => (32, 8, 20u128),
+                Algorithm::Sha512 => (64, 16, 10u128),
+            };
+            // The layout this check reads: the block count where it says.
+            let mut le = [0u8; 16];
+            le[..width].copy_from_slice(&saved[colon + at..colon + at + width]);
+            assert_eq!(u128::from_le_bytes(le), blocks, "{algorithm:?}");
+            assert!(Hasher::restore(&saved).is_ok());
+            let mut corrupted = saved.clone();
+            corrupted[colon + at..colon + at + width].fill(0xff);
+            assert!(Hasher::restore(&corrupted).is_err(), "{algorithm:?}");
+        }
+        // The fuzzer's find: a state whose finish overflowed.
+        let mut found = b"sha256:".to_vec();
+        found.extend_from_slice(&[0u8; 32]);
+        found.extend_from_slice(&u64::MAX.to_le_bytes());
+        found.extend_from_slice(&[0u8; 65]);
+        assert!(Hasher::restore(&found).is_err());
+    }
 
     const EMPTY_SHA256: &str =
         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

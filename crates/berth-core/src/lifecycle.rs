@@ -428,7 +428,13 @@ pub fn evaluate(policy: &Policy, images: &[Image], now: i64) -> Vec<Expiry> {
             Count::SincePushedDays(days)
             | Count::SincePulledDays(days)
             | Count::SinceTransitionedDays(days) => {
-                let cutoff = now - days as i64 * DAY_MILLIS;
+                // Saturating: a count of days past the epoch keeps everything
+                // (wrapping would have expired nearly everything).
+                let cutoff = now.saturating_sub(
+                    i64::try_from(days)
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(DAY_MILLIS),
+                );
                 let since = |image: &Image| match rule.count {
                     Count::SincePulledDays(_) => image.pulled_at.unwrap_or(image.pushed_at),
                     Count::SinceTransitionedDays(_) => image.archived_at.unwrap_or(image.pushed_at),
@@ -714,6 +720,22 @@ mod tests {
                 Policy::parse(&format!(r#"{{"rules":[{bad}]}}"#)).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn a_count_of_days_past_any_date_keeps_everything() {
+        // The fuzzer's find: 106,751,991,168 days overflowed the cutoff
+        // (a panic in debug; in release it wrapped and expired nearly all).
+        for n in [106_751_991_168_i64, 213_503_982_337, i64::MAX] {
+            let p = policy(&rule(
+                1,
+                &format!(
+                    r#""tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":{n}"#
+                ),
+            ))
+            .unwrap();
+            assert!(expired(&p, &[image("old", &[], 3), image("older", &[], 9000)]).is_empty());
         }
     }
 }

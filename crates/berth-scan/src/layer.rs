@@ -417,7 +417,7 @@ fn go_buildinfo(bytes: &[u8], path: &str) -> Vec<Package> {
             return Vec::new();
         };
         at += used;
-        let Some(s) = bytes.get(at..at + len) else {
+        let Some(s) = at.checked_add(len).and_then(|end| bytes.get(at..end)) else {
             return Vec::new();
         };
         strings.push(String::from_utf8_lossy(s).into_owned());
@@ -434,6 +434,17 @@ fn go_buildinfo(bytes: &[u8], path: &str) -> Vec<Package> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_go_build_info_length_past_memory_is_no_package() {
+        // The fuzzer's find: a length varint near usize::MAX overflowed `at + len`.
+        let mut bytes = GO_MAGIC.to_vec();
+        bytes.extend_from_slice(&[8, 2]);
+        bytes.resize(32, 0);
+        bytes.extend_from_slice(&[0xff; 9]);
+        bytes.push(0x01);
+        assert!(go_buildinfo(&bytes, "usr/bin/tool").is_empty());
+    }
 
     fn tar_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());

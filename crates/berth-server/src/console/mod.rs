@@ -85,6 +85,7 @@ pub fn router() -> axum::Router<Arc<App>> {
         .route("/console/sign-out", post(sign_out))
         .route("/console/repositories/{*name}", get(repository_page))
         .route("/console/identities", get(identities_page))
+        .route("/console/iam", get(iam_page))
         .route("/console/actions/{action}", post(act))
         .route("/console/projects", get(projects::list))
         .route("/console/projects/{name}", get(projects::show))
@@ -231,6 +232,7 @@ fn page(title: &str, visitor: Option<&Visitor>, body: Markup) -> Markup {
                             a href="/console" { "Repositories" }
                             a href="/console/projects" { "Projects" }
                             a href="/console/identities" { "Connected identities" }
+                            a href="/console/iam" { "Users and groups" }
                         }
                         form method="post" action="/console/sign-out" class="signout" {
                             input type="hidden" name="csrf" value=(v.session.csrf);
@@ -686,6 +688,181 @@ async fn repository_page(
                     input type="hidden" name="name" value=(name);
                     label { input type="checkbox" name="force" value="true"; " Delete its images too" }
                     button type="submit" { "Delete repository" }
+                }
+            },
+        ),
+    )
+}
+
+/// `GET /console/iam`: the account's users (their groups and managed
+/// policies), groups (members, policies) and roles, and forms to create a
+/// user or group, add a user to a group, attach an AWS managed policy, and
+/// delete a user — each decided by the same IAM actions as `aws iam`.
+async fn iam_page(State(app): State<Arc<App>>, request: Request) -> Response {
+    let facts = app.request_facts(&request);
+    let v = match visitor(&app, request.headers(), facts).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return to_sign_in(),
+        Err(r) => return r,
+    };
+    iam_view(&app, &v, None).await
+}
+
+/// An IAM entity's ARN before it exists (path `/`).
+fn iam_arn(app: &App, kind: IamKind, name: &str) -> String {
+    app.iam.arn(kind, "/", name)
+}
+
+async fn iam_view(app: &App, v: &Visitor, error: Option<String>) -> Response {
+    for action in ["iam:ListUsers", "iam:ListGroups", "iam:ListRoles"] {
+        match allowed(app, v, action, "*", None).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return html_response(
+                    StatusCode::FORBIDDEN,
+                    page(
+                        "Not allowed",
+                        Some(v),
+                        html! { p { "Your policies do not allow " (action) "." } },
+                    ),
+                );
+            }
+            Err(r) => return r,
+        }
+    }
+    let listed = async {
+        let users = app
+            .iam
+            .list_entities(IamKind::User, "/", None, 1000)
+            .await?;
+        let groups = app
+            .iam
+            .list_entities(IamKind::Group, "/", None, 1000)
+            .await?;
+        let roles = app
+            .iam
+            .list_entities(IamKind::Role, "/", None, 1000)
+            .await?;
+        let mut user_rows = Vec::new();
+        for user in users {
+            let groups = app.iam.groups_of(&user.name).await?;
+            let policies = app.iam.attached_policies(IamKind::User, &user.name).await?;
+            user_rows.push((user, groups, policies));
+        }
+        let mut group_rows = Vec::new();
+        for group in groups {
+            let members = app.iam.group_members(&group.name).await?;
+            let policies = app
+                .iam
+                .attached_policies(IamKind::Group, &group.name)
+                .await?;
+            group_rows.push((group, members, policies));
+        }
+        let mut role_rows = Vec::new();
+        for role in roles {
+            let policies = app.iam.attached_policies(IamKind::Role, &role.name).await?;
+            role_rows.push((role, policies));
+        }
+        Ok::<_, crate::iam::IamError>((user_rows, group_rows, role_rows))
+    };
+    let (users, groups, roles) = match listed.await {
+        Ok(lists) => lists,
+        Err(e) => return internal(e),
+    };
+    let names = |policies: &[crate::iam::AttachedPolicy]| {
+        policies
+            .iter()
+            .map(|p| p.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    html_response(
+        StatusCode::OK,
+        page(
+            "Users and groups",
+            Some(v),
+            html! {
+                @if let Some(error) = &error { p class="error" role="alert" { (error) } }
+                section aria-labelledby="users" {
+                    h2 id="users" { "Users" }
+                    table {
+                        thead { tr { th scope="col" { "User" } th scope="col" { "Groups" } th scope="col" { "Managed policies" } th scope="col" { "Created" } th scope="col" { span class="visually-hidden" { "Actions" } } } }
+                        tbody {
+                            @for (user, groups, policies) in &users {
+                                tr class="user" {
+                                    th scope="row" { (user.name) }
+                                    td { (groups.iter().map(|g| g.name.clone()).collect::<Vec<_>>().join(", ")) }
+                                    td { (names(policies)) }
+                                    td { (when(user.created_at)) }
+                                    td {
+                                        form method="post" action="/console/actions/iam-delete-user" class="inline danger" {
+                                            (csrf_field(v))
+                                            input type="hidden" name="user" value=(user.name);
+                                            button type="submit" aria-label={ "Delete " (user.name) } { "Delete" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    form method="post" action="/console/actions/iam-create-user" class="card" {
+                        (csrf_field(v))
+                        label for="new-user" { "New user" }
+                        input id="new-user" name="user" required pattern="[A-Za-z0-9+=,.@_-]{1,64}";
+                        button type="submit" { "Create user" }
+                    }
+                    form method="post" action="/console/actions/iam-attach" class="card" {
+                        (csrf_field(v))
+                        label for="attach-user" { "User" }
+                        select id="attach-user" name="user" { @for (user, _, _) in &users { option { (user.name) } } }
+                        label for="attach-policy" { "AWS managed policy" }
+                        select id="attach-policy" name="policy" {
+                            @for policy in crate::access::managed::MANAGED_POLICIES { option value=(policy.arn()) { (policy.name) } }
+                        }
+                        button type="submit" { "Attach" }
+                    }
+                }
+                section aria-labelledby="groups" {
+                    h2 id="groups" { "Groups" }
+                    table {
+                        thead { tr { th scope="col" { "Group" } th scope="col" { "Members" } th scope="col" { "Managed policies" } } }
+                        tbody {
+                            @for (group, members, policies) in &groups {
+                                tr class="group" {
+                                    th scope="row" { (group.name) }
+                                    td { (members.iter().map(|m| m.name.clone()).collect::<Vec<_>>().join(", ")) }
+                                    td { (names(policies)) }
+                                }
+                            }
+                        }
+                    }
+                    form method="post" action="/console/actions/iam-create-group" class="card" {
+                        (csrf_field(v))
+                        label for="new-group" { "New group" }
+                        input id="new-group" name="group" required pattern="[A-Za-z0-9+=,.@_-]{1,128}";
+                        button type="submit" { "Create group" }
+                    }
+                    form method="post" action="/console/actions/iam-add-to-group" class="card" {
+                        (csrf_field(v))
+                        label for="member-user" { "User" }
+                        select id="member-user" name="user" { @for (user, _, _) in &users { option { (user.name) } } }
+                        label for="member-group" { "Group" }
+                        select id="member-group" name="group" { @for (group, _, _) in &groups { option { (group.name) } } }
+                        button type="submit" { "Add to group" }
+                    }
+                }
+                section aria-labelledby="roles" {
+                    h2 id="roles" { "Roles" }
+                    @if roles.is_empty() { p { "No roles." } } @else {
+                        table {
+                            thead { tr { th scope="col" { "Role" } th scope="col" { "Managed policies" } } }
+                            tbody {
+                                @for (role, policies) in &roles {
+                                    tr class="role" { th scope="row" { (role.name) } td { (names(policies)) } }
+                                }
+                            }
+                        }
+                    }
                 }
             },
         ),
@@ -1252,6 +1429,77 @@ async fn act(
                     }
                     settings_page(&app, &v, &name, edits).await
                 }
+            }
+        }
+        "iam-create-user" | "iam-create-group" | "iam-delete-user" | "iam-attach"
+        | "iam-add-to-group" => {
+            let (user, group) = (field("user"), field("group"));
+            // IAM's names: letters, digits and `+=,.@_-`, 64 (users) or 128 (groups) at most.
+            let name_ok = |name: &str, max: usize| {
+                !name.is_empty()
+                    && name.len() <= max
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+            };
+            let needs_user = action != "iam-create-group";
+            let needs_group = matches!(action.as_str(), "iam-create-group" | "iam-add-to-group");
+            if (needs_user && !name_ok(&user, 64)) || (needs_group && !name_ok(&group, 128)) {
+                return iam_view(
+                    &app,
+                    &v,
+                    Some("A name is letters, digits and +=,.@_- (users 64 characters at most, groups 128).".into()),
+                )
+                .await;
+            }
+            let (permission, resource) = match action.as_str() {
+                "iam-create-user" => ("iam:CreateUser", iam_arn(&app, IamKind::User, &user)),
+                "iam-create-group" => ("iam:CreateGroup", iam_arn(&app, IamKind::Group, &group)),
+                "iam-delete-user" => ("iam:DeleteUser", iam_arn(&app, IamKind::User, &user)),
+                "iam-attach" => ("iam:AttachUserPolicy", iam_arn(&app, IamKind::User, &user)),
+                _ => ("iam:AddUserToGroup", iam_arn(&app, IamKind::Group, &group)),
+            };
+            match allowed(&app, &v, permission, &resource, None).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return refused(
+                        &v,
+                        StatusCode::FORBIDDEN,
+                        &format!("Your policies do not allow {permission} on {resource}."),
+                    );
+                }
+                Err(r) => return r,
+            }
+            let done = match action.as_str() {
+                "iam-create-user" => app
+                    .iam
+                    .create_user(crate::iam::NewUser {
+                        name: user,
+                        path: "/".into(),
+                        tags: Vec::new(),
+                    })
+                    .await
+                    .map(drop),
+                "iam-create-group" => app
+                    .iam
+                    .create_group(crate::iam::NewGroup {
+                        name: group,
+                        path: "/".into(),
+                    })
+                    .await
+                    .map(drop),
+                "iam-delete-user" => app.iam.delete_entity(IamKind::User, &user).await,
+                "iam-attach" => {
+                    app.iam
+                        .attach_policy(IamKind::User, &user, &field("policy"))
+                        .await
+                }
+                _ => app.iam.add_user_to_group(&group, &user).await,
+            };
+            match done {
+                Ok(()) => Redirect::to("/console/iam").into_response(),
+                Err(crate::iam::IamError::Internal(e)) => internal(e),
+                Err(e) => iam_view(&app, &v, Some(e.to_string())).await,
             }
         }
         "create-key" | "toggle-key" | "delete-key" => {

@@ -441,7 +441,7 @@ fn query_digest(query: Option<&str>) -> Result<Option<Digest>, OciError> {
 }
 
 /// The `Content-Range: <start>-<end>` of a chunk, if sent.
-fn content_range_start(headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
+pub fn content_range_start(headers: &HeaderMap) -> Result<Option<(u64, u64)>, OciError> {
     let Some(value) = header_str(headers, header::CONTENT_RANGE) else {
         return Ok(None);
     };
@@ -601,7 +601,10 @@ async fn referrers(
 
 /// Parses a single `bytes=` range against a blob of `size` bytes.
 /// `Ok(None)`: serve the whole blob (no range, or one we do not interpret).
-fn requested_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, RegistryError> {
+pub fn requested_range(
+    headers: &HeaderMap,
+    size: u64,
+) -> Result<Option<Range<u64>>, RegistryError> {
     let Some(spec) = header_str(headers, header::RANGE).and_then(|r| r.strip_prefix("bytes="))
     else {
         return Ok(None);
