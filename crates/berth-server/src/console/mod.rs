@@ -1285,6 +1285,26 @@ fn refused(v: &Visitor, status: StatusCode, message: &str) -> Response {
     )
 }
 
+/// Goes on only if `v` may do `permission` on `resource`: otherwise the
+/// page that says so (`shown` names the resource to the reader).
+async fn require(
+    app: &App,
+    v: &Visitor,
+    permission: &str,
+    resource: &str,
+    repository: Option<&RepositoryName>,
+    shown: &str,
+) -> Result<(), Response> {
+    match allowed(app, v, permission, resource, repository).await? {
+        true => Ok(()),
+        false => Err(refused(
+            v,
+            StatusCode::FORBIDDEN,
+            &format!("Your policies do not allow {permission} on {shown}."),
+        )),
+    }
+}
+
 async fn act(
     State(app): State<Arc<App>>,
     axum::extract::Path(action): axum::extract::Path<String>,
@@ -1318,16 +1338,8 @@ async fn act(
             } else {
                 "ecr:DeleteRepository"
             };
-            match allowed(&app, &v, permission, &arn, Some(&name)).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return refused(
-                        &v,
-                        StatusCode::FORBIDDEN,
-                        &format!("Your policies do not allow {permission} on {name}."),
-                    );
-                }
-                Err(r) => return r,
+            if let Err(r) = require(&app, &v, permission, &arn, Some(&name), name.as_str()).await {
+                return r;
             }
             let done = if creating {
                 let record = RepositoryRecord::new(name.clone(), Vec::new());
@@ -1359,16 +1371,8 @@ async fn act(
                 ("lifecycle", _) => "ecr:PutLifecyclePolicy",
                 _ => "ecr:SetRepositoryPolicy",
             };
-            match allowed(&app, &v, permission, &arn, Some(&name)).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return refused(
-                        &v,
-                        StatusCode::FORBIDDEN,
-                        &format!("Your policies do not allow {permission} on {name}."),
-                    );
-                }
-                Err(r) => return r,
+            if let Err(r) = require(&app, &v, permission, &arn, Some(&name), name.as_str()).await {
+                return r;
             }
             let saved = match permission {
                 "ecr:StartLifecyclePolicyPreview" => {
@@ -1459,16 +1463,8 @@ async fn act(
                 "iam-attach" => ("iam:AttachUserPolicy", iam_arn(&app, IamKind::User, &user)),
                 _ => ("iam:AddUserToGroup", iam_arn(&app, IamKind::Group, &group)),
             };
-            match allowed(&app, &v, permission, &resource, None).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return refused(
-                        &v,
-                        StatusCode::FORBIDDEN,
-                        &format!("Your policies do not allow {permission} on {resource}."),
-                    );
-                }
-                Err(r) => return r,
+            if let Err(r) = require(&app, &v, permission, &resource, None, &resource).await {
+                return r;
             }
             let done = match action.as_str() {
                 "iam-create-user" => app
