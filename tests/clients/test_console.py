@@ -59,18 +59,30 @@ def wait_for_url(driver, suffix):
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(driver, 15).until(lambda d: d.current_url.endswith(suffix))
+    # The URL changes before the new document has loaded: wait for that too.
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
-def post_and_wait(driver, button):
-    """Clicks a form's button and waits for the page it brings, even when that
+def post_and_wait(driver, button=None, selector=None):
+    """Clicks a form's button (or the one `selector` finds, found again if the
+    page was still settling) and waits for the page it brings, even when that
     page has the same URL as this one (a form that posts back to its page)."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old = driver.find_element(By.TAG_NAME, "html")
-    button.click()
+    for attempt in range(3):
+        try:
+            old = driver.find_element(By.TAG_NAME, "html")
+            (driver.find_element(By.CSS_SELECTOR, selector) if selector else button).click()
+            break
+        except WebDriverException:
+            if selector is None or attempt == 2:
+                raise
+            time.sleep(0.5)
     WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def alert_text(driver):
@@ -296,7 +308,8 @@ def submit(driver, form_action, fields, selects=None):
         form.find_element(By.NAME, name).send_keys(value)
     for name, value in (selects or {}).items():
         Select(form.find_element(By.NAME, name)).select_by_value(value)
-    form.find_element(By.CSS_SELECTOR, "button").click()
+    # The page the form brings may have the same URL: wait for it to replace this one.
+    post_and_wait(driver, selector=f"form.card[action$='{form_action}'] button")
 
 
 def test_projects_members_and_robots(berth, browser, tmp_path):
@@ -373,8 +386,7 @@ def test_projects_members_and_robots(berth, browser, tmp_path):
     sign_in(browser, berth, "lead", lead)
     wait_for_url(browser, "/console")
     browser.get(berth.url + "/console/projects/acp")
-    browser.find_element(By.CSS_SELECTOR, "form[action$=revoke-robot] button").click()
-    wait_for_url(browser, "/console/projects/acp")
+    post_and_wait(browser, selector="form[action$=revoke-robot] button")
     assert "No robots yet." in browser.page_source
     again = skopeo_push(berth, layout, "acp/hello-world-app:v2", robot_id, robot_secret)
     assert again.returncode != 0
@@ -431,7 +443,7 @@ def test_lifecycle_and_repository_policy_editors(berth, browser):
     box = browser.find_element(By.ID, "lifecycle-text")
     box.clear()
     box.send_keys(rules)
-    post_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "button[value=preview]"))
+    post_and_wait(browser, selector="button[value=preview]")
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.preview")
     assert len(rows) == 2 and all("expire" in r.text for r in rows)
     shot(browser, "07-lifecycle-preview")
@@ -444,7 +456,7 @@ def test_lifecycle_and_repository_policy_editors(berth, browser):
     box = browser.find_element(By.ID, "policy-text")
     box.clear()
     box.send_keys('{"Version": "2012-10-17", "Statement": "nope"}')
-    post_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[action$=repository-policy] button"))
+    post_and_wait(browser, selector="form[action$=repository-policy] button")
     assert alert_text(browser)
     allow_pull = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Sid": "pull", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
@@ -482,15 +494,15 @@ def test_users_and_groups_page(berth, browser):
     browser.find_element(By.LINK_TEXT, "Users and groups").click()
     wait_for_url(browser, "/console/iam")
     browser.find_element(By.ID, "new-user").send_keys("carol")
-    post_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[action$=iam-create-user] button"))
+    post_and_wait(browser, selector="form[action$=iam-create-user] button")
     browser.find_element(By.ID, "new-group").send_keys("builders")
-    post_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[action$=iam-create-group] button"))
+    post_and_wait(browser, selector="form[action$=iam-create-group] button")
     Select(browser.find_element(By.ID, "member-user")).select_by_visible_text("carol")
     Select(browser.find_element(By.ID, "member-group")).select_by_visible_text("builders")
-    post_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[action$=iam-add-to-group] button"))
+    post_and_wait(browser, selector="form[action$=iam-add-to-group] button")
     Select(browser.find_element(By.ID, "attach-user")).select_by_visible_text("carol")
     Select(browser.find_element(By.ID, "attach-policy")).select_by_visible_text("AmazonEC2ContainerRegistryReadOnly")
-    post_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "form[action$=iam-attach] button"))
+    post_and_wait(browser, selector="form[action$=iam-attach] button")
     iam = client(berth, "iam")
     assert [g["GroupName"] for g in iam.list_groups_for_user(UserName="carol")["Groups"]] == ["builders"]
     assert [p["PolicyName"] for p in iam.list_attached_user_policies(UserName="carol")["AttachedPolicies"]] == [
