@@ -69,7 +69,6 @@ def post_and_wait(driver, button=None, selector=None):
     page has the same URL as this one (a form that posts back to its page)."""
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     for attempt in range(3):
@@ -81,7 +80,17 @@ def post_and_wait(driver, button=None, selector=None):
             if selector is None or attempt == 2:
                 raise
             time.sleep(0.5)
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
+
+    def gone(_):
+        # Chromium reports a replaced document's node either as stale or as
+        # "Node with given id does not belong to the document": both mean gone.
+        try:
+            old.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+
+    WebDriverWait(driver, 15).until(gone)
     WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
