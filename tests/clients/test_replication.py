@@ -239,3 +239,85 @@ def test_a_destination_with_token_authentication(tmp_path):
             source.stop()
         destination.stop()
         issuer.stop()
+
+
+def test_deletes_replicate_where_the_rule_says_and_replicas_get_replication_templates():
+    """A rule with `deleteReplication` carries tag removals, image deletes
+    and untagging an image's last tag to the destination, as ECR does; a rule
+    without it leaves the destination's copies alone. The destination (a
+    berth) makes the repositories replication creates as its `REPLICATION`
+    creation template says."""
+    from conftest import client
+
+    destination = Berth(env={**root_env(), "BERTH_ACCOUNT_ID": DEST_ACCOUNT, "BERTH_REGION": DEST_REGION})
+    source = None
+    west = {"AWS_DEFAULT_REGION": DEST_REGION}
+    lifecycle = json.dumps({"rules": [{"rulePriority": 1, "selection": {
+        "tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 30},
+        "action": {"type": "expire"}}]})
+    try:
+        ok(aws(destination, "ecr", "create-repository-creation-template", "--prefix", "prod",
+               "--applied-for", "REPLICATION", "--resource-tags", "Key=copy,Value=west",
+               "--lifecycle-policy", lifecycle, env=west))
+        source = Berth(extra=["--create-on-push", "--job-backoff", "1s",
+                              "--replication-destination",
+                              f"{DEST_REGION}/{DEST_ACCOUNT}={destination.url},ecr-replication/west"],
+                       env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+        ok(aws(source, "secretsmanager", "create-secret", "--name", "ecr-replication/west",
+               "--secret-string", json.dumps({"username": ROOT_KEY[0], "accessToken": ROOT_KEY[1]})))
+        dest = {"region": DEST_REGION, "registryId": DEST_ACCOUNT}
+        rule = {"rules": [
+            {"destinations": [dest], "repositoryFilters": [{"filter": "prod", "filterType": "PREFIX_MATCH"}],
+             "deleteReplication": {"enabled": True}},
+            {"destinations": [dest], "repositoryFilters": [{"filter": "keep", "filterType": "PREFIX_MATCH"}]},
+        ]}
+        # boto3 (the aws CLI's botocore here predates deleteReplication).
+        ecr = client(source, "ecr")
+        assert ecr.put_replication_configuration(replicationConfiguration=rule)["replicationConfiguration"] == rule
+        assert ecr.describe_registry()["replicationConfiguration"] == rule
+        a = push(source, "prod/app", "v1", [layer({"a": b"one"})])
+        manifest = ecr.batch_get_image(repositoryName="prod/app", imageIds=[{"imageTag": "v1"}])["images"][0]
+        ecr.put_image(repositoryName="prod/app", imageManifest=manifest["imageManifest"], imageTag="stable")
+        b = push(source, "prod/app", "v2", [layer({"b": b"two"})])
+        kept = push(source, "keep/app", "v1", [layer({"c": b"three"})])
+        for repo, tag in [("prod/app", "v1"), ("prod/app", "stable"), ("prod/app", "v2"), ("keep/app", "v1")]:
+            wait_status(source, repo, tag, "COMPLETE")
+
+        def there(repo):
+            got = ok(aws(destination, "ecr", "describe-images", "--repository-name", repo, env=west))
+            return sorted((i["imageDigest"], tuple(sorted(i.get("imageTags", [])))) for i in got["imageDetails"])
+
+        def until(repo, want, timeout=60):
+            deadline = time.time() + timeout
+            while (got := there(repo)) != want:
+                assert time.time() < deadline, (repo, got, want)
+                time.sleep(0.5)
+
+        until("prod/app", sorted([(a, ("stable", "v1")), (b, ("v2",))]))
+        # The replica repository as the destination's REPLICATION template says.
+        arn = f"arn:aws:ecr:{DEST_REGION}:{DEST_ACCOUNT}:repository/prod/app"
+        assert ok(aws(destination, "ecr", "list-tags-for-resource", "--resource-arn", arn,
+                      env=west))["tags"] == [{"Key": "copy", "Value": "west"}]
+        assert json.loads(ok(aws(destination, "ecr", "get-lifecycle-policy", "--repository-name", "prod/app",
+                                 env=west))["lifecyclePolicyText"]) == json.loads(lifecycle)
+        # A repository no template covers is made with default settings.
+        assert ok(aws(destination, "ecr", "list-tags-for-resource", "--resource-arn",
+                      f"arn:aws:ecr:{DEST_REGION}:{DEST_ACCOUNT}:repository/keep/app", env=west))["tags"] == []
+
+        # One tag of an image with two goes; the image stays with the other.
+        ecr.batch_delete_image(repositoryName="prod/app", imageIds=[{"imageTag": "stable"}])
+        until("prod/app", sorted([(a, ("v1",)), (b, ("v2",))]))
+        # An image deleted by digest goes there, with its tags.
+        ecr.batch_delete_image(repositoryName="prod/app", imageIds=[{"imageDigest": b}])
+        until("prod/app", [(a, ("v1",))])
+        # Not replicated: the rule covering keep/ does not say so.
+        ecr.batch_delete_image(repositoryName="keep/app", imageIds=[{"imageDigest": kept}])
+        # An image's last tag removed: the image goes, there too.
+        request_delete = ecr.batch_delete_image(repositoryName="prod/app", imageIds=[{"imageTag": "v1"}])
+        assert request_delete["failures"] == []
+        until("prod/app", [])
+        assert there("keep/app") == [(kept, ("v1",))]
+    finally:
+        if source:
+            source.stop()
+        destination.stop()

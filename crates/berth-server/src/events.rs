@@ -39,11 +39,21 @@ pub fn image_action(
 
 /// A successful push an event reports: (repository, digest, tag).
 pub fn pushed(event: &Event) -> Option<(String, String, Option<String>)> {
+    image_action_of(event, "PUSH")
+}
+
+/// A delete an event reports: (repository, digest, the tag when one tag
+/// was removed — the image went too if it was its last).
+pub fn deleted(event: &Event) -> Option<(String, String, Option<String>)> {
+    image_action_of(event, "DELETE")
+}
+
+fn image_action_of(event: &Event, action: &str) -> Option<(String, String, Option<String>)> {
     if event.detail_type != IMAGE_ACTION {
         return None;
     }
     let detail: Value = serde_json::from_str(&event.detail).ok()?;
-    if detail["action-type"] != "PUSH" || detail["result"] != "SUCCESS" {
+    if detail["action-type"] != action || detail["result"] != "SUCCESS" {
         return None;
     }
     Some((

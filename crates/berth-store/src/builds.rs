@@ -109,18 +109,7 @@ macro_rules! impl_build_store {
             ) -> $crate::Result<()> {
                 let mut tx = self.begin_write().await?;
                 $crate::builds::insert_build_row!(tx, build);
-                sqlx::query(
-                    "INSERT INTO jobs (kind, payload, state, singleton, attempts, max_attempts, run_after, created_at)
-                     VALUES ($1, $2, 'queued', $3, 0, $4, $5, $6)",
-                )
-                .bind(job.kind)
-                .bind(job.payload)
-                .bind(job.singleton)
-                .bind(job.max_attempts)
-                .bind(job.run_after)
-                .bind(build.created_at)
-                .execute(&mut *tx)
-                .await?;
+                $crate::jobs::insert_job!(&mut *tx, job, build.created_at);
                 tx.commit().await?;
                 Ok(())
             }

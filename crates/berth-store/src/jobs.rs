@@ -42,6 +42,32 @@ pub struct NewJob<'a> {
     pub run_after: i64,
 }
 
+/// Queues `job` through `$executor` (a pool, or a transaction so that the
+/// job is queued with the change that calls for it); the id, or `None`
+/// when its singleton key is already queued or running.
+macro_rules! insert_job {
+    ($executor:expr, $job:expr, $now:expr) => {{
+        let job: &$crate::jobs::NewJob<'_> = $job;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO jobs (kind, payload, state, singleton, attempts, max_attempts, run_after, created_at)
+             VALUES ($1, $2, 'queued', $3, 0, $4, $5, $6)
+             ON CONFLICT (singleton) WHERE state IN ('queued', 'running') DO NOTHING
+             RETURNING id",
+        )
+        .bind(job.kind)
+        .bind(job.payload)
+        .bind(job.singleton)
+        .bind(job.max_attempts)
+        .bind(job.run_after)
+        .bind($now)
+        .fetch_optional($executor)
+        .await?;
+        id
+    }};
+}
+
+pub(crate) use insert_job;
+
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Queues a job; `None` when its singleton key is already queued or running.
@@ -98,21 +124,7 @@ macro_rules! impl_job_store {
                 job: &$crate::jobs::NewJob<'_>,
                 now: i64,
             ) -> $crate::Result<Option<i64>> {
-                let id: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO jobs (kind, payload, state, singleton, attempts, max_attempts, run_after, created_at)
-                     VALUES ($1, $2, 'queued', $3, 0, $4, $5, $6)
-                     ON CONFLICT (singleton) WHERE state IN ('queued', 'running') DO NOTHING
-                     RETURNING id",
-                )
-                .bind(job.kind)
-                .bind(job.payload)
-                .bind(job.singleton)
-                .bind(job.max_attempts)
-                .bind(job.run_after)
-                .bind(now)
-                .fetch_optional(&self.$write)
-                .await?;
-                Ok(id)
+                Ok($crate::jobs::insert_job!(&self.$write, job, now))
             }
 
             async fn claim_job(

@@ -45,8 +45,14 @@ pub trait ManifestStore: Send + Sync + 'static {
         digest: &Digest,
         events: &[NewEvent],
     ) -> Result<DeleteManifestOutcome>;
-    /// Removes one tag; false if it did not exist.
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool>;
+    /// Removes one tag, recording `events` with it; false (and nothing
+    /// recorded) if it did not exist.
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        events: &[NewEvent],
+    ) -> Result<bool>;
     /// Tags after `last`, in lexical order, at most `limit`.
     async fn list_tags(
         &self,
@@ -377,16 +383,28 @@ macro_rules! impl_manifest_store {
                 })
             }
 
-            async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
+            async fn delete_tag(
+                &self,
+                repository: &RepositoryName,
+                tag: &Tag,
+                events: &[NewEvent],
+            ) -> Result<bool> {
+                let mut tx = self.begin_write().await?;
                 let done = sqlx::query(
                     "DELETE FROM tags
                      WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
                 )
                 .bind(repository.as_str())
                 .bind(tag.as_str())
-                .execute(&self.$write)
-                .await?;
-                Ok(done.rows_affected() > 0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+                if done {
+                    crate::events::insert_events!(tx, events);
+                }
+                tx.commit().await?;
+                Ok(done)
             }
 
             async fn list_tags(

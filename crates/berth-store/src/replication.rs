@@ -94,7 +94,14 @@ pub trait ReplicationStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<BackfillItem>>;
 
-    async fn put_replication_status(&self, s: &ReplicationStatus) -> Result<()>;
+    /// Sets an image's status with a destination; in the same transaction,
+    /// records `events` and queues `job` (the copy that status awaits).
+    async fn put_replication_status(
+        &self,
+        s: &ReplicationStatus,
+        events: &[crate::NewEvent],
+        job: Option<&crate::NewJob<'_>>,
+    ) -> Result<()>;
     /// An image's statuses, by destination.
     async fn replication_statuses(
         &self,
@@ -107,7 +114,13 @@ macro_rules! impl_replication_store {
     ($store:ty, $write:ident, $read:ident) => {
         #[async_trait::async_trait]
         impl $crate::replication::ReplicationStore for $store {
-            async fn put_replication_status(&self, s: &$crate::replication::ReplicationStatus) -> $crate::Result<()> {
+            async fn put_replication_status(
+                &self,
+                s: &$crate::replication::ReplicationStatus,
+                events: &[$crate::NewEvent],
+                job: Option<&$crate::NewJob<'_>>,
+            ) -> $crate::Result<()> {
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO replication_status (repository, digest, region, registry_id, status, failure_code, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -121,8 +134,13 @@ macro_rules! impl_replication_store {
                 .bind(&s.status)
                 .bind(&s.failure_code)
                 .bind(s.updated_at)
-                .execute(&self.$write)
+                .execute(&mut *tx)
                 .await?;
+                $crate::events::insert_events!(tx, events);
+                if let Some(job) = job {
+                    $crate::jobs::insert_job!(&mut *tx, job, s.updated_at);
+                }
+                tx.commit().await?;
                 Ok(())
             }
 

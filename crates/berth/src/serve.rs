@@ -647,6 +647,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             async move { replication.run(&job).await }
         }
     });
+    jobs.handle(berth_server::replication::REPLICATE_DELETE_JOB, {
+        let replication = replication.clone();
+        move |job| {
+            let replication = replication.clone();
+            async move { replication.run_delete(&job).await }
+        }
+    });
     let signing = berth_server::signing::Signing::new(
         metadata.clone(),
         registry.clone(),

@@ -32,6 +32,7 @@ pub const OPERATIONS: &[&str] = &[
     "DescribeWebhooks",
     "DeleteWebhook",
     "RotateSigningKey",
+    "CreateReplicaRepository",
 ];
 
 /// Operations authorized on the repository they name (the rest on `*`).
@@ -162,6 +163,44 @@ fn privatization_json(p: &berth_store::Privatization) -> Value {
     })
 }
 
+/// A replicating registry's `CreateRepository`: the repository is made as a
+/// `REPLICATION` creation template here says (default settings without
+/// one), as ECR does at a replication destination. Authorized as ECR
+/// authorizes a replication: `ecr:ReplicateImage` and
+/// `ecr:CreateRepository` on the repository. An existing repository is
+/// answered as it is (`created: false`).
+async fn create_replica_repository(
+    call: &Call<'_>,
+    input: &Value,
+    facts: &RequestFacts,
+) -> Result<Value, EcrError> {
+    let name = super::repositories::name_of(input)?;
+    let arn = call.app.access.repository_arn(name.as_str());
+    for action in ["ecr:ReplicateImage", "ecr:CreateRepository"] {
+        call.app
+            .access
+            .check(Some(&call.principal), action, &arn, Some(&name), facts)
+            .await?;
+    }
+    let registry = &call.app.registry;
+    let existed = registry.repository(&name).await.is_ok();
+    if !existed {
+        registry
+            .ensure_repository_for(&name, crate::registry::CreatedFor::Replication)
+            .await
+            .map_err(|e| call.registry_error(e, name.as_str()))?;
+        call.app.access.forget_repository(&name);
+    }
+    let record = registry
+        .repository(&name)
+        .await
+        .map_err(|e| call.registry_error(e, name.as_str()))?;
+    Ok(json!({
+        "repository": super::repositories::describe_record(call, &record),
+        "created": !existed,
+    }))
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(input: &Value) -> Result<T, EcrError> {
     serde_json::from_value(input.clone())
         .map_err(|e| EcrError::new("ValidationException", format!("invalid request: {e}")))
@@ -178,6 +217,9 @@ pub async fn handle(
             "UnknownOperationException",
             format!("Unknown operation {TARGET_PREFIX}.{operation}"),
         ));
+    }
+    if operation == "CreateReplicaRepository" {
+        return create_replica_repository(call, input, facts).await;
     }
     // A build is known by its id; it is authorized on its repository.
     let mut build = None;

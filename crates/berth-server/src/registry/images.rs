@@ -147,6 +147,8 @@ impl Registry {
 
     /// Removes a tag; when it was the image's last, the image goes too,
     /// unless an index still lists it. Returns the digest the tag named.
+    /// Either way one `DELETE` event naming the tag is recorded with the
+    /// change (replication of deletes and webhooks read it).
     pub async fn untag_image(
         &self,
         repository: &RepositoryName,
@@ -159,23 +161,33 @@ impl Registry {
         else {
             return Ok(None);
         };
-        if !self.metadata.delete_tag(repository, tag).await? {
-            return Ok(None);
-        }
+        let removed = crate::events::image_action(
+            "DELETE",
+            repository.as_str(),
+            &manifest.digest.to_string(),
+            Some(tag.as_str()),
+            &[],
+        );
         if let Some(image) = self.metadata.image(repository, &manifest.digest).await?
-            && image.tags.is_empty()
+            && image.tags == [tag.as_str()]
         {
-            // Referenced by an index: it stays, untagged, as on ECR.
-            let deleted = crate::events::image_action(
-                "DELETE",
-                repository.as_str(),
-                &manifest.digest.to_string(),
-                Some(tag.as_str()),
-                &[],
-            );
-            self.metadata
-                .delete_manifest(repository, &manifest.digest, &[deleted])
-                .await?;
+            match self
+                .metadata
+                .delete_manifest(repository, &manifest.digest, std::slice::from_ref(&removed))
+                .await?
+            {
+                DeleteManifestOutcome::Deleted => return Ok(Some(manifest.digest)),
+                DeleteManifestOutcome::NotFound => return Ok(None),
+                // Listed by an index: it stays, untagged, as on ECR.
+                DeleteManifestOutcome::ReferencedBy(_) => {}
+            }
+        }
+        if !self
+            .metadata
+            .delete_tag(repository, tag, std::slice::from_ref(&removed))
+            .await?
+        {
+            return Ok(None);
         }
         Ok(Some(manifest.digest))
     }

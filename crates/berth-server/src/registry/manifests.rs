@@ -305,7 +305,25 @@ impl Registry {
     ) -> Result<()> {
         match reference {
             Reference::Tag(tag) => {
-                if self.metadata.delete_tag(repository, tag).await? {
+                let named = self
+                    .metadata
+                    .get_manifest(repository, reference)
+                    .await?
+                    .map(|m| m.digest);
+                let removed = named.map(|digest| {
+                    crate::events::image_action(
+                        "DELETE",
+                        repository.as_str(),
+                        &digest.to_string(),
+                        Some(tag.as_str()),
+                        extra,
+                    )
+                });
+                if self
+                    .metadata
+                    .delete_tag(repository, tag, removed.as_slice())
+                    .await?
+                {
                     Ok(())
                 } else {
                     Err(self

@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use berth_core::{Digest, Reference, RepositoryName, sigv4};
-use berth_store::{Job, MetadataStore, NewJob, ReplicationStatus, StoreError, now_millis};
+use berth_store::{
+    Job, MetadataStore, NewEvent, NewJob, ReplicationStatus, StoreError, now_millis,
+};
 use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -28,6 +30,9 @@ pub mod backfill;
 
 /// The job kind that copies one image to one destination.
 pub const REPLICATE_JOB: &str = "replication.image";
+/// The job kind that makes one destination agree after a delete (rules
+/// with `deleteReplication`).
+pub const REPLICATE_DELETE_JOB: &str = "replication.delete";
 /// The event a finished copy emits.
 pub const REPLICATION_ACTION: &str = "ECR Replication Action";
 /// Where the configuration is kept (a registry setting).
@@ -102,6 +107,11 @@ fn covers(rule: &Value, repository: &str) -> bool {
                     .is_some_and(|p| repository.starts_with(p))
         }),
     }
+}
+
+/// Whether `rule` replicates deletes (`deleteReplication.enabled`).
+fn deletes(rule: &Value) -> bool {
+    rule["deleteReplication"]["enabled"] == true
 }
 
 impl Replication {
@@ -193,17 +203,6 @@ impl Replication {
                     d["region"].as_str().unwrap_or_default(),
                     d["registryId"].as_str().unwrap_or_default(),
                 );
-                self.store
-                    .put_replication_status(&ReplicationStatus {
-                        repository: repository.to_string(),
-                        digest: digest.to_string(),
-                        region: region.to_string(),
-                        registry_id: id.to_string(),
-                        status: "IN_PROGRESS".into(),
-                        failure_code: None,
-                        updated_at: now,
-                    })
-                    .await?;
                 let payload = json!({
                     "repository": repository, "digest": digest, "tag": tag,
                     "region": region, "registryId": id,
@@ -213,17 +212,24 @@ impl Replication {
                     "{REPLICATE_JOB}:{repository}@{digest}:{}->{region}/{id}",
                     tag.unwrap_or("")
                 );
+                let status = ReplicationStatus {
+                    repository: repository.to_string(),
+                    digest: digest.to_string(),
+                    region: region.to_string(),
+                    registry_id: id.to_string(),
+                    status: "IN_PROGRESS".into(),
+                    failure_code: None,
+                    updated_at: now,
+                };
+                let copy = NewJob {
+                    kind: REPLICATE_JOB,
+                    payload: &payload,
+                    singleton: Some(&singleton),
+                    max_attempts: ATTEMPTS,
+                    run_after: now,
+                };
                 self.store
-                    .enqueue_job(
-                        &NewJob {
-                            kind: REPLICATE_JOB,
-                            payload: &payload,
-                            singleton: Some(&singleton),
-                            max_attempts: ATTEMPTS,
-                            run_after: now,
-                        },
-                        now,
-                    )
+                    .put_replication_status(&status, &[], Some(&copy))
                     .await?;
             }
         }
@@ -291,10 +297,6 @@ impl Replication {
             status.failure_code = Some(e.chars().take(256).collect());
         }
         status.updated_at = now_millis();
-        self.store
-            .put_replication_status(&status)
-            .await
-            .map_err(|e| e.to_string())?;
         if let Some(id) = backfill {
             self.finish_backfill_item(id, &item(&status.status, status.failure_code.clone()))
                 .await
@@ -312,10 +314,212 @@ impl Replication {
             "destination-region": region,
             "failure-code": status.failure_code,
         });
+        let event = NewEvent {
+            at: status.updated_at,
+            detail_type: REPLICATION_ACTION.into(),
+            detail: detail.to_string(),
+        };
+        self.store
+            .put_replication_status(&status, &[event], None)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Deleted while it was being copied, under a rule that replicates
+        // deletes: the copy must not outlive the image.
+        if status.status == "COMPLETE"
+            && self.replicates_deletes(&repository, &region, &id).await?
+            && self.source_digest(&repository, &digest).await?.is_none()
+        {
+            self.enqueue_delete(&repository, &digest, None, &region, &id)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Whether a rule sending `repository` to the destination replicates deletes.
+    async fn replicates_deletes(
+        &self,
+        repository: &str,
+        region: &str,
+        registry_id: &str,
+    ) -> Result<bool, String> {
+        let config = self.configuration().await.map_err(|e| e.to_string())?;
+        Ok(config["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|rule| {
+                deletes(rule)
+                    && covers(rule, repository)
+                    && rule["destinations"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|d| d["region"] == region && d["registryId"] == registry_id)
+            }))
+    }
+
+    /// Queues, for a delete (of an image, or of one tag) that rules with
+    /// `deleteReplication` cover, one job per destination that makes the
+    /// destination agree.
+    pub async fn on_delete(
+        &self,
+        repository: &str,
+        digest: &str,
+        tag: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let config = self.configuration().await?;
+        let mut queued = std::collections::HashSet::new();
+        for rule in config["rules"].as_array().into_iter().flatten() {
+            if !deletes(rule) || !covers(rule, repository) {
+                continue;
+            }
+            for d in rule["destinations"].as_array().into_iter().flatten() {
+                let (region, id) = (
+                    d["region"].as_str().unwrap_or_default(),
+                    d["registryId"].as_str().unwrap_or_default(),
+                );
+                if queued.insert((region, id)) {
+                    self.enqueue_delete(repository, digest, tag, region, id)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn enqueue_delete(
+        &self,
+        repository: &str,
+        digest: &str,
+        tag: Option<&str>,
+        region: &str,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        let now = now_millis();
+        let payload = json!({
+            "repository": repository, "digest": digest, "tag": tag,
+            "region": region, "registryId": id,
+        })
+        .to_string();
+        let singleton = format!(
+            "{REPLICATE_DELETE_JOB}:{repository}@{digest}:{}->{region}/{id}",
+            tag.unwrap_or("")
+        );
+        self.store
+            .enqueue_job(
+                &NewJob {
+                    kind: REPLICATE_DELETE_JOB,
+                    payload: &payload,
+                    singleton: Some(&singleton),
+                    max_attempts: ATTEMPTS,
+                    run_after: now,
+                },
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The digest `reference` names in this registry now, if any.
+    async fn source_digest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<String>, String> {
+        let (Ok(name), Ok(reference)) = (
+            repository.parse::<RepositoryName>(),
+            reference.parse::<Reference>(),
+        ) else {
+            return Ok(None);
+        };
+        match self.registry.get_manifest(&name, &reference).await {
+            Ok(m) => Ok(Some(m.digest.to_string())),
+            Err(RegistryError::ManifestUnknown | RegistryError::NameUnknown { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Runs one delete replication (the job): the destination is made to
+    /// agree with this registry as it is now, so replays and reorderings do
+    /// no harm — a tag removed here (and not put back) is removed there if
+    /// it still names the same image; an image gone from here goes there,
+    /// with its tags. `Err` to try again later.
+    pub async fn run_delete(&self, job: &Job) -> Result<(), String> {
+        let p: Value = serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
+        let text = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+        let (repository, digest, region, id) = (
+            text("repository"),
+            text("digest"),
+            text("region"),
+            text("registryId"),
+        );
+        let tag = p["tag"].as_str();
+        let destination = self
+            .destination(&region, &id)
+            .ok_or_else(|| format!("no destination {region}/{id} is configured on this node"))?;
+        let outcome = self.delete_at(destination, &repository, &digest, tag).await;
+        let result = match &outcome {
+            Ok(()) => "SUCCESS",
+            Err(_) if job.attempts < job.max_attempts => return outcome,
+            Err(_) => "FAILURE",
+        };
+        if let Err(e) = &outcome {
+            tracing::warn!(repository, digest, region, registry = id, error = %e, "delete replication failed");
+        }
+        let detail = json!({
+            "result": result,
+            "repository-name": repository,
+            "image-digest": digest,
+            "image-tag": tag,
+            "action-type": "DELETE",
+            "source-account": self.account,
+            "source-region": self.region,
+            "destination-account": id,
+            "destination-region": region,
+            "failure-code": outcome.err().map(|e| e.chars().take(256).collect::<String>()),
+        });
         self.store
             .record_event(now_millis(), REPLICATION_ACTION, &detail.to_string())
             .await
             .map_err(|e| e.to_string())
+    }
+
+    async fn delete_at(
+        &self,
+        d: &Destination,
+        repository: &str,
+        digest: &str,
+        tag: Option<&str>,
+    ) -> Result<(), String> {
+        let credentials = self.auth(d).await?;
+        let basic = credentials.as_ref().map(|(u, t)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{t}"))
+            )
+        });
+        let mut target = Target {
+            http: &self.http,
+            d,
+            basic: basic.as_deref(),
+            bearer: None,
+            credentials: credentials.as_ref(),
+        };
+        target.authorize(repository).await?;
+        let image_here = self.source_digest(repository, digest).await?.is_some();
+        if let Some(tag) = tag
+            && self.source_digest(repository, tag).await?.is_none()
+            && target.digest_of(repository, tag).await?.as_deref() == Some(digest)
+            && image_here
+        {
+            // Only the tag went; the image stays (with its other tags).
+            return target.delete_manifest(repository, tag).await;
+        }
+        if !image_here {
+            return target.delete_manifest(repository, digest).await;
+        }
+        Ok(())
     }
 
     /// `Basic …` for the destination, from its secret.
@@ -425,6 +629,9 @@ impl Replication {
         })
     }
 }
+
+/// What a `HEAD` of a manifest accepts.
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// One destination, as a copy reaches it.
 struct Target<'a> {
@@ -634,15 +841,108 @@ impl Target<'_> {
         Ok(())
     }
 
-    /// Creates the repository through the destination's ECR API (SigV4
-    /// with the destination's key), as ECR's replication does.
+    /// The digest `tag` names at the destination (`HEAD`), if any.
+    async fn digest_of(&self, repository: &str, tag: &str) -> Result<Option<String>, String> {
+        let response = self
+            .request(
+                reqwest::Method::HEAD,
+                format!("{}/v2/{repository}/manifests/{tag}", self.d.endpoint),
+            )
+            .header("accept", MANIFEST_TYPES)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        match response.status() {
+            s if s.is_success() => Ok(response
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)),
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            s => Err(format!(
+                "asking the destination for {repository}:{tag}: {s}"
+            )),
+        }
+    }
+
+    /// Deletes a manifest by digest (with its tags) or one tag at the
+    /// destination; one that is not there is done already, and one an index
+    /// there still lists is left (as it would be here).
+    async fn delete_manifest(&self, repository: &str, reference: &str) -> Result<(), String> {
+        let response = self
+            .request(
+                reqwest::Method::DELETE,
+                format!("{}/v2/{repository}/manifests/{reference}", self.d.endpoint),
+            )
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        if status == reqwest::StatusCode::CONFLICT || body.contains("ImageReferencedByManifestList")
+        {
+            tracing::info!(
+                repository,
+                reference,
+                "delete replication: the destination's index still lists it"
+            );
+            return Ok(());
+        }
+        Err(format!(
+            "deleting {repository}@{reference} at the destination: {status} {body}"
+        ))
+    }
+
+    /// Creates the repository at the destination, as ECR's replication
+    /// does: a berth is asked with `CreateReplicaRepository`, so that its
+    /// `REPLICATION` creation templates apply; any other registry with an
+    /// ECR API with `CreateRepository`. SigV4 with the destination's key.
     async fn create_repository(&self, repository: &str) -> Result<(), String> {
-        let Some((key, secret)) = self.credentials else {
-            return Err(format!(
-                "the destination has no repository {repository} and no credentials to create it"
-            ));
-        };
         let body = json!({"repositoryName": repository}).to_string();
+        let (status, text) = self
+            .ecr_call(
+                &format!(
+                    "{}.CreateReplicaRepository",
+                    crate::ecr::extension::TARGET_PREFIX
+                ),
+                &body,
+            )
+            .await?;
+        if status.is_success() {
+            return Ok(());
+        }
+        let (status, text) = if text.contains("UnknownOperationException") {
+            self.ecr_call(
+                "AmazonEC2ContainerRegistry_V20150921.CreateRepository",
+                &body,
+            )
+            .await?
+        } else {
+            (status, text)
+        };
+        if status.is_success() || text.contains("RepositoryAlreadyExistsException") {
+            Ok(())
+        } else {
+            Err(format!(
+                "creating {repository} at the destination: {status} {text}"
+            ))
+        }
+    }
+
+    /// One call on the destination's AWS JSON door: (status, body).
+    async fn ecr_call(
+        &self,
+        target: &str,
+        body: &str,
+    ) -> Result<(reqwest::StatusCode, String), String> {
+        let Some((key, secret)) = self.credentials else {
+            return Err(
+                "the destination has no such repository and no credentials to create it".into(),
+            );
+        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -654,7 +954,6 @@ impl Target<'_> {
             .nth(1)
             .unwrap_or_default()
             .to_string();
-        let target = "AmazonEC2ContainerRegistry_V20150921.CreateRepository";
         let headers = vec![
             ("host".to_string(), host),
             ("x-amz-date".to_string(), amz_date.clone()),
@@ -677,23 +976,17 @@ impl Target<'_> {
             .header("x-amz-target", target)
             .header("content-type", "application/x-amz-json-1.1")
             .header("authorization", authorization)
-            .body(body)
+            .body(body.to_string())
             .send()
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if status.is_success() || text.contains("RepositoryAlreadyExistsException") {
-            Ok(())
-        } else {
-            Err(format!(
-                "creating {repository} at the destination: {status} {text}"
-            ))
-        }
+        Ok((status, response.text().await.unwrap_or_default()))
     }
 }
 
-/// Queues replication for pushes (an outbox consumer).
+/// Queues replication for pushes, and for deletes where rules say so (an
+/// outbox consumer).
 pub struct ReplicateOnPush(pub Arc<Replication>);
 
 #[async_trait::async_trait]
@@ -703,13 +996,19 @@ impl crate::outbox::Consumer for ReplicateOnPush {
     }
 
     async fn on_event(&self, event: &berth_store::Event) -> Result<(), String> {
-        let Some((repository, digest, tag)) = crate::events::pushed(event) else {
-            return Ok(());
-        };
-        self.0
-            .on_push(&repository, &digest, tag.as_deref())
-            .await
-            .map_err(|e| e.to_string())
+        if let Some((repository, digest, tag)) = crate::events::pushed(event) {
+            self.0
+                .on_push(&repository, &digest, tag.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some((repository, digest, tag)) = crate::events::deleted(event) {
+            self.0
+                .on_delete(&repository, &digest, tag.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 
