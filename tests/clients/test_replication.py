@@ -11,6 +11,7 @@ import pytest
 
 from conftest import ACCOUNT, REGION, ROOT_KEY, Berth, aws, failure, ok, root_env
 from test_scanning import layer, push
+from test_webhooks import berth_call
 
 DEST_ACCOUNT, DEST_REGION = "222222222222", "us-west-2"
 
@@ -259,13 +260,21 @@ def test_deletes_replicate_where_the_rule_says_and_replicas_get_replication_temp
         ok(aws(destination, "ecr", "create-repository-creation-template", "--prefix", "prod",
                "--applied-for", "REPLICATION", "--resource-tags", "Key=copy,Value=west",
                "--lifecycle-policy", lifecycle, env=west))
-        source = Berth(extra=["--create-on-push", "--job-backoff", "1s",
-                              "--replication-destination",
-                              f"{DEST_REGION}/{DEST_ACCOUNT}={destination.url},ecr-replication/west"],
+        # This destination is named through the API, not at start-up.
+        source = Berth(extra=["--create-on-push", "--job-backoff", "1s"],
                        env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()})
+        dest = {"region": DEST_REGION, "registryId": DEST_ACCOUNT}
+        named = {**dest, "endpoint": destination.url, "secretId": "ecr-replication/west"}
+        assert berth_call(source, "PutReplicationDestination", named)[1]["__type"] == "SecretNotFoundException"
         ok(aws(source, "secretsmanager", "create-secret", "--name", "ecr-replication/west",
                "--secret-string", json.dumps({"username": ROOT_KEY[0], "accessToken": ROOT_KEY[1]})))
-        dest = {"region": DEST_REGION, "registryId": DEST_ACCOUNT}
+        for bad in [{"endpoint": "ftp://x"}, {"endpoint": destination.url + "/v2/"}, {"registryId": "12"},
+                    {"region": REGION, "registryId": ACCOUNT}]:
+            status, body = berth_call(source, "PutReplicationDestination", {**named, **bad})
+            assert (status, body["__type"]) == (400, "InvalidParameterException"), (bad, body)
+        assert berth_call(source, "PutReplicationDestination", named) == (200, {"destination": {**named, "source": "api"}})
+        assert berth_call(source, "DescribeReplicationDestinations", {})[1] == {
+            "destinations": [{**named, "source": "api"}]}
         rule = {"rules": [
             {"destinations": [dest], "repositoryFilters": [{"filter": "prod", "filterType": "PREFIX_MATCH"}],
              "deleteReplication": {"enabled": True}},
@@ -317,6 +326,14 @@ def test_deletes_replicate_where_the_rule_says_and_replicas_get_replication_temp
         assert request_delete["failures"] == []
         until("prod/app", [])
         assert there("keep/app") == [(kept, ("v1",))]
+
+        # A destination a rule sends to stays until the rule goes.
+        status, body = berth_call(source, "DeleteReplicationDestination", dest)
+        assert (status, body["__type"]) == (400, "InvalidParameterException")
+        ecr.put_replication_configuration(replicationConfiguration={"rules": []})
+        assert berth_call(source, "DeleteReplicationDestination", dest) == (200, dest)
+        assert berth_call(source, "DeleteReplicationDestination", dest)[1]["__type"] == "DestinationNotFoundException"
+        assert berth_call(source, "DescribeReplicationDestinations", {})[1] == {"destinations": []}
     finally:
         if source:
             source.stop()

@@ -192,32 +192,26 @@ impl Signing {
         }
         let now = now_millis();
         for profile in profiles {
-            self.store
-                .put_signing_status(&SigningStatus {
-                    repository: repository.to_string(),
-                    digest: digest.to_string(),
-                    profile_arn: profile.to_string(),
-                    status: "IN_PROGRESS".into(),
-                    failure_code: None,
-                    failure_reason: None,
-                    updated_at: now,
-                })
-                .await?;
             let payload =
                 json!({"repository": repository, "digest": digest, "profile": profile}).to_string();
             let singleton = format!("{SIGN_JOB}:{repository}@{digest}:{profile}");
-            self.store
-                .enqueue_job(
-                    &NewJob {
-                        kind: SIGN_JOB,
-                        payload: &payload,
-                        singleton: Some(&singleton),
-                        max_attempts: ATTEMPTS,
-                        run_after: now,
-                    },
-                    now,
-                )
-                .await?;
+            let status = SigningStatus {
+                repository: repository.to_string(),
+                digest: digest.to_string(),
+                profile_arn: profile.to_string(),
+                status: "IN_PROGRESS".into(),
+                failure_code: None,
+                failure_reason: None,
+                updated_at: now,
+            };
+            let job = NewJob {
+                kind: SIGN_JOB,
+                payload: &payload,
+                singleton: Some(&singleton),
+                max_attempts: ATTEMPTS,
+                run_after: now,
+            };
+            self.store.put_signing_status(&status, Some(&job)).await?;
         }
         Ok(())
     }
@@ -255,7 +249,7 @@ impl Signing {
             status.failure_reason = Some(e.chars().take(512).collect());
         }
         self.store
-            .put_signing_status(&status)
+            .put_signing_status(&status, None)
             .await
             .map_err(|e| e.to_string())
     }

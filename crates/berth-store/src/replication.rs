@@ -58,7 +58,10 @@ pub const BACKFILL_ACTIVE: [&str; 3] = ["PREPARING", "IN_PROGRESS", "STOPPING"];
 #[async_trait]
 pub trait ReplicationStore: Send + Sync + 'static {
     /// Records a new backfill unless one is active for its region: false then.
-    async fn create_backfill(&self, b: &Backfill) -> Result<bool>;
+    /// Records a backfill and queues `job` (its preparation) in one
+    /// transaction: false (and nothing done) while another backfill to
+    /// that region is under way.
+    async fn create_backfill(&self, b: &Backfill, job: &crate::NewJob<'_>) -> Result<bool>;
     async fn backfill(&self, id: &str) -> Result<Option<Backfill>>;
     /// Backfills under way or ended at or after `ended_since`, newest first,
     /// after the `(started_at, id)` position `after` in that order, at most `limit`.
@@ -159,7 +162,12 @@ macro_rules! impl_replication_store {
                 .await?)
             }
 
-            async fn create_backfill(&self, b: &$crate::replication::Backfill) -> $crate::Result<bool> {
+            async fn create_backfill(
+                &self,
+                b: &$crate::replication::Backfill,
+                job: &$crate::NewJob<'_>,
+            ) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
                 let done = sqlx::query(
                     "INSERT INTO replication_backfills (id, region, registry_id, status, failure_code, started_at, ended_at)
                      SELECT $1, $2, $3, $4, $5, $6, $7
@@ -176,9 +184,15 @@ macro_rules! impl_replication_store {
                 .bind($crate::replication::BACKFILL_ACTIVE[0])
                 .bind($crate::replication::BACKFILL_ACTIVE[1])
                 .bind($crate::replication::BACKFILL_ACTIVE[2])
-                .execute(&self.$write)
-                .await?;
-                Ok(done.rows_affected() > 0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+                if done {
+                    $crate::jobs::insert_job!(&mut *tx, job, b.started_at);
+                }
+                tx.commit().await?;
+                Ok(done)
             }
 
             async fn backfill(&self, id: &str) -> $crate::Result<Option<$crate::replication::Backfill>> {

@@ -19,7 +19,13 @@ pub struct SigningStatus {
 
 #[async_trait]
 pub trait SigningStore: Send + Sync + 'static {
-    async fn put_signing_status(&self, s: &SigningStatus) -> Result<()>;
+    /// Sets an image's status with a profile; queues `job` (the signing
+    /// that status awaits) in the same transaction.
+    async fn put_signing_status(
+        &self,
+        s: &SigningStatus,
+        job: Option<&crate::NewJob<'_>>,
+    ) -> Result<()>;
     /// An image's statuses, by profile.
     async fn signing_statuses(&self, repository: &str, digest: &str) -> Result<Vec<SigningStatus>>;
 }
@@ -28,7 +34,12 @@ macro_rules! impl_signing_store {
     ($store:ty, $write:ident, $read:ident) => {
         #[async_trait::async_trait]
         impl $crate::signing::SigningStore for $store {
-            async fn put_signing_status(&self, s: &$crate::signing::SigningStatus) -> $crate::Result<()> {
+            async fn put_signing_status(
+                &self,
+                s: &$crate::signing::SigningStatus,
+                job: Option<&$crate::NewJob<'_>>,
+            ) -> $crate::Result<()> {
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO signing_status (repository, digest, profile_arn, status, failure_code, failure_reason, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -43,8 +54,12 @@ macro_rules! impl_signing_store {
                 .bind(&s.failure_code)
                 .bind(&s.failure_reason)
                 .bind(s.updated_at)
-                .execute(&self.$write)
+                .execute(&mut *tx)
                 .await?;
+                if let Some(job) = job {
+                    $crate::jobs::insert_job!(&mut *tx, job, s.updated_at);
+                }
+                tx.commit().await?;
                 Ok(())
             }
 

@@ -33,6 +33,9 @@ pub const OPERATIONS: &[&str] = &[
     "DeleteWebhook",
     "RotateSigningKey",
     "CreateReplicaRepository",
+    "PutReplicationDestination",
+    "DescribeReplicationDestinations",
+    "DeleteReplicationDestination",
 ];
 
 /// Operations authorized on the repository they name (the rest on `*`).
@@ -199,6 +202,13 @@ async fn create_replica_repository(
         "repository": super::repositories::describe_record(call, &record),
         "created": !existed,
     }))
+}
+
+fn destination_json(d: &crate::replication::Destination, source: &str) -> Value {
+    json!({
+        "region": d.region, "registryId": d.registry_id, "endpoint": d.endpoint,
+        "secretId": d.secret, "source": source,
+    })
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(input: &Value) -> Result<T, EcrError> {
@@ -411,6 +421,53 @@ pub async fn handle(
         "DescribePromotionRules" => {
             let rules = promotion.rules().await?;
             Ok(json!({"rules": rules.iter().map(rule_json).collect::<Vec<_>>()}))
+        }
+        "PutReplicationDestination" => {
+            let text = |k: &str| input[k].as_str().unwrap_or_default().to_string();
+            let destination = crate::replication::Destination {
+                region: text("region"),
+                registry_id: text("registryId"),
+                endpoint: text("endpoint"),
+                secret: input["secretId"].as_str().map(str::to_string),
+            };
+            if let Some(secret) = &destination.secret {
+                // Named as the Secrets Manager subset names it, or refused now.
+                call.app.secrets.find(secret).await.map_err(|_| {
+                    EcrError::new(
+                        "SecretNotFoundException",
+                        format!("The secret {secret} does not exist"),
+                    )
+                })?;
+            }
+            call.app
+                .replication
+                .put_destination(destination.clone())
+                .await?;
+            Ok(json!({"destination": destination_json(&destination, "api")}))
+        }
+        "DescribeReplicationDestinations" => {
+            let all = call
+                .app
+                .replication
+                .destinations()
+                .await
+                .map_err(EcrError::internal)?;
+            Ok(
+                json!({"destinations": all.iter().map(|(d, source)| destination_json(d, source)).collect::<Vec<_>>()}),
+            )
+        }
+        "DeleteReplicationDestination" => {
+            let (region, id) = (
+                input["region"].as_str().unwrap_or_default(),
+                input["registryId"].as_str().unwrap_or_default(),
+            );
+            if !call.app.replication.delete_destination(region, id).await? {
+                return Err(EcrError::new(
+                    "DestinationNotFoundException",
+                    format!("No destination {id} in {region} was put through the API"),
+                ));
+            }
+            Ok(json!({"region": region, "registryId": id}))
         }
         "RotateSigningKey" => {
             let profile = input["signingProfileArn"].as_str().unwrap_or_default();

@@ -652,18 +652,6 @@ impl PullThrough {
         registry
             .ensure_repository_for(repository, CreatedFor::PullThrough)
             .await?;
-        self.store_manifest(
-            registry,
-            &client,
-            &image,
-            &auth,
-            repository,
-            reference,
-            content,
-            Blobs::Follow,
-        )
-        .await?;
-        tracing::info!(repository = %repository, reference = %reference, upstream = %rule.upstream_registry_url, "pulled through from upstream");
         let mut detail = serde_json::json!({
             "sync-status": "SUCCESS",
             "ecr-repository-prefix": rule.prefix,
@@ -676,13 +664,25 @@ impl PullThrough {
                 detail["image-digest"] = serde_json::json!(digest.to_string())
             }
         }
-        if let Err(e) = self
-            .store
-            .record_event(now_millis(), PULL_THROUGH_ACTION, &detail.to_string())
-            .await
-        {
-            tracing::warn!(error = %e, "could not record a pull-through event");
-        }
+        // Recorded with the manifest, in its transaction.
+        let event = berth_store::NewEvent {
+            at: now_millis(),
+            detail_type: PULL_THROUGH_ACTION.into(),
+            detail: detail.to_string(),
+        };
+        self.store_manifest(
+            registry,
+            &client,
+            &image,
+            &auth,
+            repository,
+            reference,
+            content,
+            Blobs::Follow,
+            Some(event),
+        )
+        .await?;
+        tracing::info!(repository = %repository, reference = %reference, upstream = %rule.upstream_registry_url, "pulled through from upstream");
         if let Reference::Tag(tag) = reference {
             self.note_checked(repository, tag);
         }
@@ -834,6 +834,7 @@ impl PullThrough {
         reference: &'a Reference,
         content: Bytes,
         blobs: Blobs,
+        also: Option<berth_store::NewEvent>,
     ) -> MissFuture<'a> {
         Box::pin(async move {
             if let Reference::Digest(digest) = reference
@@ -890,26 +891,24 @@ impl PullThrough {
                     &child_ref,
                     bytes,
                     blobs,
+                    None,
                 )
                 .await?;
             }
-            if blobs == Blobs::Follow {
-                registry
-                    .put_manifest_blobs_to_follow(repository, reference, Some(&media_type), content)
-                    .await?;
-                return Ok(true);
-            }
-            for digest in &image_blobs(&json) {
-                self.fetch_blob_into(registry, client, image, auth, repository, digest)
-                    .await?;
+            if blobs == Blobs::First {
+                for digest in &image_blobs(&json) {
+                    self.fetch_blob_into(registry, client, image, auth, repository, digest)
+                        .await?;
+                }
             }
             registry
-                .put_manifest(
+                .put_fetched_manifest(
                     repository,
                     reference,
-                    Vec::new(),
                     Some(&media_type),
                     content,
+                    blobs == Blobs::Follow,
+                    also.into_iter().collect(),
                 )
                 .await?;
             Ok(true)
@@ -1322,6 +1321,7 @@ impl PullThrough {
             &reference,
             content,
             Blobs::Follow,
+            None,
         )
         .await?;
         tracing::info!(repository = %repository, tag = %tag, from = %digest, to = %upstream_digest,

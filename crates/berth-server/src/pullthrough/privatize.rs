@@ -327,6 +327,7 @@ impl PullThrough {
                 &reference,
                 content.clone(),
                 super::Blobs::First,
+                None,
             )
             .await?;
         }
@@ -418,6 +419,7 @@ impl PullThrough {
                         &reference,
                         content,
                         super::Blobs::First,
+                        None,
                     )
                     .await?;
                     copied = true;

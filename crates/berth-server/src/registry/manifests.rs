@@ -122,6 +122,30 @@ impl Registry {
         .await
     }
 
+    /// Stores a manifest a pull-through cache or a copy brought, with
+    /// `also` (its `ECR Pull Through Cache Action`) recorded in the same
+    /// transaction; `blobs_follow` as [`Registry::put_manifest_blobs_to_follow`].
+    pub async fn put_fetched_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        content: Bytes,
+        blobs_follow: bool,
+        also: Vec<berth_store::NewEvent>,
+    ) -> Result<PutManifest> {
+        self.store_manifest_noting(
+            repository,
+            reference,
+            Vec::new(),
+            content_type,
+            content,
+            blobs_follow,
+            also,
+        )
+        .await
+    }
+
     async fn store_manifest(
         &self,
         repository: &RepositoryName,
@@ -130,6 +154,29 @@ impl Registry {
         content_type: Option<&str>,
         content: Bytes,
         blobs_follow: bool,
+    ) -> Result<PutManifest> {
+        self.store_manifest_noting(
+            repository,
+            reference,
+            extra_tags,
+            content_type,
+            content,
+            blobs_follow,
+            Vec::new(),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store_manifest_noting(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        extra_tags: Vec<Tag>,
+        content_type: Option<&str>,
+        content: Bytes,
+        blobs_follow: bool,
+        also: Vec<berth_store::NewEvent>,
     ) -> Result<PutManifest> {
         self.check_pushable(repository).await?;
         let parsed = manifest::parse(&content, content_type)?;
@@ -174,9 +221,10 @@ impl Registry {
             tags.first().map(Tag::as_str),
             &[],
         );
+        let events: Vec<_> = std::iter::once(pushed).chain(also).collect();
         match self
             .metadata
-            .put_manifest(repository, &record, &tags, std::slice::from_ref(&pushed))
+            .put_manifest(repository, &record, &tags, &events)
             .await
             .map_err(|e| self.repository_gone(e, repository))?
         {

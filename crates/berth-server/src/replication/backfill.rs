@@ -94,39 +94,20 @@ impl Replication {
             started_at: now,
             ended_at: None,
         };
-        if !self.store.create_backfill(&backfill).await? {
+        let payload = json!({"backfill": backfill.id}).to_string();
+        let singleton = format!("{BACKFILL_JOB}:{}", backfill.id);
+        let prepare = NewJob {
+            kind: BACKFILL_JOB,
+            payload: &payload,
+            singleton: Some(&singleton),
+            max_attempts: ATTEMPTS,
+            run_after: now,
+        };
+        if !self.store.create_backfill(&backfill, &prepare).await? {
             return Err(BackfillError::InProgress(
                 region.to_string(),
                 registry_id.to_string(),
             ));
-        }
-        let payload = json!({"backfill": backfill.id}).to_string();
-        let singleton = format!("{BACKFILL_JOB}:{}", backfill.id);
-        let queued = self
-            .store
-            .enqueue_job(
-                &NewJob {
-                    kind: BACKFILL_JOB,
-                    payload: &payload,
-                    singleton: Some(&singleton),
-                    max_attempts: ATTEMPTS,
-                    run_after: now,
-                },
-                now,
-            )
-            .await;
-        if let Err(e) = queued {
-            // Not left PREPARING for ever, holding its region.
-            self.store
-                .set_backfill_status(
-                    &backfill.id,
-                    &["PREPARING"],
-                    "FAILED",
-                    Some("INTERNAL_ERROR"),
-                    Some(now_millis()),
-                )
-                .await?;
-            return Err(e.into());
         }
         Ok(backfill)
     }

@@ -35,6 +35,9 @@ pub const REPLICATE_JOB: &str = "replication.image";
 pub const REPLICATE_DELETE_JOB: &str = "replication.delete";
 /// The event a finished copy emits.
 pub const REPLICATION_ACTION: &str = "ECR Replication Action";
+/// Where destinations put through the API are kept (settings
+/// `<prefix><region>/<registry id>`, JSON `{"endpoint", "secretId"}`).
+const DESTINATION_SETTING: &str = "replication_destination/";
 /// Where the configuration is kept (a registry setting).
 const SETTING: &str = "replication_configuration";
 /// Attempts before an image is `FAILED` for a destination (with the job
@@ -109,6 +112,17 @@ fn covers(rule: &Value, repository: &str) -> bool {
     }
 }
 
+/// A destination as the API stored it.
+fn stored_destination(region: &str, registry_id: &str, text: &str) -> Option<Destination> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    Some(Destination {
+        region: region.to_string(),
+        registry_id: registry_id.to_string(),
+        endpoint: value["endpoint"].as_str()?.to_string(),
+        secret: value["secretId"].as_str().map(str::to_string),
+    })
+}
+
 /// Whether `rule` replicates deletes (`deleteReplication.enabled`).
 fn deletes(rule: &Value) -> bool {
     rule["deleteReplication"]["enabled"] == true
@@ -159,9 +173,9 @@ impl Replication {
                         "Invalid parameter at 'replicationConfiguration': a rule cannot replicate to this registry's own region {region}"
                     )));
                 }
-                if self.destination(region, id).is_none() {
+                if self.destination(region, id).await?.is_none() {
                     return Err(ReplicationError::Invalid(format!(
-                        "Invalid parameter at 'replicationConfiguration': berth does not know where registry {id} in {region} is; start it with --replication-destination {region}/{id}=URL"
+                        "Invalid parameter at 'replicationConfiguration': berth does not know where registry {id} in {region} is; name it with PutReplicationDestination or start berth with --replication-destination {region}/{id}=URL"
                     )));
                 }
             }
@@ -178,10 +192,143 @@ impl Replication {
         Ok(config)
     }
 
-    fn destination(&self, region: &str, registry_id: &str) -> Option<&Destination> {
-        self.destinations
+    /// Where `registry_id` in `region` is: as this node was started
+    /// (`--replication-destination`, which wins), or as put through the API.
+    async fn destination(
+        &self,
+        region: &str,
+        registry_id: &str,
+    ) -> Result<Option<Destination>, StoreError> {
+        if let Some(d) = self
+            .destinations
             .iter()
             .find(|d| d.region == region && d.registry_id == registry_id)
+        {
+            return Ok(Some(d.clone()));
+        }
+        Ok(self
+            .store
+            .get_setting(&format!("{DESTINATION_SETTING}{region}/{registry_id}"))
+            .await?
+            .and_then(|text| stored_destination(region, registry_id, &text)))
+    }
+
+    /// Every destination: (destination, `"configuration"` or `"api"`).
+    pub async fn destinations(&self) -> Result<Vec<(Destination, &'static str)>, StoreError> {
+        let mut all: Vec<_> = self
+            .destinations
+            .iter()
+            .map(|d| (d.clone(), "configuration"))
+            .collect();
+        for (name, text) in self.store.settings_with_prefix(DESTINATION_SETTING).await? {
+            let key = &name[DESTINATION_SETTING.len()..];
+            let Some((region, id)) = key.split_once('/') else {
+                continue;
+            };
+            if all
+                .iter()
+                .any(|(d, _)| d.region == region && d.registry_id == id)
+            {
+                continue;
+            }
+            if let Some(d) = stored_destination(region, id, &text) {
+                all.push((d, "api"));
+            }
+        }
+        Ok(all)
+    }
+
+    /// Names (or renames) a destination through the API: `http[s]://` URL,
+    /// and the secret with its credentials. One this node was started with
+    /// cannot be changed here.
+    pub async fn put_destination(&self, d: Destination) -> Result<(), ReplicationError> {
+        let field = |name: &str, value: &str, ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ReplicationError::Invalid(format!(
+                    "Invalid parameter at '{name}': {value:?} is not valid"
+                )))
+            }
+        };
+        field(
+            "region",
+            &d.region,
+            !d.region.is_empty()
+                && d.region.len() <= 25
+                && d.region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+        )?;
+        field(
+            "registryId",
+            &d.registry_id,
+            d.registry_id.len() == 12 && d.registry_id.bytes().all(|b| b.is_ascii_digit()),
+        )?;
+        let url_ok = reqwest::Url::parse(&d.endpoint).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+        });
+        field("endpoint", &d.endpoint, url_ok)?;
+        if d.region == self.region && d.registry_id == self.account {
+            return Err(ReplicationError::Invalid(format!(
+                "Invalid parameter at 'registryId': {} in {} is this registry",
+                d.registry_id, d.region
+            )));
+        }
+        if self
+            .destinations
+            .iter()
+            .any(|c| c.region == d.region && c.registry_id == d.registry_id)
+        {
+            return Err(ReplicationError::Invalid(format!(
+                "Invalid parameter at 'registryId': {}/{} is named by --replication-destination where berth was started; change it there",
+                d.region, d.registry_id
+            )));
+        }
+        let value = json!({"endpoint": d.endpoint.trim_end_matches('/'), "secretId": d.secret});
+        self.store
+            .put_setting(
+                &format!("{DESTINATION_SETTING}{}/{}", d.region, d.registry_id),
+                Some(&value.to_string()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets a destination put through the API: refused while a rule of
+    /// the configuration sends to it; false if there was none.
+    pub async fn delete_destination(
+        &self,
+        region: &str,
+        registry_id: &str,
+    ) -> Result<bool, ReplicationError> {
+        let config = self.configuration().await?;
+        let used = config["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|rule| {
+                rule["destinations"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|d| d["region"] == region && d["registryId"] == registry_id)
+            });
+        if used {
+            return Err(ReplicationError::Invalid(format!(
+                "Invalid parameter at 'registryId': a rule of the replication configuration replicates to {registry_id} in {region}; change the configuration first"
+            )));
+        }
+        Ok(self
+            .store
+            .put_setting(
+                &format!("{DESTINATION_SETTING}{region}/{registry_id}"),
+                None,
+            )
+            .await?)
     }
 
     /// Queues the copies a push calls for (one per destination of every
@@ -279,7 +426,11 @@ impl Replication {
             failure_code: None,
             updated_at: now_millis(),
         };
-        let outcome = match self.destination(&region, &id) {
+        let destination = self
+            .destination(&region, &id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let outcome = match &destination {
             None => Err(format!(
                 "no destination {region}/{id} is configured on this node"
             )),
@@ -457,8 +608,12 @@ impl Replication {
         let tag = p["tag"].as_str();
         let destination = self
             .destination(&region, &id)
+            .await
+            .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no destination {region}/{id} is configured on this node"))?;
-        let outcome = self.delete_at(destination, &repository, &digest, tag).await;
+        let outcome = self
+            .delete_at(&destination, &repository, &digest, tag)
+            .await;
         let result = match &outcome {
             Ok(()) => "SUCCESS",
             Err(_) if job.attempts < job.max_attempts => return outcome,
