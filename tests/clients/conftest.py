@@ -18,7 +18,9 @@ ROOT_KEY = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 
 
 class Berth:
-    def __init__(self, extra=(), env=None, listen="127.0.0.1:0", share_with=None):
+    def __init__(self, extra=(), env=None, listen="127.0.0.1:0", share_with=None, log=None):
+        # Where its log (stderr) goes: an open file, or inherited.
+        self.log = log
         if share_with is not None:
             # Another node of the same install: its database, blobs and key.
             self.tmp, self.data, self.schema = share_with.tmp, share_with.data, share_with.schema
@@ -53,6 +55,7 @@ class Berth:
         self.proc = subprocess.Popen(
             self.command,
             stdout=subprocess.PIPE,
+            stderr=self.log,
             env={"BERTH_LOG": "warn", "BERTH_CHECK_MODEL_ERRORS": "1", **self.env},
             text=True,
         )
