@@ -535,3 +535,124 @@ def test_users_and_groups_page(berth, browser):
     wait_for_url(browser, "/console")
     browser.get(berth.url + "/console/iam")
     assert "do not allow iam:ListUsers" in browser.find_element(By.TAG_NAME, "main").text
+
+
+def set_text(driver, element_id, text):
+    """Replaces a field's text (a policy document) at once."""
+    from selenium.webdriver.common.by import By
+
+    driver.execute_script("arguments[0].value = arguments[1];", driver.find_element(By.ID, element_id), text)
+
+
+def test_policies_and_roles_editors(berth, browser):
+    """Customer managed policies (create, a malformed one refused in place,
+    edited as a new default version, deleting one still attached refused),
+    a role made with its trust policy, managed and inline policies attached
+    and written on its page, a user taken out of a group — each checked
+    through the IAM API; a reader cannot write by a forged form."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    iam = client(berth, "iam")
+    password = make_user(berth, "policy-admin", ["iam:*"])
+    reader = make_user(berth, "policy-reader", ["iam:Get*", "iam:List*"])
+    sign_in(browser, berth, "policy-admin", password)
+    wait_for_url(browser, "/console")
+    browser.get(berth.url + "/console/iam")
+    browser.find_element(By.LINK_TEXT, "Customer managed policies →").click()
+    wait_for_url(browser, "/console/iam/policies")
+
+    # A malformed document is refused where it was typed, and kept.
+    browser.find_element(By.ID, "policy-name").send_keys("pull-only")
+    set_text(browser, "policy-document", '{"Version": "2012-10-17", "Statement": [{"Effect": "Maybe"}]}')
+    post_and_wait(browser, selector="form[action$=iam-create-policy] button")
+    assert alert_text(browser)
+    assert "Maybe" in browser.find_element(By.ID, "policy-document").get_attribute("value")
+    pull = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ecr:BatchGetImage"], "Resource": "*"}]}
+    set_text(browser, "policy-document", json.dumps(pull))
+    post_and_wait(browser, selector="form[action$=iam-create-policy] button")
+    wait_for_url(browser, "/console/iam/policies")
+    arn = f"arn:aws:iam::{ACCOUNT}:policy/pull-only"
+    assert iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"] == "v1"
+    browser.find_element(By.LINK_TEXT, "pull-only").click()
+    wait_for_url(browser, "/console/iam/policies/pull-only")
+    pull["Statement"][0]["Action"].append("ecr:GetDownloadUrlForLayer")
+    set_text(browser, "edit-document", json.dumps(pull))
+    post_and_wait(browser, selector="form[action$=iam-edit-policy] button")
+    assert iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"] == "v2"
+    got = iam.get_policy_version(PolicyArn=arn, VersionId="v2")["PolicyVersion"]["Document"]
+    assert (json.loads(got) if isinstance(got, str) else got) == pull
+    assert "v2 (default)" in browser.find_element(By.TAG_NAME, "main").text
+    shot(browser, "09-policy")
+
+    # A role, made with the trust policy the form offers.
+    browser.get(berth.url + "/console/iam")
+    browser.find_element(By.ID, "new-role").send_keys("ci-deployer")
+    post_and_wait(browser, selector="form[action$=iam-create-role] button")
+    trust = iam.get_role(RoleName="ci-deployer")["Role"]["AssumeRolePolicyDocument"]
+    trust = json.loads(urllib.parse.unquote(trust)) if isinstance(trust, str) else trust
+    assert trust["Statement"][0]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    browser.find_element(By.LINK_TEXT, "ci-deployer").click()
+    wait_for_url(browser, "/console/iam/roles/ci-deployer")
+    Select(browser.find_element(By.ID, "attach-managed")).select_by_value(arn)
+    post_and_wait(browser, selector="form[action$=iam-attach-to] button")
+    assert [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName="ci-deployer")["AttachedPolicies"]] == [arn]
+    browser.find_element(By.ID, "new-inline-name").send_keys("scan")
+    scan = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:StartImageScan", "Resource": "*"}]}
+    set_text(browser, "new-inline-document", json.dumps(scan))
+    post_and_wait(browser, selector="form.card:not(.inline-policy)[action$=iam-put-inline] button")
+    got = iam.get_role_policy(RoleName="ci-deployer", PolicyName="scan")["PolicyDocument"]
+    assert (json.loads(urllib.parse.unquote(got)) if isinstance(got, str) else got) == scan
+    # A trust policy that is not one is refused; a good one is saved.
+    set_text(browser, "trust-document", '{"Version": "2012-10-17", "Statement": []}')
+    post_and_wait(browser, selector="form[action$=iam-trust] button")
+    assert alert_text(browser)
+    trust["Statement"][0]["Principal"] = {"AWS": f"arn:aws:iam::{ACCOUNT}:user/policy-admin"}
+    set_text(browser, "trust-document", json.dumps(trust))
+    post_and_wait(browser, selector="form[action$=iam-trust] button")
+    got = iam.get_role(RoleName="ci-deployer")["Role"]["AssumeRolePolicyDocument"]
+    assert (json.loads(urllib.parse.unquote(got)) if isinstance(got, str) else got) == trust
+    shot(browser, "10-role")
+
+    # A policy still attached cannot be deleted; detached, it can.
+    browser.get(berth.url + "/console/iam/policies/pull-only")
+    post_and_wait(browser, selector="form[action$=iam-delete-policy] button")
+    assert "attached" in alert_text(browser).lower()
+    browser.get(berth.url + "/console/iam/roles/ci-deployer")
+    post_and_wait(browser, selector="form[action$=iam-detach] button")
+    assert iam.list_attached_role_policies(RoleName="ci-deployer")["AttachedPolicies"] == []
+    post_and_wait(browser, selector="form[action$=iam-delete-inline] button")
+    assert iam.list_role_policies(RoleName="ci-deployer")["PolicyNames"] == []
+    browser.get(berth.url + "/console/iam/policies/pull-only")
+    post_and_wait(browser, selector="form[action$=iam-delete-policy] button")
+    wait_for_url(browser, "/console/iam/policies")
+    assert "pull-only" not in [p["PolicyName"] for p in iam.list_policies(Scope="Local")["Policies"]]
+    browser.get(berth.url + "/console/iam/roles/ci-deployer")
+    post_and_wait(browser, selector="form[action$=iam-delete-role] button")
+    wait_for_url(browser, "/console/iam")
+    assert "ci-deployer" not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+
+    # A user's page takes them out of a group.
+    iam.create_user(UserName="dana")
+    iam.create_group(GroupName="ops")
+    iam.add_user_to_group(GroupName="ops", UserName="dana")
+    browser.get(berth.url + "/console/iam/users/dana")
+    assert "ops" in browser.find_element(By.CSS_SELECTOR, "li.member-of").text
+    post_and_wait(browser, selector="form[action$=iam-remove-from-group] button")
+    assert iam.list_groups_for_user(UserName="dana")["Groups"] == []
+
+    # A reader sees the pages but cannot write, even by a forged form.
+    browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    wait_for_url(browser, "/console/sign-in")
+    sign_in(browser, berth, "policy-reader", reader)
+    wait_for_url(browser, "/console")
+    browser.get(berth.url + "/console/iam/users/dana")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "user dana"
+    browser.execute_script("""
+        const f = document.querySelector("form[action$=iam-put-inline]:not(.inline-policy)");
+        f.querySelector("[name=policy]").value = "sneaky";
+        f.querySelector("[name=document]").value = arguments[0];
+        f.submit();""", json.dumps(scan))
+    assert "do not allow iam:PutUserPolicy" in alert_text(browser)
+    assert iam.list_user_policies(UserName="dana")["PolicyNames"] == []

@@ -10,6 +10,7 @@
 //! push and pull), projects (members, robots; see `projects.rs`), connected
 //! identities (your access keys). Policy editors come next.
 
+mod iam;
 pub mod passwords;
 mod projects;
 
@@ -86,6 +87,9 @@ pub fn router() -> axum::Router<Arc<App>> {
         .route("/console/repositories/{*name}", get(repository_page))
         .route("/console/identities", get(identities_page))
         .route("/console/iam", get(iam_page))
+        .route("/console/iam/policies", get(iam::policies))
+        .route("/console/iam/policies/{name}", get(iam::policy))
+        .route("/console/iam/{kind}/{name}", get(iam::holder))
         .route("/console/actions/{action}", post(act))
         .route("/console/projects", get(projects::list))
         .route("/console/projects/{name}", get(projects::show))
@@ -790,7 +794,7 @@ async fn iam_view(app: &App, v: &Visitor, error: Option<String>) -> Response {
                         tbody {
                             @for (user, groups, policies) in &users {
                                 tr class="user" {
-                                    th scope="row" { (user.name) }
+                                    th scope="row" { a href={ "/console/iam/users/" (user.name) } { (user.name) } }
                                     td { (groups.iter().map(|g| g.name.clone()).collect::<Vec<_>>().join(", ")) }
                                     td { (names(policies)) }
                                     td { (when(user.created_at)) }
@@ -829,7 +833,7 @@ async fn iam_view(app: &App, v: &Visitor, error: Option<String>) -> Response {
                         tbody {
                             @for (group, members, policies) in &groups {
                                 tr class="group" {
-                                    th scope="row" { (group.name) }
+                                    th scope="row" { a href={ "/console/iam/groups/" (group.name) } { (group.name) } }
                                     td { (members.iter().map(|m| m.name.clone()).collect::<Vec<_>>().join(", ")) }
                                     td { (names(policies)) }
                                 }
@@ -851,6 +855,7 @@ async fn iam_view(app: &App, v: &Visitor, error: Option<String>) -> Response {
                         button type="submit" { "Add to group" }
                     }
                 }
+                p { a href="/console/iam/policies" { "Customer managed policies →" } }
                 section aria-labelledby="roles" {
                     h2 id="roles" { "Roles" }
                     @if roles.is_empty() { p { "No roles." } } @else {
@@ -858,11 +863,12 @@ async fn iam_view(app: &App, v: &Visitor, error: Option<String>) -> Response {
                             thead { tr { th scope="col" { "Role" } th scope="col" { "Managed policies" } } }
                             tbody {
                                 @for (role, policies) in &roles {
-                                    tr class="role" { th scope="row" { (role.name) } td { (names(policies)) } }
+                                    tr class="role" { th scope="row" { a href={ "/console/iam/roles/" (role.name) } { (role.name) } } td { (names(policies)) } }
                                 }
                             }
                         }
                     }
+                    (iam::new_role_form(v, &app.identity.account_id))
                 }
             },
         ),
@@ -1433,6 +1439,22 @@ async fn act(
                     }
                     settings_page(&app, &v, &name, edits).await
                 }
+            }
+        }
+        other
+            if other.starts_with("iam-")
+                && !matches!(
+                    other,
+                    "iam-create-user"
+                        | "iam-create-group"
+                        | "iam-delete-user"
+                        | "iam-attach"
+                        | "iam-add-to-group"
+                ) =>
+        {
+            match iam::act(&app, &v, other, &form).await {
+                Some(response) => response,
+                None => refused(&v, StatusCode::NOT_FOUND, "No such action."),
             }
         }
         "iam-create-user" | "iam-create-group" | "iam-delete-user" | "iam-attach"
