@@ -131,3 +131,67 @@ def test_lifecycle_transitions_to_the_archive(idle_berth):  # noqa: F811
     # Applied again, nothing more moves: archived images are not counted among the standard ones.
     subprocess_run(berth, "lifecycle", "--repository", "aging")
     assert len(statuses(ecr, "aging", "ARCHIVED")) == 2
+
+
+def test_archived_blobs_move_to_the_archive_store_and_come_back(tmp_path):
+    """With `--archive-storage`, an archived image's blobs move there — but
+    a layer an active image shares stays — and come back on restore; the
+    bytes pulled afterwards are the bytes pushed."""
+    import hashlib
+    import os
+
+    from conftest import ACCOUNT, Berth, root_env
+
+    cold = tmp_path / "archive"
+    berth = Berth(env={"BERTH_ACCOUNT_ID": ACCOUNT, **root_env()},
+                  extra=["--create-on-push", "--archive-storage", str(cold), "--job-backoff", "1s"])
+    try:
+        ecr = client(berth, "ecr")
+        shared = layer({"base": b"a base layer both images use"})
+        own = layer({"app": b"only the archived image has this"})
+        archived = push(berth, "tiers/app", "old", [shared, own])
+        push(berth, "tiers/app", "new", [shared, layer({"app": b"the active one"})])
+        digest = lambda data: "sha256:" + hashlib.sha256(data).hexdigest()  # noqa: E731
+
+        def in_cold(data):
+            hex = hashlib.sha256(data).hexdigest()
+            return (cold / "blobs" / "sha256" / hex[:2] / hex).exists()
+
+        def hot_file(data):
+            hex = hashlib.sha256(data).hexdigest()
+            return os.path.join(berth.data, "blobs", "blobs", "sha256", hex[:2], hex)
+
+        def until(check, timeout=30):
+            deadline = time.time() + timeout
+            while not check():
+                assert time.time() < deadline
+                time.sleep(0.3)
+
+        ecr.update_image_storage_class(repositoryName="tiers/app", imageId={"imageTag": "old"},
+                                       targetStorageClass="ARCHIVE")
+        until(lambda: in_cold(own))
+        assert not in_cold(shared)
+        if not os.environ.get("BERTH_TEST_STORAGE_URL"):
+            assert not os.path.exists(hot_file(own)) and os.path.exists(hot_file(shared))
+        # The active image is untouched, whole.
+        manifest = ecr.batch_get_image(repositoryName="tiers/app", imageIds=[{"imageTag": "new"}])["images"][0]
+        for l in json.loads(manifest["imageManifest"])["layers"]:
+            req = urllib.request.Request(f"{berth.url}/v2/tiers/app/blobs/{l['digest']}",
+                                         headers={"Authorization": basic_auth()})
+            with urllib.request.urlopen(req) as r:
+                assert digest(r.read()) == l["digest"]
+
+        ecr.update_image_storage_class(repositoryName="tiers/app", imageId={"imageTag": "old"},
+                                       targetStorageClass="STANDARD")
+        until(lambda: statuses(ecr, "tiers/app")[archived]["imageStatus"] == "ACTIVE"
+              if archived in statuses(ecr, "tiers/app") else False)
+        assert not in_cold(own)
+        if not os.environ.get("BERTH_TEST_STORAGE_URL"):
+            assert os.path.exists(hot_file(own))
+        assert pull_status(berth, "tiers/app", "old")[0] == 200
+        req = urllib.request.Request(f"{berth.url}/v2/tiers/app/blobs/{digest(own)}",
+                                     headers={"Authorization": basic_auth()})
+        with urllib.request.urlopen(req) as r:
+            assert r.read() == own
+    finally:
+        berth.stop()

@@ -43,6 +43,9 @@ pub trait GcStore: Send + Sync + 'static {
         cutoff: i64,
         delete_bytes: DeleteBytes<'_>,
     ) -> Result<bool>;
+    /// Whether a manifest that is not archived (in any repository)
+    /// references the blob: such a blob stays in the hot store.
+    async fn blob_in_active_use(&self, digest: &Digest) -> Result<bool>;
 }
 
 /// Implements [`GcStore`] for a backend whose pools are `$write` and `$read`.
@@ -50,6 +53,20 @@ macro_rules! impl_gc_store {
     ($store:ty, $write:ident, $read:ident) => {
         #[async_trait::async_trait]
         impl $crate::gc::GcStore for $store {
+            async fn blob_in_active_use(&self, digest: &berth_core::Digest) -> $crate::Result<bool> {
+                let found: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (
+                         SELECT 1 FROM manifest_references r
+                         JOIN manifests m ON m.repository_id = r.repository_id AND m.digest = r.manifest_digest
+                         WHERE r.child_digest = $1 AND r.child_kind = 'blob' AND m.image_status <> 'ARCHIVED'
+                         LIMIT 1) AS used",
+                )
+                .bind(digest.to_string())
+                .fetch_one(&self.$read)
+                .await?;
+                Ok(found > 0)
+            }
+
             async fn touch_blob(&self, digest: &berth_core::Digest, size: u64) -> $crate::Result<()> {
                 let now = $crate::now_millis();
                 sqlx::query(

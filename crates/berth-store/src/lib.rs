@@ -39,6 +39,7 @@ pub mod secrets;
 pub mod signing;
 pub mod sqlite;
 pub mod templates;
+pub mod tiers;
 pub mod uploads;
 pub mod webhooks;
 

@@ -87,6 +87,8 @@ pub trait ManifestStore: Send + Sync + 'static {
     /// Moves an image from one of the states `from` to `to` (`ACTIVE`,
     /// `ARCHIVED`, `ACTIVATING`), stamping when it was archived or made
     /// active: false if it is in none of them, or not there.
+    /// Moves an image from one of `from` to `to`, queueing `job` in the
+    /// same transaction when it moved: false (nothing done) otherwise.
     async fn set_image_status(
         &self,
         repository: &RepositoryName,
@@ -94,6 +96,7 @@ pub trait ManifestStore: Send + Sync + 'static {
         from: &[&str],
         to: &str,
         at: i64,
+        job: Option<&crate::NewJob<'_>>,
     ) -> Result<bool>;
     async fn image(
         &self,
@@ -519,6 +522,7 @@ macro_rules! impl_manifest_store {
                 from: &[&str],
                 to: &str,
                 at: i64,
+                job: Option<&crate::NewJob<'_>>,
             ) -> Result<bool> {
                 // ACTIVATING stamps nothing: `at` goes into a condition that always holds.
                 let set = match to {
@@ -527,6 +531,7 @@ macro_rules! impl_manifest_store {
                     "ACTIVATING" => "image_status = 'ACTIVATING'",
                     _ => return Ok(false),
                 };
+                let mut tx = self.begin_write().await?;
                 for state in from {
                     let done = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "UPDATE manifests SET {set}
@@ -537,9 +542,13 @@ macro_rules! impl_manifest_store {
                     .bind(repository.as_str())
                     .bind(digest.to_string())
                     .bind(state)
-                    .execute(&self.$write)
+                    .execute(&mut *tx)
                     .await?;
                     if done.rows_affected() > 0 {
+                        if let Some(job) = job {
+                            crate::jobs::insert_job!(&mut *tx, job, at);
+                        }
+                        tx.commit().await?;
                         return Ok(true);
                     }
                 }

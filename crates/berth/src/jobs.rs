@@ -184,14 +184,18 @@ pub async fn queue(args: QueueArgs) -> anyhow::Result<()> {
 }
 
 pub fn registry(install: &Install, args: &InstallArgs) -> Arc<Registry> {
-    Arc::new(Registry::new(
+    let registry = Arc::new(Registry::new(
         install.metadata.clone(),
         install.blobs.clone(),
         RegistryConfig {
             registry_id: args.account_id.clone(),
             ..RegistryConfig::default()
         },
-    ))
+    ));
+    if let Some(tier) = &install.archive_tier {
+        registry.on_archive_tier(tier.clone());
+    }
+    registry
 }
 
 pub async fn lifecycle(args: LifecycleArgs) -> anyhow::Result<()> {

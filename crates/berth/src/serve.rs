@@ -198,6 +198,15 @@ pub struct InstallArgs {
     #[arg(long, env = "BERTH_STORAGE_URL")]
     pub storage: Option<String>,
 
+    /// Where archived images' blobs move (`UpdateImageStorageClass` to
+    /// `ARCHIVE`, lifecycle `transition` rules) and come back from on
+    /// restore: another directory or `s3://BUCKET[/PREFIX]` (a bucket
+    /// lifecycle rule there may move objects to a colder storage class that
+    /// reads at once, such as Glacier Instant Retrieval). Unset: archived
+    /// blobs stay where they are.
+    #[arg(long, env = "BERTH_ARCHIVE_STORAGE_URL")]
+    pub archive_storage: Option<String>,
+
     /// The 12-digit account id of this registry (in ARNs and `registryId`).
     #[arg(long, env = "BERTH_ACCOUNT_ID", default_value = "000000000000")]
     pub account_id: String,
@@ -213,9 +222,12 @@ pub struct Install {
     pub metadata: Arc<dyn MetadataStore>,
     /// How the metadata store is described to the operator.
     pub database: String,
+    /// Reads fall back to the archive store when there is one.
     pub blobs: Arc<dyn BlobStore>,
     /// How the blob store is described to the operator.
     pub storage: String,
+    /// The hot and archive stores together, when an archive store is named.
+    pub archive_tier: Option<Arc<berth_store::tiers::TieredBlobStore>>,
     pub identity: Arc<Identity>,
 }
 
@@ -232,7 +244,15 @@ impl InstallArgs {
             self.account_id
         );
         let (metadata, database) = open_metadata(self.database.as_deref(), &data_dir).await?;
-        let (blobs, storage) = open_blobs(self.storage.as_deref(), &data_dir)?;
+        let (mut blobs, mut storage) = open_blobs(self.storage.as_deref(), &data_dir)?;
+        let mut archive_tier = None;
+        if let Some(url) = &self.archive_storage {
+            let (cold, described) = open_blobs(Some(url), &data_dir)?;
+            let tier = Arc::new(berth_store::tiers::TieredBlobStore::new(blobs, cold));
+            storage = format!("{storage} (archive: {described})");
+            blobs = tier.clone();
+            archive_tier = Some(tier);
+        }
         let identity = Arc::new(Identity::new(
             metadata.clone(),
             secret_key(&data_dir)?,
@@ -253,6 +273,7 @@ impl InstallArgs {
             database,
             blobs,
             storage,
+            archive_tier,
             identity,
         })
     }
@@ -451,6 +472,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         database,
         blobs,
         storage,
+        archive_tier,
         identity,
     } = args.install.open().await?;
     let (account_id, region) = (&args.install.account_id, &args.install.region);
@@ -466,6 +488,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     let registry = Arc::new(Registry::new(metadata.clone(), blobs.clone(), config));
+    if let Some(tier) = archive_tier {
+        registry.on_archive_tier(tier);
+    }
     let access = Arc::new(berth_server::Access::new(
         metadata.clone(),
         account_id.clone(),
@@ -660,6 +685,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         identity.clone(),
         account_id.clone(),
     );
+    jobs.handle(berth_server::registry::ARCHIVE_JOB, {
+        let registry = registry.clone();
+        move |job| {
+            let registry = registry.clone();
+            async move { registry.finish_archive(&job).await }
+        }
+    });
     jobs.handle(berth_server::registry::RESTORE_JOB, {
         let registry = registry.clone();
         move |job| {

@@ -267,16 +267,92 @@ impl Registry {
     }
 
     /// Moves an active image to the archive storage class: false if it was
-    /// not active (archived already, being restored, or gone).
+    /// not active (archived already, being restored, or gone). With an
+    /// archive store, a job ([`ARCHIVE_JOB`], queued with the change) then
+    /// moves its blobs there.
     pub async fn archive_image(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<bool> {
+        let now = now_millis();
+        let payload =
+            serde_json::json!({"repository": repository.as_str(), "digest": digest.to_string()})
+                .to_string();
+        let singleton = format!("{ARCHIVE_JOB}:{repository}@{digest}");
+        let job = berth_store::NewJob {
+            kind: ARCHIVE_JOB,
+            payload: &payload,
+            singleton: Some(&singleton),
+            max_attempts: 10,
+            run_after: now,
+        };
+        let job = self.archive_tier.get().map(|_| &job);
         Ok(self
             .metadata
-            .set_image_status(repository, digest, &["ACTIVE"], "ARCHIVED", now_millis())
+            .set_image_status(repository, digest, &["ACTIVE"], "ARCHIVED", now, job)
             .await?)
+    }
+
+    /// The blobs of an image manifest (its config and layers; none for an
+    /// index, whose children are images of their own).
+    async fn image_blobs(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<Digest>> {
+        let Some(stored) = self
+            .metadata
+            .get_manifest(repository, &Reference::Digest(digest.clone()))
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        Ok(manifest::parse(&stored.content, Some(&stored.media_type))
+            .map(|parsed| parsed.blobs.into_iter().map(|b| b.digest).collect())
+            .unwrap_or_default())
+    }
+
+    /// The archiving job: each blob of the archived image that no image
+    /// which is not archived uses moves to the archive store. An image
+    /// restored (or deleted) meanwhile moves nothing.
+    pub async fn finish_archive(&self, job: &berth_store::Job) -> std::result::Result<(), String> {
+        let Some(tier) = self.archive_tier.get() else {
+            return Ok(());
+        };
+        let Some((repository, digest)) = job_image(job) else {
+            return Ok(());
+        };
+        let still_archived =
+            |m: Option<StoredManifest>| m.is_some_and(|m| m.image_status == "ARCHIVED");
+        let mut moved = 0;
+        for blob in self
+            .image_blobs(&repository, &digest)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let current = self
+                .metadata
+                .get_manifest(&repository, &Reference::Digest(digest.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+            if !still_archived(current) {
+                return Ok(());
+            }
+            if self
+                .metadata
+                .blob_in_active_use(&blob)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                continue;
+            }
+            if tier.to_cold(&blob).await.map_err(|e| e.to_string())? {
+                moved += 1;
+            }
+        }
+        tracing::info!(repository = %repository, digest = %digest, blobs = moved, "archived image's blobs moved to the archive store");
+        Ok(())
     }
 
     /// Starts restoring an archived image (`ACTIVATING`; the job
@@ -297,6 +373,7 @@ impl Registry {
                 &["ARCHIVED", "ACTIVATING"],
                 "ACTIVATING",
                 now,
+                None,
             )
             .await?;
         if moved {
@@ -320,16 +397,21 @@ impl Registry {
         Ok(moved)
     }
 
-    /// The restore job: an image being restored is active again. Its blobs
-    /// never left the blob store, so there is nothing to bring back.
+    /// The restore job: the image's blobs come back from the archive store
+    /// (those that went there), then the image is active again.
     pub async fn finish_restore(&self, job: &berth_store::Job) -> std::result::Result<(), String> {
-        let p: serde_json::Value = serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
-        let (Some(Ok(repository)), Some(Ok(digest))) = (
-            p["repository"].as_str().map(str::parse::<RepositoryName>),
-            p["digest"].as_str().map(str::parse::<Digest>),
-        ) else {
+        let Some((repository, digest)) = job_image(job) else {
             return Ok(());
         };
+        if let Some(tier) = self.archive_tier.get() {
+            for blob in self
+                .image_blobs(&repository, &digest)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                tier.to_hot(&blob).await.map_err(|e| e.to_string())?;
+            }
+        }
         self.metadata
             .set_image_status(
                 &repository,
@@ -337,6 +419,7 @@ impl Registry {
                 &["ACTIVATING"],
                 "ACTIVE",
                 now_millis(),
+                None,
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -403,4 +486,13 @@ impl Registry {
             }
         }
     }
+}
+
+/// The image an archive or restore job names.
+fn job_image(job: &berth_store::Job) -> Option<(RepositoryName, Digest)> {
+    let p: serde_json::Value = serde_json::from_str(&job.payload).ok()?;
+    Some((
+        p["repository"].as_str()?.parse().ok()?,
+        p["digest"].as_str()?.parse().ok()?,
+    ))
 }

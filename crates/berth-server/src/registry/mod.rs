@@ -238,6 +238,8 @@ pub trait RepositoryCreator: Send + Sync + 'static {
 
 /// The job kind that finishes restoring an archived image.
 pub const RESTORE_JOB: &str = "image.restore";
+/// The job kind that moves an archived image's blobs to the archive store.
+pub const ARCHIVE_JOB: &str = "image.archive";
 
 pub struct Registry {
     metadata: Arc<dyn MetadataStore>,
@@ -252,6 +254,9 @@ pub struct Registry {
     creator: std::sync::OnceLock<Arc<dyn RepositoryCreator>>,
     /// Principals whose pulls leave `lastRecordedPullTime` alone.
     pull_time_exclusions: Arc<pull_times::PullTimeExclusions>,
+    /// Where archived images' blobs go (`--archive-storage`), if anywhere;
+    /// set once at start-up. `blobs` reads through it already.
+    archive_tier: std::sync::OnceLock<Arc<berth_store::tiers::TieredBlobStore>>,
 }
 
 impl Registry {
@@ -269,12 +274,19 @@ impl Registry {
             node_id: uuid::Uuid::new_v4().to_string(),
             read_miss: std::sync::OnceLock::new(),
             creator: std::sync::OnceLock::new(),
+            archive_tier: std::sync::OnceLock::new(),
         }
     }
 
     /// The principals whose pulls are not recorded.
     pub fn pull_time_exclusions(&self) -> &pull_times::PullTimeExclusions {
         &self.pull_time_exclusions
+    }
+
+    /// Names the archive store archived images' blobs move to (once; the
+    /// blob store given to [`Registry::new`] must be this same tiered one).
+    pub fn on_archive_tier(&self, tier: Arc<berth_store::tiers::TieredBlobStore>) {
+        let _ = self.archive_tier.set(tier);
     }
 
     /// Installs the hook asked when reads miss (once; later calls are ignored).
