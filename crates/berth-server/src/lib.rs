@@ -24,6 +24,7 @@ pub mod scanning;
 pub mod secrets;
 pub mod settings;
 pub mod signing;
+mod slow;
 pub mod templates;
 pub mod webhooks;
 pub mod wrapper;
@@ -188,6 +189,9 @@ pub struct Limits {
     pub requests: usize,
     /// How long a request body may go without sending anything.
     pub body_idle: std::time::Duration,
+    /// Bytes per second a request body must average over each `body_idle`
+    /// window (0: no minimum).
+    pub min_body_rate: u64,
 }
 
 /// `GET /metrics`: this node's counters, and the queue as the database holds it.
@@ -221,6 +225,12 @@ pub fn app(app: Arc<App>, limits: Limits) -> Router {
             }
         })
         .layer(axum::middleware::from_fn(wrapper::wrap))
+        .layer(axum::middleware::map_request(
+            move |request: Request| async move {
+                request
+                    .map(|body| slow::MinRate::wrap(body, limits.body_idle, limits.min_body_rate))
+            },
+        ))
         .with_state(app)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             limits.body_idle,

@@ -115,6 +115,7 @@ pub struct Metrics {
     pub lifecycle_expired: Counter,
     pub uploads_abandoned: Counter,
     pub connections_refused: Counter,
+    pub slow_bodies_dropped: Counter,
     pub pull_through_stale: Counter,
     pub webhook_dead_letters: Counter,
 }
@@ -128,6 +129,7 @@ pub static METRICS: Metrics = Metrics {
     lifecycle_expired: Counter::new(),
     uploads_abandoned: Counter::new(),
     connections_refused: Counter::new(),
+    slow_bodies_dropped: Counter::new(),
     pull_through_stale: Counter::new(),
     webhook_dead_letters: Counter::new(),
 };
@@ -213,8 +215,13 @@ impl Metrics {
             ),
             (
                 "berth_connections_refused_total",
-                "Connections closed at once because --max-connections were open.",
+                "Connections closed at once because --max-connections (or --max-connections-per-address) were open.",
                 &self.connections_refused,
+            ),
+            (
+                "berth_slow_bodies_dropped_total",
+                "Request bodies ended because they arrived slower than --min-body-rate.",
+                &self.slow_bodies_dropped,
             ),
         ];
         let mut text = String::new();

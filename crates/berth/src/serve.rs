@@ -177,6 +177,18 @@ pub struct ServeArgs {
     /// connection its first request), and to send the next piece of a body.
     #[arg(long, env = "BERTH_CLIENT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     client_timeout: Duration,
+
+    /// Bytes per second a request body must average over each
+    /// `--client-timeout` (a client sending a byte now and then cannot hold
+    /// a connection for ever); `0` for no minimum.
+    #[arg(long, env = "BERTH_MIN_BODY_RATE", default_value = "1KiB", value_parser = crate::bench::parse_size)]
+    min_body_rate: u64,
+
+    /// Open connections from one client address at most (`0`: no limit
+    /// but `--max-connections`). Leave it off behind a load balancer or
+    /// proxy, where every connection comes from its address.
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 0)]
+    max_connections_per_address: usize,
 }
 
 /// What identifies an install and where its state lives: shared by `serve`
@@ -814,6 +826,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         berth_server::Limits {
             requests: args.max_requests,
             body_idle: args.client_timeout,
+            min_body_rate: args.min_body_rate,
         },
     );
     // Both listeners: connections bounded, slow headers and silent new
@@ -827,7 +840,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // Requests in flight get two minutes to finish.
         stopper.graceful_shutdown(Some(Duration::from_secs(120)));
     });
-    let connections = ConnectionLimit::new(args.max_connections);
+    let connections = ConnectionLimit::new(args.max_connections, args.max_connections_per_address);
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match tls {
         None => {
@@ -874,17 +887,59 @@ fn bound_header_reads(
         .header_read_timeout(timeout);
 }
 
-/// Accepts connections while fewer than its limit are open, and closes the
-/// others at once: what a flood of idle connections can hold is bounded.
+/// Accepts connections while fewer than its limit are open (in all, and
+/// from the connecting address when `per_address` is set), and closes the
+/// others at once: what a flood of idle connections can hold is bounded,
+/// and with a per-address limit one client cannot hold every place.
 #[derive(Clone)]
 struct ConnectionLimit {
     open: Arc<tokio::sync::Semaphore>,
+    /// At most this many from one address; 0 for no such limit.
+    per_address: usize,
+    /// Connections open per address (entries leave at zero).
+    by_address: OpenByAddress,
 }
 
+/// Connections open per client address.
+type OpenByAddress = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
 impl ConnectionLimit {
-    fn new(limit: usize) -> ConnectionLimit {
+    fn new(limit: usize, per_address: usize) -> ConnectionLimit {
         ConnectionLimit {
             open: Arc::new(tokio::sync::Semaphore::new(limit.max(1))),
+            per_address,
+            by_address: Arc::default(),
+        }
+    }
+
+    /// Takes a place for a connection from `address`, if it has one left.
+    fn admit(&self, address: Option<std::net::IpAddr>) -> Option<AddressSlot> {
+        let (Some(address), true) = (address, self.per_address > 0) else {
+            return Some(AddressSlot(None));
+        };
+        let mut open = self.by_address.lock().expect("connection count lock");
+        let count = open.entry(address).or_insert(0);
+        if *count >= self.per_address {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot(Some((self.by_address.clone(), address))))
+    }
+}
+
+/// A connection's place among its address's, given back when it closes.
+struct AddressSlot(Option<(OpenByAddress, std::net::IpAddr)>);
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Some((counts, address)) = self.0.take() {
+            let mut open = counts.lock().expect("connection count lock");
+            if let Some(count) = open.get_mut(&address) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(&address);
+                }
+            }
         }
     }
 }
@@ -895,18 +950,20 @@ impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for ConnectionLimi
     type Future = std::future::Ready<std::io::Result<(Counted, S)>>;
 
     fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
-        std::future::ready(match self.open.clone().try_acquire_owned() {
-            Ok(permit) => {
+        let slot = self.admit(stream.peer_addr().ok().map(|a| a.ip().to_canonical()));
+        std::future::ready(match (self.open.clone().try_acquire_owned(), slot) {
+            (Ok(permit), Some(slot)) => {
                 let _ = stream.set_nodelay(true);
                 Ok((
                     Counted {
                         stream,
                         _permit: permit,
+                        _slot: slot,
                     },
                     service,
                 ))
             }
-            Err(_) => {
+            _ => {
                 berth_server::metrics::METRICS.connections_refused.add(1);
                 Err(std::io::Error::other("too many open connections"))
             }
@@ -918,6 +975,7 @@ impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for ConnectionLimi
 struct Counted {
     stream: tokio::net::TcpStream,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    _slot: AddressSlot,
 }
 
 impl tokio::io::AsyncRead for Counted {
