@@ -269,6 +269,7 @@ def test_deletes_replicate_where_the_rule_says_and_replicas_get_replication_temp
         ok(aws(source, "secretsmanager", "create-secret", "--name", "ecr-replication/west",
                "--secret-string", json.dumps({"username": ROOT_KEY[0], "accessToken": ROOT_KEY[1]})))
         for bad in [{"endpoint": "ftp://x"}, {"endpoint": destination.url + "/v2/"}, {"registryId": "12"},
+                    {"endpoint": destination.url.replace("http://", "http://user:secret@")},
                     {"region": REGION, "registryId": ACCOUNT}]:
             status, body = berth_call(source, "PutReplicationDestination", {**named, **bad})
             assert (status, body["__type"]) == (400, "InvalidParameterException"), (bad, body)

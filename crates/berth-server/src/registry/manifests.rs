@@ -365,6 +365,18 @@ impl Registry {
         digest: &Digest,
     ) -> Result<bool> {
         let now = now_millis();
+        let payload =
+            serde_json::json!({"repository": repository.as_str(), "digest": digest.to_string()})
+                .to_string();
+        let singleton = format!("{RESTORE_JOB}:{repository}@{digest}");
+        let job = berth_store::NewJob {
+            kind: RESTORE_JOB,
+            payload: &payload,
+            singleton: Some(&singleton),
+            max_attempts: 10,
+            run_after: now,
+        };
+        // The job is queued with the change (a singleton: asked again, once).
         let moved = self
             .metadata
             .set_image_status(
@@ -373,27 +385,9 @@ impl Registry {
                 &["ARCHIVED", "ACTIVATING"],
                 "ACTIVATING",
                 now,
-                None,
+                Some(&job),
             )
             .await?;
-        if moved {
-            let payload =
-                serde_json::json!({"repository": repository.as_str(), "digest": digest.to_string()})
-                    .to_string();
-            let singleton = format!("{RESTORE_JOB}:{repository}@{digest}");
-            self.metadata
-                .enqueue_job(
-                    &berth_store::NewJob {
-                        kind: RESTORE_JOB,
-                        payload: &payload,
-                        singleton: Some(&singleton),
-                        max_attempts: 10,
-                        run_after: now,
-                    },
-                    now,
-                )
-                .await?;
-        }
         Ok(moved)
     }
 

@@ -270,6 +270,9 @@ impl Replication {
                 && u.host().is_some()
                 && u.path() == "/"
                 && u.query().is_none()
+                // Credentials belong in the secret, never in a URL that is shown.
+                && u.username().is_empty()
+                && u.password().is_none()
         });
         field("endpoint", &d.endpoint, url_ok)?;
         if d.region == self.region && d.registry_id == self.account {
