@@ -276,10 +276,7 @@ impl Registry {
         digest: &Digest,
     ) -> Result<bool> {
         let now = now_millis();
-        let payload =
-            serde_json::json!({"repository": repository.as_str(), "digest": digest.to_string()})
-                .to_string();
-        let singleton = format!("{ARCHIVE_JOB}:{repository}@{digest}");
+        let (payload, singleton) = image_job(ARCHIVE_JOB, repository, digest);
         let job = berth_store::NewJob {
             kind: ARCHIVE_JOB,
             payload: &payload,
@@ -365,10 +362,7 @@ impl Registry {
         digest: &Digest,
     ) -> Result<bool> {
         let now = now_millis();
-        let payload =
-            serde_json::json!({"repository": repository.as_str(), "digest": digest.to_string()})
-                .to_string();
-        let singleton = format!("{RESTORE_JOB}:{repository}@{digest}");
+        let (payload, singleton) = image_job(RESTORE_JOB, repository, digest);
         let job = berth_store::NewJob {
             kind: RESTORE_JOB,
             payload: &payload,
@@ -480,6 +474,15 @@ impl Registry {
             }
         }
     }
+}
+
+/// An archive or restore job's payload and singleton key, for one image.
+fn image_job(kind: &str, repository: &RepositoryName, digest: &Digest) -> (String, String) {
+    (
+        serde_json::json!({"repository": repository.as_str(), "digest": digest.to_string()})
+            .to_string(),
+        format!("{kind}:{repository}@{digest}"),
+    )
 }
 
 /// The image an archive or restore job names.

@@ -650,21 +650,7 @@ impl Replication {
         digest: &str,
         tag: Option<&str>,
     ) -> Result<(), String> {
-        let credentials = self.auth(d).await?;
-        let basic = credentials.as_ref().map(|(u, t)| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{t}"))
-            )
-        });
-        let mut target = Target {
-            http: &self.http,
-            d,
-            basic: basic.as_deref(),
-            bearer: None,
-            credentials: credentials.as_ref(),
-        };
-        target.authorize(repository).await?;
+        let target = self.target(d, repository).await?;
         let image_here = self.source_digest(repository, digest).await?.is_some();
         if let Some(tag) = tag
             && self.source_digest(repository, tag).await?.is_none()
@@ -678,6 +664,31 @@ impl Replication {
             return target.delete_manifest(repository, digest).await;
         }
         Ok(())
+    }
+
+    /// The destination, ready to be spoken to about `repository` (its
+    /// credentials from its secret, a token if it asks for one).
+    async fn target<'a>(
+        &'a self,
+        d: &'a Destination,
+        repository: &str,
+    ) -> Result<Target<'a>, String> {
+        let credentials = self.auth(d).await?;
+        let basic = credentials.as_ref().map(|(u, t)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{t}"))
+            )
+        });
+        let mut target = Target {
+            http: &self.http,
+            d,
+            basic,
+            bearer: None,
+            credentials,
+        };
+        target.authorize(repository).await?;
+        Ok(target)
     }
 
     /// `Basic …` for the destination, from its secret.
@@ -708,21 +719,7 @@ impl Replication {
     ) -> Result<(), String> {
         let name: RepositoryName = repository.parse().map_err(|_| "invalid repository")?;
         let digest: Digest = digest.parse().map_err(|_| "invalid digest")?;
-        let credentials = self.auth(d).await?;
-        let basic = credentials.as_ref().map(|(u, t)| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{t}"))
-            )
-        });
-        let mut target = Target {
-            http: &self.http,
-            d,
-            basic: basic.as_deref(),
-            bearer: None,
-            credentials: credentials.as_ref(),
-        };
-        target.authorize(repository).await?;
+        let target = self.target(d, repository).await?;
         self.copy_manifest(&target, &name, &digest).await?;
         if let Some(tag) = tag {
             let stored = self
@@ -795,12 +792,12 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, applic
 struct Target<'a> {
     http: &'a reqwest::Client,
     d: &'a Destination,
-    basic: Option<&'a str>,
+    basic: Option<String>,
     /// `Bearer …` for the repository copied, when the destination's
     /// `/v2/` asks for a token (Docker Hub, GHCR, Quay, Distribution with
     /// token auth): fetched once per copy with the secret's credentials.
     bearer: Option<String>,
-    credentials: Option<&'a (String, String)>,
+    credentials: Option<(String, String)>,
 }
 
 /// The parameters of a `WWW-Authenticate: Bearer k="v",…` challenge.
@@ -829,7 +826,7 @@ fn bearer_challenge(header: &str) -> Option<Vec<(String, String)>> {
 impl Target<'_> {
     fn request(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
         let builder = self.http.request(method, url);
-        match (&self.bearer, self.basic) {
+        match (&self.bearer, self.basic.as_deref()) {
             (Some(token), _) => builder.header("authorization", token.as_str()),
             (None, Some(auth)) => builder.header("authorization", auth),
             (None, None) => builder,
@@ -874,7 +871,7 @@ impl Target<'_> {
             query.append_pair("scope", &format!("repository:{repository}:pull,push"));
         }
         let mut ask = self.http.get(url);
-        if let Some((user, secret)) = self.credentials {
+        if let Some((user, secret)) = &self.credentials {
             ask = ask.basic_auth(user, Some(secret));
         }
         let answer = ask.send().await.map_err(|e| e.to_string())?;
@@ -1096,7 +1093,7 @@ impl Target<'_> {
         target: &str,
         body: &str,
     ) -> Result<(reqwest::StatusCode, String), String> {
-        let Some((key, secret)) = self.credentials else {
+        let Some((key, secret)) = &self.credentials else {
             return Err(
                 "the destination has no such repository and no credentials to create it".into(),
             );
