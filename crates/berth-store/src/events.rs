@@ -58,12 +58,43 @@ pub trait EventStore: Send + Sync + 'static {
     /// Moves `consumer` from `from` (`None`: its start) to `to`; false if
     /// another node moved it first.
     async fn advance_outbox(&self, consumer: &str, from: Option<i64>, to: i64) -> Result<bool>;
+    /// Forgets events recorded before `before` (ms) that every consumer
+    /// (and every webhook that still exists) has read; how many went.
+    async fn purge_events(&self, before: i64) -> Result<u64>;
 }
+
+/// Events deleted per statement by [`EventStore::purge_events`] (short
+/// transactions: writers are never held up for long).
+pub(crate) const PURGE_BATCH: i64 = 5_000;
 
 macro_rules! impl_event_store {
     ($store:ty, $write:ident, $read:ident) => {
         #[async_trait::async_trait]
         impl $crate::events::EventStore for $store {
+            async fn purge_events(&self, before: i64) -> $crate::Result<u64> {
+                let mut purged = 0;
+                loop {
+                    let done = sqlx::query(
+                        "DELETE FROM events WHERE id IN (
+                             SELECT id FROM events
+                             WHERE at < $1 AND id <= (
+                                 SELECT COALESCE(MIN(c.position), 0) FROM outbox_cursors c
+                                 WHERE c.consumer NOT LIKE 'webhook:%'
+                                    OR EXISTS (SELECT 1 FROM webhooks w WHERE 'webhook:' || w.name = c.consumer))
+                             ORDER BY id LIMIT $2)",
+                    )
+                    .bind(before)
+                    .bind($crate::events::PURGE_BATCH)
+                    .execute(&self.$write)
+                    .await?
+                    .rows_affected();
+                    purged += done;
+                    if (done as i64) < $crate::events::PURGE_BATCH {
+                        return Ok(purged);
+                    }
+                }
+            }
+
             async fn record_event(
                 &self,
                 at: i64,

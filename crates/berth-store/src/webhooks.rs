@@ -83,10 +83,19 @@ macro_rules! impl_webhook_store {
             }
 
             async fn delete_webhook(&self, name: &str) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
                 let done = sqlx::query("DELETE FROM webhooks WHERE name = $1")
                     .bind(name)
-                    .execute(&self.$write)
+                    .execute(&mut *tx)
                     .await?;
+                // Its place in the outbox goes with it: a webhook made again
+                // under the name starts at the present, and old events are
+                // not kept for one that is gone.
+                sqlx::query("DELETE FROM outbox_cursors WHERE consumer = $1")
+                    .bind(format!("webhook:{name}"))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
                 Ok(done.rows_affected() == 1)
             }
 

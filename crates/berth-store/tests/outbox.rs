@@ -153,3 +153,101 @@ async fn postgres_push_and_event_commit_together() {
     )
     .await;
 }
+
+/// Old events go once every consumer has read them; a webhook that no
+/// longer exists holds nothing back, one that exists does.
+async fn read_events_are_purged(store: Arc<dyn MetadataStore>, add_webhook: impl AsyncFnOnce()) {
+    for at in 1..=4 {
+        store
+            .record_event(at, "ECR Image Action", "{}")
+            .await
+            .unwrap();
+    }
+    let ids: Vec<i64> = store
+        .recent_events(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids.len(), 4);
+    // Nobody has read anything yet: nothing goes.
+    assert_eq!(store.purge_events(i64::MAX).await.unwrap(), 0);
+    assert!(
+        store
+            .advance_outbox("scan-on-push", None, ids[2])
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .advance_outbox("webhook:gone", None, ids[0])
+            .await
+            .unwrap()
+    );
+    // Only what was recorded before the cutoff, and read by every consumer.
+    assert_eq!(store.purge_events(2).await.unwrap(), 1);
+    assert_eq!(store.purge_events(i64::MAX).await.unwrap(), 2);
+    assert_eq!(store.recent_events(10).await.unwrap().len(), 1);
+    // A webhook that exists, behind the others, holds the rest back.
+    add_webhook().await;
+    assert!(store.advance_outbox("webhook:live", None, 0).await.unwrap());
+    store
+        .record_event(5, "ECR Image Action", "{}")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .advance_outbox("scan-on-push", Some(ids[2]), ids[3] + 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.purge_events(i64::MAX).await.unwrap(), 0);
+}
+
+const LIVE_WEBHOOK: &str = "INSERT INTO webhooks (name, url, sealed_secret, detail_types, repository_filter, failures, retry_at, last_error, created_at)
+     VALUES ('live', 'http://127.0.0.1:9/', x'00', '[]', NULL, 0, 0, NULL, 0)";
+
+#[tokio::test]
+async fn sqlite_read_events_are_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metadata.db");
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let side = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    read_events_are_purged(store, async || {
+        sqlx::query(LIVE_WEBHOOK).execute(&side).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_read_events_are_purged() {
+    let Ok(url) = std::env::var("BERTH_TEST_DATABASE_URL") else {
+        return; // PostgreSQL is not configured for this run
+    };
+    let schema = format!("purge_{}", std::process::id());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = Arc::new(
+        PgStore::connect(&format!("{url}{sep}schema={schema}"))
+            .await
+            .unwrap(),
+    );
+    let side = sqlx::PgPool::connect(url.split('?').next().unwrap())
+        .await
+        .unwrap();
+    read_events_are_purged(store, async || {
+        let insert = LIVE_WEBHOOK
+            .replace(
+                "INSERT INTO webhooks",
+                &format!("INSERT INTO {schema}.webhooks"),
+            )
+            .replace("x'00'", "'\\x00'::bytea");
+        sqlx::query(sqlx::AssertSqlSafe(insert))
+            .execute(&side)
+            .await
+            .unwrap();
+    })
+    .await;
+}

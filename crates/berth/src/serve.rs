@@ -1109,18 +1109,28 @@ async fn purge_expired_credentials(metadata: Arc<dyn MetadataStore>) -> JobResul
     Ok(())
 }
 
-/// How often finished jobs older than [`QUEUE_KEEP`] are forgotten.
+/// How often finished jobs and read events older than [`QUEUE_KEEP`] are forgotten.
 const QUEUE_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
-/// How long finished jobs stay visible in `berth jobs`.
+/// How long finished jobs stay visible in `berth jobs`, and read events in `berth events`.
 const QUEUE_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Forgets finished jobs, and events every consumer has read, older than
+/// [`QUEUE_KEEP`] (`berth events` and `berth jobs` show that long): the
+/// outbox does not grow for ever.
 async fn purge_finished_jobs(metadata: Arc<dyn MetadataStore>) -> JobResult {
     let cutoff = berth_store::now_millis() - QUEUE_KEEP.as_millis() as i64;
     metadata
         .purge_jobs(cutoff)
         .await
-        .map(drop)
-        .map_err(|e| format!("purging finished jobs: {e}"))
+        .map_err(|e| format!("purging finished jobs: {e}"))?;
+    let purged = metadata
+        .purge_events(cutoff)
+        .await
+        .map_err(|e| format!("purging read events: {e}"))?;
+    if purged > 0 {
+        tracing::info!(purged, "forgot events every consumer had read");
+    }
+    Ok(())
 }
 
 /// Job kinds for the queue's own tests (with `BERTH_TEST_JOBS` set):
