@@ -123,6 +123,33 @@ fn stored_destination(region: &str, registry_id: &str, text: &str) -> Option<Des
     })
 }
 
+/// What a copy or delete job names (its JSON payload).
+struct ImageJob {
+    repository: String,
+    digest: String,
+    tag: Option<String>,
+    region: String,
+    id: String,
+    /// The backfill a copy belongs to, if any.
+    backfill: Option<String>,
+}
+
+impl ImageJob {
+    fn of(job: &Job) -> Result<ImageJob, String> {
+        let p: Value = serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
+        let text = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+        let optional = |k: &str| p[k].as_str().map(str::to_string);
+        Ok(ImageJob {
+            repository: text("repository"),
+            digest: text("digest"),
+            tag: optional("tag"),
+            region: text("region"),
+            id: text("registryId"),
+            backfill: optional("backfill"),
+        })
+    }
+}
+
 /// Whether `rule` replicates deletes (`deleteReplication.enabled`).
 fn deletes(rule: &Value) -> bool {
     rule["deleteReplication"]["enabled"] == true
@@ -396,19 +423,19 @@ impl Replication {
 
     /// Runs one copy (the job): `Err` to try again later.
     pub async fn run(&self, job: &Job) -> Result<(), String> {
-        let p: Value = serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
-        let text = |k: &str| p[k].as_str().unwrap_or_default().to_string();
-        let (repository, digest, region, id) = (
-            text("repository"),
-            text("digest"),
-            text("region"),
-            text("registryId"),
-        );
-        let backfill = p["backfill"].as_str();
+        let ImageJob {
+            repository,
+            digest,
+            tag,
+            region,
+            id,
+            backfill,
+        } = ImageJob::of(job)?;
+        let backfill = backfill.as_deref();
         let item = |status: &str, failure_code: Option<String>| berth_store::BackfillItem {
             repository: repository.clone(),
             digest: digest.clone(),
-            tag: p["tag"].as_str().unwrap_or_default().to_string(),
+            tag: tag.clone().unwrap_or_default(),
             status: status.to_string(),
             failure_code,
         };
@@ -438,7 +465,7 @@ impl Replication {
                 "no destination {region}/{id} is configured on this node"
             )),
             Some(destination) => {
-                self.copy(destination, &repository, &digest, p["tag"].as_str())
+                self.copy(destination, &repository, &digest, tag.as_deref())
                     .await
             }
         };
@@ -456,18 +483,15 @@ impl Replication {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let detail = json!({
-            "result": if status.status == "COMPLETE" { "SUCCESS" } else { "FAILURE" },
-            "repository-name": repository,
-            "image-digest": digest,
-            "image-tag": p["tag"],
-            "action-type": "REPLICATE",
-            "source-account": self.account,
-            "source-region": self.region,
-            "destination-account": id,
-            "destination-region": region,
-            "failure-code": status.failure_code,
-        });
+        let detail = self.action_detail(
+            "REPLICATE",
+            status.status == "COMPLETE",
+            &repository,
+            &digest,
+            tag.as_deref(),
+            (&region, &id),
+            status.failure_code.as_deref(),
+        );
         let event = NewEvent {
             at: status.updated_at,
             detail_type: REPLICATION_ACTION.into(),
@@ -488,6 +512,33 @@ impl Replication {
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// An `ECR Replication Action`'s detail: a copy (`REPLICATE`) or a
+    /// delete (`DELETE`) at the destination (`region`, registry id).
+    #[allow(clippy::too_many_arguments)]
+    fn action_detail(
+        &self,
+        action: &str,
+        succeeded: bool,
+        repository: &str,
+        digest: &str,
+        tag: Option<&str>,
+        (region, id): (&str, &str),
+        failure: Option<&str>,
+    ) -> Value {
+        json!({
+            "result": if succeeded { "SUCCESS" } else { "FAILURE" },
+            "repository-name": repository,
+            "image-digest": digest,
+            "image-tag": tag,
+            "action-type": action,
+            "source-account": self.account,
+            "source-region": self.region,
+            "destination-account": id,
+            "destination-region": region,
+            "failure-code": failure,
+        })
     }
 
     /// Whether a rule sending `repository` to the destination replicates deletes.
@@ -600,15 +651,15 @@ impl Replication {
     /// it still names the same image; an image gone from here goes there,
     /// with its tags. `Err` to try again later.
     pub async fn run_delete(&self, job: &Job) -> Result<(), String> {
-        let p: Value = serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
-        let text = |k: &str| p[k].as_str().unwrap_or_default().to_string();
-        let (repository, digest, region, id) = (
-            text("repository"),
-            text("digest"),
-            text("region"),
-            text("registryId"),
-        );
-        let tag = p["tag"].as_str();
+        let ImageJob {
+            repository,
+            digest,
+            tag,
+            region,
+            id,
+            ..
+        } = ImageJob::of(job)?;
+        let tag = tag.as_deref();
         let destination = self
             .destination(&region, &id)
             .await
@@ -625,18 +676,18 @@ impl Replication {
         if let Err(e) = &outcome {
             tracing::warn!(repository, digest, region, registry = id, error = %e, "delete replication failed");
         }
-        let detail = json!({
-            "result": result,
-            "repository-name": repository,
-            "image-digest": digest,
-            "image-tag": tag,
-            "action-type": "DELETE",
-            "source-account": self.account,
-            "source-region": self.region,
-            "destination-account": id,
-            "destination-region": region,
-            "failure-code": outcome.err().map(|e| e.chars().take(256).collect::<String>()),
-        });
+        let failure = outcome
+            .err()
+            .map(|e| e.chars().take(256).collect::<String>());
+        let detail = self.action_detail(
+            "DELETE",
+            result == "SUCCESS",
+            &repository,
+            &digest,
+            tag,
+            (&region, &id),
+            failure.as_deref(),
+        );
         self.store
             .record_event(now_millis(), REPLICATION_ACTION, &detail.to_string())
             .await
