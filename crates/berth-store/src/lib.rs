@@ -106,6 +106,26 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The hottest reads — a manifest, a blob's size, a page of tags: what a
+/// fleet's pulls ask — on a path of their own where the backend has one. On
+/// SQLite that is a connection used on the calling thread, which spares the
+/// driver's worker-thread round trips (README, "Performance"). `None`: no such
+/// path, or it could not answer at once; the caller then asks its pool.
+pub(crate) trait HotReads {
+    fn hot<T>(
+        &self,
+        _read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<Result<T>> {
+        None
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
 /// Milliseconds since the Unix epoch: the one time unit in the metadata store.
 pub fn now_millis() -> i64 {
     SystemTime::now()

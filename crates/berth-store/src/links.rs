@@ -42,13 +42,21 @@ macro_rules! impl_link_store {
                 repository: &berth_core::RepositoryName,
                 digest: &berth_core::Digest,
             ) -> $crate::Result<Option<u64>> {
-                let size: Option<i64> = sqlx::query_scalar(
-                    $crate::links::LINKED_BLOB_SIZE,
-                )
-                .bind(repository.as_str())
-                .bind(digest.to_string())
-                .fetch_optional(&self.$read)
-                .await?;
+                let digest = digest.to_string();
+                let hot = $crate::HotReads::hot(self, |c| {
+                    use rusqlite::OptionalExtension;
+                    c.prepare_cached($crate::links::LINKED_BLOB_SIZE)?
+                        .query_row((repository.as_str(), digest.as_str()), |r| r.get(0))
+                        .optional()
+                });
+                let size: Option<i64> = match hot {
+                    Some(size) => size?,
+                    None => sqlx::query_scalar($crate::links::LINKED_BLOB_SIZE)
+                        .bind(repository.as_str())
+                        .bind(&digest)
+                        .fetch_optional(&self.$read)
+                        .await?,
+                };
                 Ok(size.map(|s| s as u64))
             }
 

@@ -105,6 +105,21 @@ pub trait ManifestStore: Send + Sync + 'static {
     ) -> Result<Option<ImageRecord>>;
 }
 
+/// A manifest by repository name (`$1`) and tag (`$2`), as `get_manifest` reads it.
+pub(crate) const MANIFEST_BY_TAG: &str =
+    "SELECT m.digest, m.media_type, c.content, m.last_pulled_at, m.image_status FROM repositories r
+     JOIN tags t ON t.repository_id = r.id
+     JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
+     JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
+     WHERE r.name = $1 AND t.name = $2";
+
+/// A manifest by repository name (`$1`) and digest (`$2`).
+pub(crate) const MANIFEST_BY_DIGEST: &str =
+    "SELECT m.digest, m.media_type, c.content, m.last_pulled_at, m.image_status FROM repositories r
+     JOIN manifests m ON m.repository_id = r.id
+     JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
+     WHERE r.name = $1 AND m.digest = $2";
+
 macro_rules! impl_manifest_store {
     ($store:ty, $write:ident, $read:ident) => {
         #[async_trait::async_trait]
@@ -281,30 +296,29 @@ macro_rules! impl_manifest_store {
                 repository: &RepositoryName,
                 reference: &Reference,
             ) -> Result<Option<StoredManifest>> {
-                let row: Option<(String, String, Vec<u8>, Option<i64>, String)> =
-                    match reference {
-                        Reference::Tag(tag) => sqlx::query_as(
-                            "SELECT m.digest, m.media_type, c.content, m.last_pulled_at, m.image_status FROM repositories r
-                             JOIN tags t ON t.repository_id = r.id
-                             JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest
-                             JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
-                             WHERE r.name = $1 AND t.name = $2",
-                        )
+                type Row = (String, String, Vec<u8>, Option<i64>, String);
+                let (statement, key) = match reference {
+                    Reference::Tag(tag) => ($crate::manifests::MANIFEST_BY_TAG, tag.to_string()),
+                    Reference::Digest(digest) => {
+                        ($crate::manifests::MANIFEST_BY_DIGEST, digest.to_string())
+                    }
+                };
+                let hot = $crate::HotReads::hot(self, |c| {
+                    use rusqlite::OptionalExtension;
+                    c.prepare_cached(statement)?
+                        .query_row((repository.as_str(), key.as_str()), |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                        })
+                        .optional()
+                });
+                let row: Option<Row> = match hot {
+                    Some(row) => row?,
+                    None => sqlx::query_as(statement)
                         .bind(repository.as_str())
-                        .bind(tag.as_str())
+                        .bind(key.as_str())
                         .fetch_optional(&self.$read)
                         .await?,
-                        Reference::Digest(digest) => sqlx::query_as(
-                            "SELECT m.digest, m.media_type, c.content, m.last_pulled_at, m.image_status FROM repositories r
-                             JOIN manifests m ON m.repository_id = r.id
-                             JOIN manifest_contents c ON c.repository_id = m.repository_id AND c.digest = m.digest
-                             WHERE r.name = $1 AND m.digest = $2",
-                        )
-                        .bind(repository.as_str())
-                        .bind(digest.to_string())
-                        .fetch_optional(&self.$read)
-                        .await?,
-                    };
+                };
                 row.map(|(digest, media_type, content, last_pulled_at, image_status)| {
                     Ok(StoredManifest {
                         digest: parse_digest(&digest)?,
@@ -416,15 +430,23 @@ macro_rules! impl_manifest_store {
                 last: Option<&str>,
                 limit: u32,
             ) -> Result<Vec<String>> {
-                Ok(sqlx::query_scalar(
-                    "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
-                     WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3",
-                )
-                .bind(repository.as_str())
-                .bind(last.unwrap_or(""))
-                .bind(i64::from(limit))
-                .fetch_all(&self.$read)
-                .await?)
+                let statement = "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+                     WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3";
+                let last = last.unwrap_or("");
+                let hot = $crate::HotReads::hot(self, |c| {
+                    c.prepare_cached(statement)?
+                        .query_map((repository.as_str(), last, i64::from(limit)), |r| r.get(0))?
+                        .collect()
+                });
+                match hot {
+                    Some(tags) => tags,
+                    None => Ok(sqlx::query_scalar(statement)
+                        .bind(repository.as_str())
+                        .bind(last)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.$read)
+                        .await?),
+                }
             }
 
             async fn referrers(

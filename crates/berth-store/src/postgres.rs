@@ -43,6 +43,9 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// PostgreSQL's reads already run on the runtime's own threads.
+impl crate::HotReads for PgStore {}
+
 impl PgStore {
     /// Nothing to look up before the transaction: PostgreSQL's writers do not
     /// wait for each other across repositories (see `SqliteStore`'s).

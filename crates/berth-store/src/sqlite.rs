@@ -78,6 +78,76 @@ const READERS: u32 = 4;
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    hot: HotReaders,
+}
+
+/// Most idle hot-read connections kept; more are opened while more threads
+/// read at once (the runtime's workers: two here) and closed afterwards.
+const HOT_IDLE: usize = 8;
+
+/// Synchronous read-only connections for [`crate::HotReads`]: a hot read
+/// (one indexed lookup, microseconds) runs on the calling thread instead of
+/// a round trip through one of sqlx's connection threads, which cost a third
+/// of the server's time in `berth bench --scenario metadata`.
+struct HotReaders {
+    path: std::path::PathBuf,
+    /// Connections not in use, each with its own statement cache. Under load
+    /// one per thread reading at once; at shutdown they close with the store.
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl HotReaders {
+    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        let connection = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // Never wait on the runtime's thread: a busy database (rare in WAL
+        // mode: a reader waits only while the WAL index is rebuilt) sends the
+        // read to the pool, which may wait.
+        connection.busy_timeout(Duration::ZERO)?;
+        Ok(connection)
+    }
+
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<Result<T>> {
+        let idle = self.idle.lock().expect("hot readers").pop();
+        let connection = match idle.map_or_else(|| self.open(), Ok) {
+            Ok(connection) => connection,
+            Err(e) => {
+                tracing::warn!(error = %e, "opening a hot-read SQLite connection; reading through the pool");
+                return None;
+            }
+        };
+        let outcome = read(&connection);
+        let mut idle = self.idle.lock().expect("hot readers");
+        if idle.len() < HOT_IDLE {
+            idle.push(connection);
+        }
+        match outcome {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                None
+            }
+            outcome => Some(outcome.map_err(StoreError::from)),
+        }
+    }
+}
+
+impl crate::HotReads for SqliteStore {
+    fn hot<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<Result<T>> {
+        self.hot.read(read)
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -142,7 +212,11 @@ impl SqliteStore {
             .max_connections(READERS)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { read, write })
+        let hot = HotReaders {
+            path: path.to_path_buf(),
+            idle: std::sync::Mutex::new(Vec::new()),
+        };
+        Ok(SqliteStore { read, write, hot })
     }
 
     async fn repository_id(
