@@ -6,6 +6,9 @@
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A CI build gains nothing from incremental artifacts, which take gigabytes.
+export CARGO_INCREMENTAL=0
+echo "== free disk: $(df -h --output=avail . | tail -1)"
 
 need_apt=()
 command -v skopeo >/dev/null || need_apt+=(skopeo)
@@ -23,6 +26,7 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
 command -v xz >/dev/null || need_apt+=(xz-utils)
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"

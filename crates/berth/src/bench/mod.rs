@@ -327,6 +327,9 @@ pub struct Limits {
     /// Requests/s a minimal HTTP server answers to the metadata clients.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loopback_requests_per_s: Option<f64>,
+    /// Which minimal server answered: `nginx` when installed, else `harness`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimal_server: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -521,6 +524,7 @@ impl Session<'_> {
             loopback_copy_mb_s: plain / 1e6,
             loopback_copy_hashed_mb_s: hashed / 1e6,
             loopback_requests_per_s: None,
+            minimal_server: None,
         };
         Ok(())
     }
@@ -653,8 +657,11 @@ impl Session<'_> {
     async fn metadata(&mut self) -> anyhow::Result<()> {
         let clients = self.args.metadata_clients;
         self.say("metadata: measuring a minimal server's request rate");
-        let ceiling = metadata::loopback_request_rate(clients, Duration::from_secs(2)).await?;
+        let (ceiling, server) =
+            metadata::loopback_request_rate(clients, Duration::from_secs(2)).await?;
+        self.say(&format!("metadata: the minimal server is {server}"));
         self.limits.loopback_requests_per_s = Some(ceiling);
+        self.limits.minimal_server = Some(server.to_string());
         let image = Arc::new(Image::generate(&[(1, 1024)], 11));
         let repo = format!("bench/{}/metadata", self.run_id);
         metadata::prepare(&self.client, &repo, &image).await?;
@@ -818,7 +825,10 @@ fn print_report(report: &Report) {
         l.sha256_mb_s, l.durable_write_mb_s, l.loopback_copy_mb_s, l.loopback_copy_hashed_mb_s
     );
     match l.loopback_requests_per_s {
-        Some(r) => println!(" | minimal server {r:.0} req/s"),
+        Some(r) => println!(
+            " | minimal server ({}) {r:.0} req/s",
+            l.minimal_server.as_deref().unwrap_or("harness")
+        ),
         None => println!(),
     }
     println!(
