@@ -134,6 +134,7 @@ macro_rules! impl_gc_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                $crate::HotReads::changed(self);
                 // Then the row and the bytes, the row locked (and the condition
                 // checked again) while the bytes go; a crash in between leaves
                 // an unlinked row for the next pass.

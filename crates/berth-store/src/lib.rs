@@ -31,6 +31,7 @@ pub mod privatize;
 pub mod promotions;
 pub mod pull_through;
 pub mod quota;
+pub mod read_cache;
 pub mod replication;
 pub mod repositories;
 pub mod s3;
@@ -117,6 +118,19 @@ pub(crate) trait HotReads {
         _read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Option<Result<T>> {
         None
+    }
+
+    /// The cache of these reads, where the backend keeps one (PostgreSQL,
+    /// whose every read is a round trip to another process).
+    fn cache(&self) -> Option<&read_cache::ReadCache> {
+        None
+    }
+
+    /// A write that may change what the hot reads answer has committed.
+    fn changed(&self) {
+        if let Some(cache) = self.cache() {
+            cache.changed();
+        }
     }
 }
 

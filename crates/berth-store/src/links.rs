@@ -43,6 +43,11 @@ macro_rules! impl_link_store {
                 digest: &berth_core::Digest,
             ) -> $crate::Result<Option<u64>> {
                 let digest = digest.to_string();
+                let cache = $crate::HotReads::cache(self);
+                if let Some(hit) = cache.and_then(|c| c.blob_size(repository.as_str(), &digest)) {
+                    return Ok(Some(hit));
+                }
+                let generation = cache.map(|c| c.generation());
                 let hot = $crate::HotReads::hot(self, |c| {
                     use rusqlite::OptionalExtension;
                     c.prepare_cached($crate::links::LINKED_BLOB_SIZE)?
@@ -57,7 +62,11 @@ macro_rules! impl_link_store {
                         .fetch_optional(&self.$read)
                         .await?,
                 };
-                Ok(size.map(|s| s as u64))
+                let size = size.map(|s| s as u64);
+                if let (Some(cache), Some(generation), Some(size)) = (cache, generation, size) {
+                    cache.keep_blob_size(generation, repository.as_str(), &digest, size);
+                }
+                Ok(size)
             }
 
             async fn mount_blob(
@@ -121,6 +130,7 @@ macro_rules! impl_link_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                $crate::HotReads::changed(self);
                 Ok(done.rows_affected() > 0)
             }
 

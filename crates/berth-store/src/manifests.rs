@@ -288,6 +288,7 @@ macro_rules! impl_manifest_store {
                 // The outbox: the events commit with the manifest, or neither does.
                 crate::events::insert_events!(tx, events);
                 tx.commit().await?;
+                $crate::HotReads::changed(self);
                 Ok(PutManifestOutcome::Stored)
             }
 
@@ -303,6 +304,11 @@ macro_rules! impl_manifest_store {
                         ($crate::manifests::MANIFEST_BY_DIGEST, digest.to_string())
                     }
                 };
+                let cache = $crate::HotReads::cache(self);
+                if let Some(hit) = cache.and_then(|c| c.manifest(repository.as_str(), &key)) {
+                    return Ok(Some(hit));
+                }
+                let generation = cache.map(|c| c.generation());
                 let hot = $crate::HotReads::hot(self, |c| {
                     use rusqlite::OptionalExtension;
                     c.prepare_cached(statement)?
@@ -319,16 +325,21 @@ macro_rules! impl_manifest_store {
                         .fetch_optional(&self.$read)
                         .await?,
                 };
-                row.map(|(digest, media_type, content, last_pulled_at, image_status)| {
-                    Ok(StoredManifest {
-                        digest: parse_digest(&digest)?,
-                        media_type,
-                        content: Bytes::from(content),
-                        last_pulled_at,
-                        image_status,
+                let manifest: Option<StoredManifest> = row
+                    .map(|(digest, media_type, content, last_pulled_at, image_status)| {
+                        Ok::<_, StoreError>(StoredManifest {
+                            digest: parse_digest(&digest)?,
+                            media_type,
+                            content: Bytes::from(content),
+                            last_pulled_at,
+                            image_status,
+                        })
                     })
-                })
-                .transpose()
+                    .transpose()?;
+                if let (Some(cache), Some(generation), Some(manifest)) = (cache, generation, &manifest) {
+                    cache.keep_manifest(generation, repository.as_str(), &key, manifest);
+                }
+                Ok(manifest)
             }
 
             async fn record_pull(
@@ -346,6 +357,7 @@ macro_rules! impl_manifest_store {
                 .bind(digest.to_string())
                 .execute(&self.$write)
                 .await?;
+                $crate::HotReads::changed(self);
                 Ok(())
             }
 
@@ -393,6 +405,7 @@ macro_rules! impl_manifest_store {
                     crate::events::insert_events!(tx, events);
                 }
                 tx.commit().await?;
+                $crate::HotReads::changed(self);
                 Ok(if deleted == 1 {
                     DeleteManifestOutcome::Deleted
                 } else {
@@ -421,6 +434,7 @@ macro_rules! impl_manifest_store {
                     crate::events::insert_events!(tx, events);
                 }
                 tx.commit().await?;
+                $crate::HotReads::changed(self);
                 Ok(done)
             }
 
@@ -433,20 +447,30 @@ macro_rules! impl_manifest_store {
                 let statement = "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
                      WHERE r.name = $1 AND t.name > $2 ORDER BY t.name LIMIT $3";
                 let last = last.unwrap_or("");
+                let cache = $crate::HotReads::cache(self);
+                if let Some(hit) = cache.and_then(|c| c.tag_page(repository.as_str(), last, limit)) {
+                    return Ok(hit.to_vec());
+                }
+                let generation = cache.map(|c| c.generation());
                 let hot = $crate::HotReads::hot(self, |c| {
                     c.prepare_cached(statement)?
                         .query_map((repository.as_str(), last, i64::from(limit)), |r| r.get(0))?
                         .collect()
                 });
-                match hot {
-                    Some(tags) => tags,
-                    None => Ok(sqlx::query_scalar(statement)
+                let tags: Vec<String> = match hot {
+                    Some(tags) => tags?,
+                    None => sqlx::query_scalar(statement)
                         .bind(repository.as_str())
                         .bind(last)
                         .bind(i64::from(limit))
                         .fetch_all(&self.$read)
-                        .await?),
+                        .await?,
+                };
+                if let (Some(cache), Some(generation)) = (cache, generation) {
+                    let page = std::sync::Arc::new(tags.clone());
+                    cache.keep_tag_page(generation, repository.as_str(), last, limit, page);
                 }
+                Ok(tags)
             }
 
             async fn referrers(
@@ -571,6 +595,7 @@ macro_rules! impl_manifest_store {
                             crate::jobs::insert_job!(&mut *tx, job, at);
                         }
                         tx.commit().await?;
+                        $crate::HotReads::changed(self);
                         return Ok(true);
                     }
                 }

@@ -41,10 +41,15 @@ const TAGS_OF_M: &str = "(SELECT string_agg(x.name, E'\\n' ORDER BY x.name) FROM
 
 pub struct PgStore {
     pool: PgPool,
+    /// The hot reads' cache; its listener holds one connection of the pool.
+    cache: std::sync::Arc<crate::read_cache::ReadCache>,
 }
 
-/// PostgreSQL's reads already run on the runtime's own threads.
-impl crate::HotReads for PgStore {}
+impl crate::HotReads for PgStore {
+    fn cache(&self) -> Option<&crate::read_cache::ReadCache> {
+        Some(&self.cache)
+    }
+}
 
 impl PgStore {
     /// Nothing to look up before the transaction: PostgreSQL's writers do not
@@ -89,7 +94,11 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool })
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&pool)
+            .await?;
+        let cache = crate::read_cache::ReadCache::start(pool.clone(), schema);
+        Ok(PgStore { pool, cache })
     }
 
     async fn repository_id(

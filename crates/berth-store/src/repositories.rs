@@ -199,6 +199,7 @@ macro_rules! impl_repository_store {
                     sqlx::query(statement).bind(name.as_str()).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
+                $crate::HotReads::changed(self);
                 Ok(DeleteRepositoryOutcome::Deleted(record))
             }
 

@@ -306,6 +306,24 @@ impl Client {
         Ok(bytes)
     }
 
+    /// `HEAD`s a manifest by tag, as a runtime resolves one: its digest.
+    pub async fn resolve(&self, repo: &str, tag: &str) -> Outcome<String> {
+        let r = self
+            .request(Method::HEAD, &format!("/v2/{repo}/manifests/{tag}"))
+            .header("accept", MANIFEST_ACCEPT)
+            .send()
+            .await?;
+        let r = self.expect(r, 200, "manifest HEAD").await?;
+        r.headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+            .ok_or_else(|| Failure {
+                kind: "no Docker-Content-Digest".into(),
+                detail: format!("manifest HEAD {repo}:{tag}"),
+            })
+    }
+
     pub async fn head(&self, path: &str, what: &str) -> Outcome<()> {
         let r = self
             .request(Method::HEAD, path)

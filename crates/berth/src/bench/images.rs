@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
-use super::client::{Client, sha256_hex};
+use super::client::{Client, Failure, sha256_hex};
 use super::payload::Payload;
 use super::stats::{Recorded, Recorder, finish, together};
 
@@ -142,8 +142,30 @@ pub async fn pull_image(
     recorder: &Recorder,
     progress: &ProgressBar,
 ) {
+    // As a runtime pulls: the tag resolved by `HEAD`, the manifest by digest.
     let start = Instant::now();
-    match client.get_manifest(repo, tag, Some(&image.digest)).await {
+    let digest = match client.resolve(repo, tag).await {
+        Ok(digest) if digest == image.digest => {
+            recorder.ok(start, 0);
+            digest
+        }
+        Ok(other) => {
+            recorder.failed(Failure {
+                kind: "wrong digest".into(),
+                detail: format!("{repo}:{tag} resolved to {other}"),
+            });
+            return;
+        }
+        Err(f) => {
+            recorder.failed(f);
+            return;
+        }
+    };
+    let start = Instant::now();
+    match client
+        .get_manifest(repo, &digest, Some(&image.digest))
+        .await
+    {
         Ok(bytes) => recorder.ok(start, bytes.len() as u64),
         Err(f) => {
             recorder.failed(f);

@@ -45,6 +45,8 @@ pub enum Scenario {
     Blob,
     Push,
     Pull,
+    /// `--burst-clients` clients at once: `HEAD` by tag, `GET` by digest, then the layers.
+    Burst,
     Metadata,
     Scale,
     /// berth only, in-process: lifecycle evaluation and a GC pass at scale.
@@ -102,6 +104,10 @@ pub struct BenchArgs {
     /// Clients in the metadata scenario.
     #[arg(long, default_value_t = 16)]
     metadata_clients: usize,
+
+    /// Clients in the burst scenario.
+    #[arg(long, default_value_t = 16)]
+    burst_clients: usize,
 
     /// Tags in one repository that the scale scenario grows to.
     #[arg(long, default_value_t = 100_000)]
@@ -611,7 +617,8 @@ impl Session<'_> {
         self.record(&format!("push {clients} clients"), recorded, elapsed, limit)
     }
 
-    async fn pull(&mut self) -> anyhow::Result<()> {
+    /// `clients` clients pull one new image together, `--rounds` times.
+    async fn pull(&mut self, clients: usize, name: &str) -> anyhow::Result<()> {
         let image = Arc::new(Image::generate(&self.args.layers.0, 7));
         let repo = format!("bench/{}/pull", self.run_id);
         let setup = stats::Recorder::default();
@@ -628,10 +635,9 @@ impl Session<'_> {
         if let Some(f) = setup.finish().first_failure {
             bail!("preparing the pull scenario: {f}");
         }
-        let clients = self.args.clients;
         let progress = self.progress(
             (clients * self.args.rounds * (image.layers.len() + 1)) as u64,
-            "pull",
+            name,
         );
         let (recorded, elapsed) = images::pull(
             &self.client,
@@ -647,7 +653,7 @@ impl Session<'_> {
             self.limits.loopback_copy_hashed_mb_s,
         );
         self.record(
-            &format!("pull {clients} clients (herd)"),
+            &format!("{name} {clients} clients (herd)"),
             recorded,
             elapsed,
             limit,
@@ -758,7 +764,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let outcome = match scenario {
             Scenario::Blob => session.blob(blob_size).await,
             Scenario::Push => session.push().await,
-            Scenario::Pull => session.pull().await,
+            Scenario::Pull => session.pull(session.args.clients, "pull").await,
+            Scenario::Burst => session.pull(session.args.burst_clients, "burst").await,
             Scenario::Metadata => session.metadata().await,
             Scenario::Scale => session.scale().await,
             Scenario::Housekeeping | Scenario::Scan => unreachable!("run alone, in-process"),
