@@ -41,6 +41,9 @@ pub(crate) struct ReadCache {
     entries: Mutex<Entries>,
 }
 
+/// A tag page's key: repository, the tag it starts after, its length.
+type PageKey = (String, String, u32);
+
 #[derive(Default)]
 struct Entries {
     /// The generation these entries were read in.
@@ -48,7 +51,7 @@ struct Entries {
     bytes: usize,
     manifests: HashMap<(String, String), (StoredManifest, Instant)>,
     blob_sizes: HashMap<(String, String), (u64, Instant)>,
-    tag_pages: HashMap<(String, String, u32), (Arc<Vec<String>>, Instant)>,
+    tag_pages: HashMap<PageKey, (Arc<Vec<String>>, Instant)>,
 }
 
 impl Entries {
@@ -240,5 +243,77 @@ async fn listen(pool: PgPool, cache: Weak<ReadCache>, schema: String) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(live: bool) -> ReadCache {
+        ReadCache {
+            generation: AtomicU64::new(0),
+            live: AtomicBool::new(live),
+            entries: Mutex::new(Entries::default()),
+        }
+    }
+
+    fn manifest() -> StoredManifest {
+        StoredManifest {
+            digest: berth_core::Digest::of(berth_core::Algorithm::Sha256, b"m"),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            content: bytes::Bytes::from_static(b"m"),
+            last_pulled_at: None,
+            image_status: "ACTIVE".into(),
+        }
+    }
+
+    #[test]
+    fn a_change_drops_what_was_read_before_it() {
+        let cache = cache(true);
+        let read_in = cache.generation();
+        cache.keep_manifest(read_in, "app", "v1", &manifest());
+        cache.keep_blob_size(read_in, "app", "sha256:x", 7);
+        assert!(cache.manifest("app", "v1").is_some());
+        assert_eq!(cache.blob_size("app", "sha256:x"), Some(7));
+        cache.changed();
+        assert!(cache.manifest("app", "v1").is_none());
+        assert_eq!(cache.blob_size("app", "sha256:x"), None);
+    }
+
+    #[test]
+    fn a_read_that_a_change_overtook_is_not_kept() {
+        let cache = cache(true);
+        let read_in = cache.generation();
+        // The write commits while the read is under way.
+        cache.changed();
+        cache.keep_manifest(read_in, "app", "v1", &manifest());
+        let tags = Arc::new(vec!["v1".to_string()]);
+        cache.keep_tag_page(read_in, "app", "", 100, tags);
+        assert!(cache.manifest("app", "v1").is_none());
+        assert!(cache.tag_page("app", "", 100).is_none());
+    }
+
+    #[test]
+    fn nothing_is_served_or_kept_without_the_listener() {
+        let cache = cache(false);
+        cache.keep_manifest(cache.generation(), "app", "v1", &manifest());
+        assert!(cache.manifest("app", "v1").is_none());
+        cache.live.store(true, Ordering::Release);
+        assert!(cache.manifest("app", "v1").is_none());
+    }
+
+    #[test]
+    fn entries_are_not_served_past_their_age() {
+        let cache = cache(true);
+        cache.keep_blob_size(cache.generation(), "app", "sha256:x", 7);
+        cache
+            .entries
+            .lock()
+            .unwrap()
+            .blob_sizes
+            .values_mut()
+            .for_each(|(_, at)| *at -= MAX_AGE);
+        assert_eq!(cache.blob_size("app", "sha256:x"), None);
     }
 }
