@@ -15,12 +15,6 @@ mod vulndb;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc rather than glibc's allocator: per-thread free lists without
-/// arena locks on the request path, and memory handed back as load falls
-/// (README, "Performance").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "berth",

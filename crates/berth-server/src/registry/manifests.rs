@@ -52,6 +52,8 @@ impl Registry {
         if last_pulled_at.is_some_and(|at| now - at < REFRESH_MILLIS) {
             return;
         }
+        let recording = self.pulls_recording.clone();
+        let key = (repository.to_string(), digest.to_string());
         let (metadata, repository, digest) =
             (self.metadata.clone(), repository.clone(), digest.clone());
         let exclusions = self.pull_time_exclusions.clone();
@@ -62,9 +64,18 @@ impl Registry {
             {
                 return;
             }
+            // Another puller's write of the same pull is under way.
+            if !recording
+                .lock()
+                .expect("pulls recording")
+                .insert(key.clone())
+            {
+                return;
+            }
             if let Err(e) = metadata.record_pull(&repository, &digest, now).await {
                 tracing::warn!(error = %e, "could not record a pull");
             }
+            recording.lock().expect("pulls recording").remove(&key);
         });
     }
 

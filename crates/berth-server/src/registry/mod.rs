@@ -254,6 +254,10 @@ pub struct Registry {
     creator: std::sync::OnceLock<Arc<dyn RepositoryCreator>>,
     /// Principals whose pulls leave `lastRecordedPullTime` alone.
     pull_time_exclusions: Arc<pull_times::PullTimeExclusions>,
+    /// Images (repository, digest) whose pull this node is recording now: a
+    /// burst of pulls of an image not pulled lately writes once per node, not
+    /// once per puller. Each leaves once its write is done.
+    pulls_recording: Arc<std::sync::Mutex<std::collections::HashSet<(String, String)>>>,
     /// Where archived images' blobs go (`--archive-storage`), if anywhere;
     /// set once at start-up. `blobs` reads through it already.
     archive_tier: std::sync::OnceLock<Arc<berth_store::tiers::TieredBlobStore>>,
@@ -267,6 +271,7 @@ impl Registry {
     ) -> Registry {
         Registry {
             pull_time_exclusions: Arc::new(pull_times::PullTimeExclusions::new(metadata.clone())),
+            pulls_recording: Arc::default(),
             metadata,
             blobs,
             config,
