@@ -39,6 +39,15 @@ pub(crate) struct ReadCache {
     /// is not (at start, and after it lost its connection).
     live: AtomicBool,
     entries: Mutex<Entries>,
+    /// Told when the cache is dropped: the listener then ends at once.
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for ReadCache {
+    fn drop(&mut self) {
+        // A permit waits for the listener if it is not waiting yet.
+        self.stop.notify_one();
+    }
 }
 
 /// A tag page's key: repository, the tag it starts after, its length.
@@ -71,12 +80,14 @@ impl ReadCache {
     /// until the cache is dropped. `schema`: the one this store's tables are
     /// in (`current_schema()`), the payload of its changes' notifications.
     pub fn start(pool: PgPool, schema: String) -> Arc<ReadCache> {
+        let stop = Arc::new(tokio::sync::Notify::new());
         let cache = Arc::new(ReadCache {
             generation: AtomicU64::new(0),
             live: AtomicBool::new(false),
             entries: Mutex::new(Entries::default()),
+            stop: stop.clone(),
         });
-        tokio::spawn(listen(pool, Arc::downgrade(&cache), schema));
+        tokio::spawn(listen(pool, Arc::downgrade(&cache), schema, stop));
         cache
     }
 
@@ -194,25 +205,32 @@ impl ReadCache {
 
 /// Holds a `LISTEN` on [`CHANNEL`] and bumps the generation at every change
 /// in `schema`; reconnects after a lost connection (the cache is off until
-/// then, and starts empty). Ends once the cache is gone.
-async fn listen(pool: PgPool, cache: Weak<ReadCache>, schema: String) {
-    const POLL: Duration = Duration::from_secs(5);
+/// then, and starts empty). Ends when `stop` is told (the cache is gone).
+async fn listen(
+    pool: PgPool,
+    cache: Weak<ReadCache>,
+    schema: String,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    const RETRY: Duration = Duration::from_secs(5);
     loop {
-        let connected = async {
+        let connect = async {
             let mut listener = PgListener::connect_with(&pool).await?;
             listener.listen(CHANNEL).await?;
             Ok::<_, sqlx::Error>(listener)
-        }
-        .await;
+        };
+        let connected = tokio::select! {
+            _ = stop.notified() => return,
+            connected = connect => connected,
+        };
         let mut listener = match connected {
             Ok(listener) => listener,
             Err(e) => {
                 tracing::warn!(error = %e, "read cache off: cannot listen for changes");
-                if cache.upgrade().is_none() {
-                    return;
+                tokio::select! {
+                    _ = stop.notified() => return,
+                    _ = tokio::time::sleep(RETRY) => continue,
                 }
-                tokio::time::sleep(POLL).await;
-                continue;
             }
         };
         {
@@ -221,19 +239,20 @@ async fn listen(pool: PgPool, cache: Weak<ReadCache>, schema: String) {
             cache.live.store(true, Ordering::Release);
         }
         loop {
-            let received = tokio::time::timeout(POLL, listener.try_recv()).await;
+            let received = tokio::select! {
+                _ = stop.notified() => return,
+                received = listener.try_recv() => received,
+            };
             let Some(cache) = cache.upgrade() else { return };
             match received {
-                // Quiet: check that the cache still exists, then wait on.
-                Err(_) => {}
-                Ok(Ok(Some(notification))) => {
+                Ok(Some(notification)) => {
                     if notification.payload() == schema {
                         cache.changed();
                     }
                 }
                 // The connection was lost: what changes meanwhile goes
                 // unheard, so the cache is off until a new listener is up.
-                Ok(outcome) => {
+                outcome => {
                     cache.live.store(false, Ordering::Release);
                     cache.changed();
                     if let Err(e) = outcome {
@@ -255,6 +274,7 @@ mod tests {
             generation: AtomicU64::new(0),
             live: AtomicBool::new(live),
             entries: Mutex::new(Entries::default()),
+            stop: Arc::default(),
         }
     }
 
