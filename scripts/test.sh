@@ -62,8 +62,8 @@ echo "== OCI conformance"
 scripts/conformance.sh target/debug/berth
 
 echo "== benchmark smoke run (a check that it works, not a timing)"
-target/debug/berth bench --scenario blob,push,pull,metadata,scale \
-  --blob-size 16MiB --chunk-size 4MiB --layers 3x64KiB,1x6MiB --clients 2 --images 1 --rounds 2 \
+target/debug/berth bench --scenario blob,push,pull,burst,metadata,scale \
+  --blob-size 16MiB --chunk-size 4MiB --layers 3x64KiB,1x6MiB --clients 2 --images 1 --rounds 2 --burst-clients 3 \
   --duration 1s --metadata-clients 4 --scale-tags 2000 --scale-repos 150 \
   --history target/bench-history.json
 target/debug/berth bench --scenario housekeeping --housekeeping-images 2000 --housekeeping-blobs 20000 \
