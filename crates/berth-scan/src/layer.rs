@@ -315,7 +315,14 @@ fn elf_sections(file: &mut dyn Seekable) -> Option<Vec<(String, u64, u64)>> {
         )
     };
     let min_entsize = if wide { 64 } else { 40 };
-    if entsize < min_entsize || count == 0 || strndx >= count {
+    // A section header is 40 or 64 bytes; a little room for odd linkers, no
+    // more: the table (at most 256 × 65,535 bytes) must also lie inside the
+    // file, so a 64-byte header cannot make us allocate gigabytes.
+    if !(min_entsize..=256).contains(&entsize) || count == 0 || strndx >= count {
+        return None;
+    }
+    let length = file.seek(SeekFrom::End(0)).ok()?;
+    if shoff.checked_add(entsize * count)? > length {
         return None;
     }
     let mut table = vec![0u8; (entsize * count) as usize];
@@ -569,6 +576,20 @@ mod tests {
             1,
             "a file that is not executable is not read as one"
         );
+    }
+
+    #[test]
+    fn a_section_table_past_the_file_is_not_allocated() {
+        // A 64-byte header may claim 65,535 sections of 65,535 bytes (4 GiB).
+        let mut binary = elf(&[(".go.buildinfo", b"x".to_vec())]);
+        binary[0x3A..0x3C].copy_from_slice(&u16::MAX.to_le_bytes());
+        binary[0x3C..0x40].copy_from_slice(&[0xff, 0xff, 0x01, 0x00]);
+        assert!(elf_sections(&mut std::io::Cursor::new(&binary)).is_none());
+        let mut binary = elf(&[(".go.buildinfo", b"x".to_vec())]);
+        binary[0x3C..0x3E].copy_from_slice(&u16::MAX.to_le_bytes());
+        assert!(elf_sections(&mut std::io::Cursor::new(&binary)).is_none());
+        let binary = elf(&[(".go.buildinfo", b"x".to_vec())]);
+        assert!(elf_sections(&mut std::io::Cursor::new(&binary)).is_some());
     }
 
     #[test]
