@@ -3,7 +3,7 @@
 minutes of pushes, pulls, metadata reads, listings and deletes?
 
     python3 scripts/load.py [--binary target/release/berth] [--duration 10m]
-        [--workers 8] [--database URL --storage URL]
+        [--workers 8] [--database URL --storage URL [--nodes 2]]
 
 Starts berth on a fresh install and runs WORKERS clients (one keep-alive
 connection each, Basic auth) that mix: pushes of small new images (config +
@@ -11,9 +11,11 @@ two 64 KiB layers, monolithic uploads, a new tag each), verified pulls
 (manifest by tag, then every blob, each hashed against its digest), manifest
 and blob HEADs, `tags/list` pages, and deletes of the oldest images (each
 worker keeps its newest 50, so the data stays the same size and memory has
-no reason to grow). Every 5 s it samples berth's RSS. Prints a line per
-minute (requests, p50/p99 over all operations, the slowest operation's p99,
-peak RSS), then a JSON summary comparing the second minute with the last;
+no reason to grow). With `--nodes N` (PostgreSQL + S3) N berths share the
+install and the workers are spread over them, so one node reads what another
+wrote. Every 5 s it samples each berth's RSS. Prints a line per minute
+(requests, p50/p99 over all operations, the slowest operation's p99, peak RSS
+of each node), then a JSON summary comparing the second minute with the last;
 exits 1 on any 5xx, failed request or byte that did not verify."""
 
 import argparse
@@ -60,7 +62,8 @@ class Stats:
         self.lock = threading.Lock()
         # minute -> op -> [latency ms]
         self.latency = defaultdict(lambda: defaultdict(list))
-        self.rss = defaultdict(float)
+        # minute -> node -> peak RSS MiB
+        self.rss = defaultdict(lambda: defaultdict(float))
         self.errors = []
 
     def record(self, op, ms):
@@ -181,7 +184,10 @@ def main():
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--database")
     parser.add_argument("--storage")
+    parser.add_argument("--nodes", type=int, default=1)
     args = parser.parse_args()
+    if args.nodes > 1 and not (args.database and args.storage):
+        parser.error("nodes share an install on PostgreSQL + S3 (--database and --storage)")
 
     tmp = tempfile.mkdtemp(prefix="berth-load-")
     command = [args.binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(tmp, "data"),
@@ -192,21 +198,27 @@ def main():
         command += ["--storage", args.storage]
     env = {**os.environ, "BERTH_ROOT_ACCESS_KEY_ID": KEY[0], "BERTH_ROOT_SECRET_ACCESS_KEY": KEY[1],
            "BERTH_LOG": "warn"}
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True)
+    servers, nodes = [], []
     try:
-        url = server.stdout.readline().strip().rsplit(" ", 1)[1]
-        host, port = url.split("://", 1)[1].split("/", 1)[0].split(":")
-        return run(server, host, int(port), args)
+        for _ in range(args.nodes):
+            server = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True)
+            servers.append(server)
+            url = server.stdout.readline().strip().rsplit(" ", 1)[1]
+            host, port = url.split("://", 1)[1].split("/", 1)[0].split(":")
+            nodes.append((server, host, int(port)))
+        return run(nodes, args)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=60)
 
 
-def run(server, host, port, args):
+def run(nodes, args):
+    """`nodes`: (process, host, port) of each berth; worker n uses node n mod N."""
     seconds = duration(args.duration)
     start = time.time()
     stats, stop = Stats(start), threading.Event()
-    workers = [Worker(n, host, port, stats, stop) for n in range(args.workers)]
+    workers = [Worker(n, *nodes[n % len(nodes)][1:], stats, stop) for n in range(args.workers)]
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
     for w in workers:
         w.push()  # every repository exists before the mix starts
@@ -214,11 +226,12 @@ def run(server, host, port, args):
         t.start()
     while time.time() - start < seconds:
         time.sleep(5)
-        if server.poll() is not None:
+        if any(server.poll() is not None for server, _, _ in nodes):
             stats.error("berth exited")
             break
         minute = int((time.time() - start) // 60)
-        stats.rss[minute] = max(stats.rss[minute], rss_mib(server.pid))
+        for i, (server, _, _) in enumerate(nodes):
+            stats.rss[minute][i] = max(stats.rss[minute][i], rss_mib(server.pid))
     stop.set()
     for t in threads:
         t.join(timeout=60)
@@ -233,14 +246,15 @@ def run(server, host, port, args):
         row = {"minute": m + 1, "requests": len(every), "p50_ms": round(percentile(every, 0.5), 2),
                "p99_ms": round(percentile(every, 0.99), 2),
                "slowest_op": slowest, "slowest_op_p99_ms": round(percentile(by_op[slowest], 0.99), 2),
-               "rss_mib": round(stats.rss.get(m, 0.0), 1)}
+               "rss_mib": [round(stats.rss[m][i], 1) for i in range(len(nodes))]}
         rows.append(row)
         print(f"{row['minute']:>6} {row['requests']:>9} {row['p50_ms']:>7} {row['p99_ms']:>7} "
-              f"{slowest + ' ' + str(row['slowest_op_p99_ms']):>24} {row['rss_mib']:>8}")
+              f"{slowest + ' ' + str(row['slowest_op_p99_ms']):>24} {' / '.join(map(str, row['rss_mib'])):>8}")
     summary = {"minutes": rows, "errors": stats.errors}
     if len(rows) >= 3:
         second, last = rows[1], rows[-1]
-        summary["rss_growth_second_to_last_minute"] = round(last["rss_mib"] / max(second["rss_mib"], 1), 3)
+        summary["rss_growth_second_to_last_minute"] = [
+            round(a / max(b, 1), 3) for a, b in zip(last["rss_mib"], second["rss_mib"])]
         summary["p99_ratio_last_to_second_minute"] = round(last["p99_ms"] / max(second["p99_ms"], 0.001), 3)
     print(json.dumps({k: v for k, v in summary.items() if k != "minutes"}, indent=2))
     return 1 if stats.errors else 0
