@@ -111,7 +111,10 @@ impl HotReaders {
         // statement whose `LIMIT ?` it folded as expired at every new binding
         // and compiles it again at each step (8% of the server's time in a
         // `tags/list` burst), which defeats the statement cache.
-        connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+        connection.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         Ok(connection)
     }
 
@@ -361,4 +364,36 @@ pub(crate) fn image_from_row(row: ImageRow) -> Result<ImageRecord> {
         last_archived_at,
         last_activated_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page of names, as `tags/list` asks: `LIMIT ?` is what SQLite folds.
+    const PAGE: &str = "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2";
+
+    fn pages(c: &rusqlite::Connection) -> rusqlite::Result<i32> {
+        let mut statement = c.prepare_cached(PAGE)?;
+        for (last, limit) in [("", 10), ("a", 20), ("b", 30)] {
+            let _: Vec<String> = statement
+                .query_map((last, limit), |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+        }
+        Ok(statement.get_status(rusqlite::StatementStatus::RePrepare))
+    }
+
+    #[tokio::test]
+    async fn hot_reads_keep_their_compiled_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("metadata.db"))
+            .await
+            .unwrap();
+        let plain = rusqlite::Connection::open(dir.path().join("metadata.db")).unwrap();
+        assert!(
+            pages(&plain).unwrap() > 0,
+            "without the flag SQLite recompiles at each new LIMIT (if this changes, so may the flag's reason)"
+        );
+        assert_eq!(store.hot.read(pages).unwrap().unwrap(), 0);
+    }
 }
