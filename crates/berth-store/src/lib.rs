@@ -164,7 +164,8 @@ pub trait BlobStore: Send + Sync + 'static {
     /// the upload's recorded state `upload` ends, durably: when this returns,
     /// the bytes survive a crash. Anything staged past that point that the
     /// record does not cover (a write that failed or lost) is discarded or
-    /// ignored. Returns the number of bytes written; fails with
+    /// ignored. Returns the number of bytes written (a write of none may
+    /// stage nothing, and the caller records no piece for it); fails with
     /// [`StoreError::StagingLost`] if staged bytes the record covers are gone.
     async fn write_upload(
         &self,

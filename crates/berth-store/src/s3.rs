@@ -237,8 +237,15 @@ impl BlobStore for S3BlobStore {
     ) -> Result<u64> {
         // A new object whatever else is staged: a concurrent writer's object
         // is never overwritten, and only what gets recorded is ever read.
+        // A write that brings nothing stages nothing.
+        let first = match data.next().await {
+            None => return Ok(0),
+            Some(Err(e)) => return Err(StoreError::Body(e)),
+            Some(Ok(first)) => first,
+        };
         let path = self.path(&format!("uploads/{}/{piece}", upload.id));
-        self.put_stream(&path, data).await
+        let mut data = futures_util::stream::iter([Ok(first)]).chain(data);
+        self.put_stream(&path, &mut data).await
     }
 
     async fn read_upload(&self, upload: &Upload) -> Result<BlobStream> {

@@ -535,4 +535,43 @@ mod tests {
             [digest.to_string(), "missing".to_string(), other.to_string()]
         );
     }
+
+    #[tokio::test]
+    async fn a_write_that_brings_nothing_records_no_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata: Arc<dyn MetadataStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("m.db")).await.unwrap());
+        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path().join("b")).unwrap());
+        let config = RegistryConfig {
+            create_on_push: true,
+            ..RegistryConfig::default()
+        };
+        let registry = Registry::new(metadata, blobs, config);
+        let repo: RepositoryName = "app".parse().unwrap();
+        let upload = registry
+            .start_upload(&repo, Algorithm::Sha256)
+            .await
+            .unwrap();
+        let layer = Bytes::from_static(b"a layer");
+        let mut body = futures_util::stream::iter([Ok(layer.clone())]);
+        let written = registry
+            .write_upload(&repo, &upload.id, Some(0), None, &mut body)
+            .await
+            .unwrap();
+        assert_eq!((written.size, written.pieces.len()), (7, 1));
+        let mut nothing = futures_util::stream::iter(Vec::<io::Result<Bytes>>::new());
+        let after = registry
+            .write_upload(&repo, &upload.id, Some(7), Some(0), &mut nothing)
+            .await
+            .unwrap();
+        // One piece still: a store that commits a single piece by copying it
+        // (S3) keeps doing so.
+        assert_eq!(after.pieces, written.pieces);
+        let digest = Digest::of(Algorithm::Sha256, &layer);
+        registry
+            .finish_upload(&repo, &upload.id, &digest, None)
+            .await
+            .unwrap();
+        assert_eq!(registry.blob_size(&repo, &digest).await.unwrap(), 7);
+    }
 }

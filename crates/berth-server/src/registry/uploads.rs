@@ -142,7 +142,11 @@ impl Registry {
             )));
         }
         let mut pieces = upload.pieces.clone();
-        pieces.push(piece);
+        // A write that brought nothing staged nothing (see
+        // `BlobStore::write_upload`): no piece to record.
+        if written > 0 {
+            pieces.push(piece);
+        }
         let advanced = Upload {
             size: upload.size + written,
             hash_state: hasher.save(),
