@@ -5,8 +5,9 @@
 //! append), `blobs/<alg>/<xx>/<hex>` the committed blobs. The upload's record
 //! lists the pieces its size is made of: a write that fails, or loses the
 //! race to record itself, is never read, so committed bytes always hash to
-//! their digest. Committing copies a single staged object server-side, or
-//! streams several into one, then removes every staged object.
+//! their digest. Committing copies a single staged object server-side (up
+//! to the 5 GiB one `CopyObject` may copy), or streams several (or a larger
+//! one) into one, then removes every staged object.
 //!
 //! Endpoint, region and credentials come from the standard AWS environment
 //! (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`, `AWS_REGION`,
@@ -33,6 +34,9 @@ use crate::{BlobStore, BlobStream, ByteStream, Result, StoreError, Upload, Uploa
 const PART: usize = 8 << 20;
 /// Parts of one multipart upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 2;
+/// The largest object one `CopyObject` copies (AWS S3's limit); a larger
+/// staged blob is streamed into place instead.
+const COPY_MAX: u64 = 5 << 30;
 
 pub struct S3BlobStore {
     store: Arc<AmazonS3>,
@@ -268,7 +272,7 @@ impl BlobStore for S3BlobStore {
                 other => storage_error(other),
             };
             match pieces.as_slice() {
-                [(0, size, path)] if *size == upload.size => {
+                [(0, size, path)] if *size == upload.size && *size <= COPY_MAX => {
                     self.store.copy(path, &target).await.map_err(lost)?;
                 }
                 _ => {
