@@ -78,6 +78,10 @@ pub use webhooks::{DeadLetter, Webhook, WebhookStore};
 /// Bytes arriving from a client, borrowed for the length of one write.
 pub type ByteStream<'a> = dyn Stream<Item = io::Result<Bytes>> + Send + Unpin + 'a;
 
+/// Marks a blob of the given size wanted (see [`BlobStore::put_verified_blob`]).
+pub type Wanted<'a> =
+    &'a (dyn Fn(u64) -> futures_util::future::BoxFuture<'static, Result<()>> + Send + Sync);
+
 /// Bytes of a stored blob, read lazily.
 pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'static>>;
 
@@ -173,6 +177,23 @@ pub trait BlobStore: Send + Sync + 'static {
         piece: &str,
         data: &mut ByteStream<'_>,
     ) -> Result<u64>;
+
+    /// Writes a blob whose digest the caller knows before its bytes arrive
+    /// straight to where blobs are read from, where this store can do so
+    /// without staging it first. `data` verifies itself: it ends in an error,
+    /// not its end, when its bytes are not the blob's. Nothing becomes
+    /// readable unless it ends well, and only after `wanted(size)` has run
+    /// (marking the blob wanted, so a collection cannot remove it). Returns
+    /// the size written, or `None`, having read nothing of `data`, when this
+    /// store stages instead (the default) or the blob is already there.
+    async fn put_verified_blob(
+        &self,
+        _digest: &Digest,
+        _data: &mut ByteStream<'_>,
+        _wanted: Wanted<'_>,
+    ) -> Result<Option<u64>> {
+        Ok(None)
+    }
 
     /// The staged bytes of `upload`, as recorded (its pieces, its size).
     async fn read_upload(&self, upload: &Upload) -> Result<BlobStream>;

@@ -27,7 +27,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
-use crate::{BlobStore, BlobStream, ByteStream, Result, StoreError, Upload, UploadLock};
+use crate::{BlobStore, BlobStream, ByteStream, Result, StoreError, Upload, UploadLock, Wanted};
 
 /// Writes up to this size go up in one `PUT`; larger ones as multipart
 /// uploads of parts this large.
@@ -177,6 +177,18 @@ impl S3BlobStore {
     /// Writes `data` to `path`: one `PUT` if small, else a multipart upload.
     /// Returns the bytes written; a body error aborts and writes nothing.
     async fn put_stream(&self, path: &Path, data: &mut ByteStream<'_>) -> Result<u64> {
+        self.put_stream_then(path, data, None).await
+    }
+
+    /// [`Self::put_stream`], running `wanted(size)` once all of `data` has
+    /// come and before the object appears (its last `PUT` or the multipart
+    /// upload's completion); if it fails, nothing appears.
+    async fn put_stream_then(
+        &self,
+        path: &Path,
+        data: &mut ByteStream<'_>,
+        wanted: Option<Wanted<'_>>,
+    ) -> Result<u64> {
         let mut buffered: Vec<Bytes> = Vec::new();
         let mut size = 0usize;
         while size < PART {
@@ -187,6 +199,9 @@ impl S3BlobStore {
                 }
                 Some(Err(e)) => return Err(StoreError::Body(e)),
                 None => {
+                    if let Some(wanted) = wanted {
+                        wanted(size as u64).await?;
+                    }
                     // Empty too: an empty blob is a blob.
                     self.store
                         .put(path, PutPayload::from_iter(buffered))
@@ -221,6 +236,12 @@ impl S3BlobStore {
                 }
             }
         }
+        if let Some(wanted) = wanted
+            && let Err(e) = wanted(written).await
+        {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
         writer.finish().await.map_err(storage_error)?;
         Ok(written)
     }
@@ -254,6 +275,27 @@ impl BlobStore for S3BlobStore {
 
     async fn read_upload(&self, upload: &Upload) -> Result<BlobStream> {
         self.staged_stream(upload).await
+    }
+
+    /// Straight to the blob's key: a multipart upload (or, if small, one
+    /// `PUT` of what was buffered) appears only when it is completed, after
+    /// the whole body verified. This saves the staged copy and the server-side
+    /// copy of it that a commit makes.
+    async fn put_verified_blob(
+        &self,
+        digest: &Digest,
+        data: &mut ByteStream<'_>,
+        wanted: Wanted<'_>,
+    ) -> Result<Option<u64>> {
+        let target = self.blob_path(digest);
+        match self.store.head(&target).await {
+            Ok(_) => return Ok(None),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(storage_error(e)),
+        }
+        self.put_stream_then(&target, data, Some(wanted))
+            .await
+            .map(Some)
     }
 
     async fn commit_upload(&self, upload: &Upload, digest: &Digest) -> Result<()> {

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use berth_core::{Digest, Hasher};
 use futures_util::StreamExt;
 
-use crate::{BlobStore, BlobStream, ByteStream, Result, StoreError, Upload, UploadLock};
+use crate::{BlobStore, BlobStream, ByteStream, Result, StoreError, Upload, UploadLock, Wanted};
 
 pub struct TieredBlobStore {
     hot: Arc<dyn BlobStore>,
@@ -136,6 +136,15 @@ impl BlobStore for TieredBlobStore {
 
     async fn commit_upload(&self, upload: &Upload, digest: &Digest) -> Result<()> {
         self.hot.commit_upload(upload, digest).await
+    }
+
+    async fn put_verified_blob(
+        &self,
+        digest: &Digest,
+        data: &mut ByteStream<'_>,
+        wanted: Wanted<'_>,
+    ) -> Result<Option<u64>> {
+        self.hot.put_verified_blob(digest, data, wanted).await
     }
 
     async fn delete_upload(&self, id: &str) -> Result<()> {

@@ -387,6 +387,70 @@ impl Stream for Hashing<'_, '_> {
     }
 }
 
+/// Why a [`Verifying`] stream failed at its end.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotTheBlob {
+    #[error("upload content has digest {0}, not {1}")]
+    Digest(Digest, Digest),
+    #[error("received {0} bytes, expected {1}")]
+    Size(u64, u64),
+}
+
+/// A body that checks itself as it passes: fails (`FileTooLarge`) past
+/// `allowed` bytes, and at its end fails (`InvalidData`, [`NotTheBlob`])
+/// instead of ending when its bytes are not `expected` (or not `len` long).
+/// Whoever writes it therefore sees the end only of bytes that are the blob.
+struct Verifying<'a, 'b> {
+    inner: &'a mut ByteStream<'b>,
+    hasher: Option<Hasher>,
+    expected: Digest,
+    len: Option<u64>,
+    seen: u64,
+    allowed: u64,
+}
+
+impl Stream for Verifying<'_, '_> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(hasher) = this.hasher.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(&mut *this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.seen += frame.len() as u64;
+                if this.seen > this.allowed {
+                    this.hasher = None;
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::FileTooLarge,
+                        "the layer size quota is exceeded",
+                    ))));
+                }
+                hasher.update(&frame);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                let computed = this.hasher.take().map(Hasher::finish);
+                let wrong = match (computed, this.len) {
+                    (_, Some(len)) if len != this.seen => Some(NotTheBlob::Size(this.seen, len)),
+                    (Some(computed), _) if computed != this.expected => {
+                        Some(NotTheBlob::Digest(computed, this.expected.clone()))
+                    }
+                    _ => None,
+                };
+                Poll::Ready(wrong.map(|e| Err(io::Error::new(io::ErrorKind::InvalidData, e))))
+            }
+            other => {
+                if let Poll::Ready(Some(Err(_))) = other {
+                    this.hasher = None;
+                }
+                other
+            }
+        }
+    }
+}
+
 /// One async mutex per key, held only while someone uses it: serializes the
 /// writes to one upload on this node.
 #[derive(Default)]

@@ -120,17 +120,10 @@ impl Registry {
             Err(StoreError::StagingLost(why)) => {
                 return Err(self.staging_lost(&upload.id, &why).await?);
             }
-            Err(StoreError::Body(e)) if e.kind() == io::ErrorKind::FileTooLarge => {
-                return Err(RegistryError::LimitExceeded(format!(
-                    "a layer may be at most {} bytes",
-                    self.config.quotas.layer_size
-                )));
-            }
-            // Fewer bytes than the request said it carries (`SIZE_INVALID`).
+            // Past the layer quota, or fewer bytes than the request said it
+            // carries (`SIZE_INVALID`).
             Err(StoreError::Body(e)) => {
-                return Err(RegistryError::SizeInvalid(format!(
-                    "the request body ended before its length: {e}"
-                )));
+                return Err(body_error(e, self.config.quotas.layer_size));
             }
             other => other?,
         };
@@ -181,6 +174,11 @@ impl Registry {
             {
                 return Err(RegistryError::RangeInvalid { size: upload.size });
             }
+            // The whole blob in this request, its digest known: where the
+            // store can, straight to where it is read from.
+            if upload.size == 0 && self.put_verified(&upload, digest, len, data).await? {
+                return Ok(());
+            }
             upload = self.append(upload, len, data).await?;
         }
         let computed = match self.digest_of(&upload, digest.algorithm()).await {
@@ -211,6 +209,60 @@ impl Registry {
         match committed {
             Ok(()) => Ok(()),
             Err(StoreError::StagingLost(why)) => Err(self.staging_lost(id, &why).await?),
+            // The upload went with its repository, deleted meanwhile.
+            Err(StoreError::NotFound) => Err(RegistryError::UploadUnknown),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the whole blob of the empty upload `upload` with
+    /// [`BlobStore::put_verified_blob`] and completes the upload. False,
+    /// having read nothing of `data`, where the store stages instead.
+    async fn put_verified(
+        &self,
+        upload: &Upload,
+        digest: &Digest,
+        len: Option<u64>,
+        data: &mut ByteStream<'_>,
+    ) -> Result<bool> {
+        let mut verifying = Verifying {
+            inner: data,
+            hasher: Some(Hasher::new(digest.algorithm())),
+            expected: digest.clone(),
+            len,
+            seen: 0,
+            allowed: self.config.quotas.layer_size,
+        };
+        let metadata = self.metadata.clone();
+        let wanted_digest = digest.clone();
+        // Wanted from before the bytes appear: garbage collection leaves them alone.
+        let wanted = move |size: u64| -> futures_util::future::BoxFuture<'static, _> {
+            let (metadata, digest) = (metadata.clone(), wanted_digest.clone());
+            Box::pin(async move { metadata.touch_blob(&digest, size).await })
+        };
+        let size = match self
+            .blobs
+            .put_verified_blob(digest, &mut verifying, &wanted)
+            .await
+        {
+            Ok(Some(size)) => size,
+            Ok(None) => return Ok(false),
+            Err(StoreError::Body(e)) => {
+                let error = body_error(e, self.config.quotas.layer_size);
+                // As when staged bytes do not verify: nothing of it stays.
+                if matches!(error, RegistryError::DigestInvalid(_)) {
+                    self.discard_upload(&upload.id).await?;
+                }
+                return Err(error);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let upload = Upload {
+            size,
+            ..upload.clone()
+        };
+        match self.metadata.complete_upload(&upload, digest).await {
+            Ok(()) => Ok(true),
             // The upload went with its repository, deleted meanwhile.
             Err(StoreError::NotFound) => Err(RegistryError::UploadUnknown),
             Err(e) => Err(e.into()),
@@ -296,6 +348,24 @@ impl Registry {
             removed += 1;
         }
         Ok(removed)
+    }
+}
+
+/// What a body's error means for the client: the layer quota, bytes that
+/// are not the blob ([`NotTheBlob`]), or a body that ended early.
+fn body_error(e: io::Error, layer_size: u64) -> RegistryError {
+    if e.kind() == io::ErrorKind::FileTooLarge {
+        return RegistryError::LimitExceeded(format!("a layer may be at most {layer_size} bytes"));
+    }
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<NotTheBlob>())
+    {
+        Some(wrong @ NotTheBlob::Digest(..)) => RegistryError::DigestInvalid(wrong.to_string()),
+        Some(wrong @ NotTheBlob::Size(..)) => RegistryError::SizeInvalid(wrong.to_string()),
+        None => {
+            RegistryError::SizeInvalid(format!("the request body ended before its length: {e}"))
+        }
     }
 }
 
