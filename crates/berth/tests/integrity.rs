@@ -265,3 +265,63 @@ async fn layers_completing_during_a_manifest_push_cannot_deadlock() {
         assert_eq!(pushed.status(), 201, "round {round}");
     }
 }
+
+/// A blob pushed whole with its digest (`POST ?digest=`) goes, on S3,
+/// straight to its key: only bytes that verify ever appear there, whether
+/// many clients push it at once, it does not hash to its digest, or its
+/// client goes away midway.
+#[tokio::test]
+async fn whole_blob_pushes_publish_only_bytes_that_verify() {
+    let berth = Berth::start(&[]);
+    let client = client();
+    // Past one multipart part (8 MiB) on S3.
+    let blob = payload("whole", 0, (12 << 20) + 5);
+    let digest = sha256(&blob);
+    let post = |digest: String, body: reqwest::Body| {
+        client
+            .post(berth.url(&format!("/v2/whole/app/blobs/uploads/?digest={digest}")))
+            .body(body)
+            .send()
+    };
+
+    // Bytes that are not the blob: refused, and nothing at its key.
+    let mut wrong = blob.clone();
+    wrong[7 << 20] ^= 1;
+    let r = post(digest.clone(), wrong.into()).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "DIGEST_INVALID");
+    let head = |digest: String| {
+        client
+            .head(berth.url(&format!("/v2/whole/app/blobs/{digest}")))
+            .send()
+    };
+    assert_eq!(head(digest.clone()).await.unwrap().status(), 404);
+
+    // A client that goes away after 9 MiB of a longer body.
+    let sent = blob[..9 << 20].to_vec();
+    let cut = futures_util::stream::iter([
+        Ok::<_, std::io::Error>(bytes::Bytes::from(sent)),
+        Err(std::io::Error::other("the client goes away")),
+    ]);
+    let _ = client
+        .post(berth.url(&format!("/v2/whole/app/blobs/uploads/?digest={digest}")))
+        .header("content-length", blob.len())
+        .body(reqwest::Body::wrap_stream(cut))
+        .send()
+        .await;
+    assert_eq!(head(digest.clone()).await.unwrap().status(), 404);
+
+    // Eight clients pushing it at once: every one is acknowledged, and what
+    // is read back is the blob.
+    let pushes = (0..8).map(|_| post(digest.clone(), blob.clone().into()));
+    for r in futures_util::future::join_all(pushes).await {
+        assert_eq!(r.unwrap().status(), 201);
+    }
+    let r = client
+        .get(berth.url(&format!("/v2/whole/app/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+}
