@@ -30,6 +30,8 @@ use crate::{BlobStore, BlobStream, ByteStream, Result, StoreError, Upload, Uploa
 const FRAME: usize = 1024 * 1024;
 /// Frames in flight between a request and its disk thread.
 const FRAMES_IN_FLIGHT: usize = 4;
+/// Size of the frames a blob is read in.
+const READ_FRAME: usize = 256 * 1024;
 
 pub struct FsBlobStore {
     root: PathBuf,
@@ -76,40 +78,41 @@ async fn blocking<T: Send + 'static>(
         .map_err(StoreError::Io)
 }
 
-/// Streams `len` bytes of `file` from its current position.
-fn stream_file(mut file: File, len: u64) -> BlobStream {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(FRAMES_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || {
-        let mut left = len;
-        let mut buf = BytesMut::new();
-        while left > 0 {
-            let want = left.min(FRAME as u64) as usize;
-            buf.resize(want, 0);
-            let frame = match file.read(&mut buf[..want]) {
-                Ok(0) => Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "blob is shorter than recorded",
-                )),
-                Ok(n) => {
-                    left -= n as u64;
-                    Ok(buf.split_to(n).freeze())
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
-            };
-            let failed = frame.is_err();
-            if tx.blocking_send(frame).is_err() || failed {
-                return; // the client went away, or the error was sent
-            }
+/// Streams `len` bytes of `file` from its current position, one frame at a
+/// time: each is read on a blocking thread when the client asks for it, so a
+/// stream holds no thread while its client is slow and at most the frame
+/// being sent — a herd of pulls costs a frame each, not a read-ahead each.
+fn stream_file(file: File, len: u64) -> BlobStream {
+    let frames = futures_util::stream::try_unfold((file, len), |(mut file, left)| async move {
+        if left == 0 {
+            return Ok(None);
         }
+        let want = left.min(READ_FRAME as u64) as usize;
+        let (file, frame) = tokio::task::spawn_blocking(move || -> io::Result<(File, Bytes)> {
+            let mut buf = BytesMut::zeroed(want);
+            loop {
+                match file.read(&mut buf) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "blob is shorter than recorded",
+                        ));
+                    }
+                    Ok(n) => {
+                        buf.truncate(n);
+                        return Ok((file, buf.freeze()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+        .map_err(io::Error::other)??;
+        let left = left - frame.len() as u64;
+        Ok(Some((frame, (file, left))))
     });
-    Box::pin(tokio_stream_from(rx))
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: mpsc::Receiver<T>,
-) -> impl futures_util::Stream<Item = T> + Send {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    Box::pin(frames)
 }
 
 /// Deletes a file; one already gone is not an error.
