@@ -26,9 +26,9 @@ use tokio::sync::mpsc;
 
 use crate::{BlobStore, BlobStream, ByteStream, Result, StoreError, Upload, UploadLock};
 
-/// Size of the frames read from disk and of the buffers written to it.
+/// Size of the buffers an upload is written to disk in.
 const FRAME: usize = 1024 * 1024;
-/// Frames in flight between a request and its disk thread.
+/// Frames in flight between an upload request and its disk thread.
 const FRAMES_IN_FLIGHT: usize = 4;
 /// Size of the frames a blob is read in.
 const READ_FRAME: usize = 256 * 1024;
