@@ -555,12 +555,18 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn reads_that_miss_ask_the_hook_once() {
-        let dir = tempfile::tempdir().unwrap();
+    /// SQLite and a blob directory in `dir`.
+    async fn stores_in(dir: &tempfile::TempDir) -> (Arc<dyn MetadataStore>, Arc<dyn BlobStore>) {
         let metadata: Arc<dyn MetadataStore> =
             Arc::new(SqliteStore::open(&dir.path().join("m.db")).await.unwrap());
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path().join("b")).unwrap());
+        (metadata, blobs)
+    }
+
+    #[tokio::test]
+    async fn reads_that_miss_ask_the_hook_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (metadata, blobs) = stores_in(&dir).await;
         let registry = Registry::new(metadata.clone(), blobs, RegistryConfig::default());
         let content = Bytes::from_static(
             br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#,
@@ -603,9 +609,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_that_brings_nothing_records_no_piece() {
         let dir = tempfile::tempdir().unwrap();
-        let metadata: Arc<dyn MetadataStore> =
-            Arc::new(SqliteStore::open(&dir.path().join("m.db")).await.unwrap());
-        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path().join("b")).unwrap());
+        let (metadata, blobs) = stores_in(&dir).await;
         let config = RegistryConfig {
             create_on_push: true,
             ..RegistryConfig::default()
