@@ -15,8 +15,9 @@ no reason to grow). With `--nodes N` (PostgreSQL + S3) N berths share the
 install and the workers are spread over them, so one node reads what another
 wrote. Every 5 s it samples each berth's RSS. Prints a line per minute
 (requests, p50/p99 over all operations, the slowest operation's p99, peak RSS
-of each node), then a JSON summary comparing the second minute with the last;
-exits 1 on any 5xx, failed request or byte that did not verify."""
+of each node and, on the filesystem, the blobs stored: garbage collection must
+keep up, or the data grows), then a JSON summary comparing the second minute
+with the last; exits 1 on any 5xx, failed request or byte that did not verify."""
 
 import argparse
 import base64
@@ -25,6 +26,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +66,8 @@ class Stats:
         self.latency = defaultdict(lambda: defaultdict(list))
         # minute -> node -> peak RSS MiB
         self.rss = defaultdict(lambda: defaultdict(float))
+        # minute -> blob files stored at its end (filesystem storage only)
+        self.stored = {}
         self.errors = []
 
     def record(self, op, ms):
@@ -206,15 +210,22 @@ def main():
             url = server.stdout.readline().strip().rsplit(" ", 1)[1]
             host, port = url.split("://", 1)[1].split("/", 1)[0].split(":")
             nodes.append((server, host, int(port)))
-        return run(nodes, args)
+        blobs_dir = None if args.storage else os.path.join(tmp, "data", "blobs", "blobs")
+        return run(nodes, args, blobs_dir)
     finally:
         for server in servers:
             server.terminate()
             server.wait(timeout=60)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run(nodes, args):
-    """`nodes`: (process, host, port) of each berth; worker n uses node n mod N."""
+def stored_blobs(blobs_dir):
+    return sum(len(files) for _, _, files in os.walk(blobs_dir))
+
+
+def run(nodes, args, blobs_dir):
+    """`nodes`: (process, host, port) of each berth; worker n uses node n mod N;
+    `blobs_dir`: where the filesystem store keeps blobs (None on S3)."""
     seconds = duration(args.duration)
     start = time.time()
     stats, stop = Stats(start), threading.Event()
@@ -232,13 +243,16 @@ def run(nodes, args):
         minute = int((time.time() - start) // 60)
         for i, (server, _, _) in enumerate(nodes):
             stats.rss[minute][i] = max(stats.rss[minute][i], rss_mib(server.pid))
+        if blobs_dir and int((time.time() - start + 5) // 60) > minute:  # the minute's last sample
+            stats.stored[minute] = stored_blobs(blobs_dir)
     stop.set()
     for t in threads:
         t.join(timeout=60)
 
     minutes = sorted(m for m in stats.latency if m < int(seconds // 60) or seconds < 60)
     rows = []
-    print(f"{'minute':>6} {'requests':>9} {'p50 ms':>7} {'p99 ms':>7} {'slowest op p99':>24} {'RSS MiB':>8}")
+    print(f"{'minute':>6} {'requests':>9} {'p50 ms':>7} {'p99 ms':>7} {'slowest op p99':>24} {'RSS MiB':>8}"
+          f" {'blobs stored':>12}")
     for m in minutes:
         by_op = stats.latency[m]
         every = [v for values in by_op.values() for v in values]
@@ -246,10 +260,12 @@ def run(nodes, args):
         row = {"minute": m + 1, "requests": len(every), "p50_ms": round(percentile(every, 0.5), 2),
                "p99_ms": round(percentile(every, 0.99), 2),
                "slowest_op": slowest, "slowest_op_p99_ms": round(percentile(by_op[slowest], 0.99), 2),
-               "rss_mib": [round(stats.rss[m][i], 1) for i in range(len(nodes))]}
+               "rss_mib": [round(stats.rss[m][i], 1) for i in range(len(nodes))],
+               "blobs_stored": stats.stored.get(m)}
         rows.append(row)
         print(f"{row['minute']:>6} {row['requests']:>9} {row['p50_ms']:>7} {row['p99_ms']:>7} "
-              f"{slowest + ' ' + str(row['slowest_op_p99_ms']):>24} {' / '.join(map(str, row['rss_mib'])):>8}")
+              f"{slowest + ' ' + str(row['slowest_op_p99_ms']):>24} {' / '.join(map(str, row['rss_mib'])):>8}"
+              f" {'' if row['blobs_stored'] is None else row['blobs_stored']:>12}")
     summary = {"minutes": rows, "errors": stats.errors}
     if len(rows) >= 3:
         second, last = rows[1], rows[-1]

@@ -193,7 +193,13 @@ impl MetadataStore for PgStore {
 
 crate::access::impl_access_store!(PgStore, pool, pool);
 crate::events::impl_event_store!(PgStore, pool, pool);
-crate::gc::impl_gc_store!(PgStore, pool, pool);
+crate::gc::impl_gc_store!(
+    PgStore,
+    sqlx::Postgres,
+    pool,
+    pool,
+    " FOR UPDATE OF b SKIP LOCKED"
+);
 crate::jobs::impl_job_store!(
     PgStore,
     pool,

@@ -307,7 +307,7 @@ impl MetadataStore for SqliteStore {
 
 crate::access::impl_access_store!(SqliteStore, write, read);
 crate::events::impl_event_store!(SqliteStore, write, read);
-crate::gc::impl_gc_store!(SqliteStore, write, read);
+crate::gc::impl_gc_store!(SqliteStore, sqlx::Sqlite, write, read, "");
 crate::jobs::impl_job_store!(
     SqliteStore,
     write,

@@ -45,20 +45,17 @@ pub struct GcArgs {
 pub async fn gc(args: GcArgs) -> anyhow::Result<()> {
     let install = args.install.open().await?;
     let collector = Collector::new(install.metadata.clone(), install.blobs.clone());
-    let report = collector.collect(args.grace, args.dry_run).await?;
     let verb = if args.dry_run {
         "would reclaim"
     } else {
         "reclaimed"
     };
-    for (digest, size) in &report.blobs {
-        println!("{verb} {digest} ({size} bytes)");
-    }
-    println!(
-        "{verb} {} blob(s), {} bytes",
-        report.blobs.len(),
-        report.bytes()
-    );
+    let report = collector
+        .collect(args.grace, args.dry_run, |digest, size| {
+            println!("{verb} {digest} ({size} bytes)");
+        })
+        .await?;
+    println!("{verb} {} blob(s), {} bytes", report.blobs, report.bytes);
     Ok(())
 }
 

@@ -1151,13 +1151,13 @@ fn test_jobs(jobs: &Jobs) {
 
 async fn collect_garbage(collector: Arc<Collector>, grace: Duration) -> JobResult {
     let report = collector
-        .collect(grace, false)
+        .collect(grace, false, |_, _| {})
         .await
         .map_err(|e| format!("garbage collection: {e}"))?;
-    if !report.blobs.is_empty() {
+    if report.blobs > 0 {
         tracing::info!(
-            blobs = report.blobs.len(),
-            bytes = report.bytes(),
+            blobs = report.blobs,
+            bytes = report.bytes,
             "garbage collection reclaimed blobs"
         );
     }

@@ -29,7 +29,7 @@ pub struct HousekeepingReport {
     pub lifecycle_expired: usize,
     pub blobs: u64,
     pub gc_seconds: f64,
-    pub gc_reclaimed: usize,
+    pub gc_reclaimed: u64,
     pub peak_rss_mib_before: f64,
     pub peak_rss_mib_after_lifecycle: f64,
     pub peak_rss_mib_after_gc: f64,
@@ -180,7 +180,7 @@ pub async fn run(
 
     let started = Instant::now();
     let report = Collector::new(store, blob_store)
-        .collect(Duration::from_secs(3600), false)
+        .collect(Duration::from_secs(3600), false, |_, _| {})
         .await?;
     let gc_seconds = started.elapsed().as_secs_f64();
     Ok(HousekeepingReport {
@@ -189,7 +189,7 @@ pub async fn run(
         lifecycle_expired: expired.len(),
         blobs,
         gc_seconds,
-        gc_reclaimed: report.blobs.len(),
+        gc_reclaimed: report.blobs,
         peak_rss_mib_before: before,
         peak_rss_mib_after_lifecycle: after_lifecycle,
         peak_rss_mib_after_gc: peak_rss_mib(),
