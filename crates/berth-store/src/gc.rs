@@ -236,10 +236,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_reclaims_its_garbage_keeps_the_rest_and_survives_a_failed_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("metadata.db"))
-            .await
-            .unwrap();
+        let (_dir, store) = crate::sqlite::tests::temp_store().await;
         for n in 1..=4 {
             store.touch_blob(&digest(n), 10).await.unwrap();
         }

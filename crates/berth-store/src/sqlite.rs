@@ -367,8 +367,17 @@ pub(crate) fn image_from_row(row: ImageRow) -> Result<ImageRecord> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A store in a fresh directory (kept while the `TempDir` lives).
+    pub(crate) async fn temp_store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("metadata.db"))
+            .await
+            .unwrap();
+        (dir, store)
+    }
 
     /// A page of names, as `tags/list` asks: `LIMIT ?` is what SQLite folds.
     const PAGE: &str = "SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2";
@@ -385,10 +394,7 @@ mod tests {
 
     #[tokio::test]
     async fn hot_reads_keep_their_compiled_statements() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("metadata.db"))
-            .await
-            .unwrap();
+        let (dir, store) = temp_store().await;
         let plain = rusqlite::Connection::open(dir.path().join("metadata.db")).unwrap();
         assert!(
             pages(&plain).unwrap() > 0,
